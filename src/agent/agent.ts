@@ -1,0 +1,142 @@
+/**
+ * Composition root of the running agent: wires serial link -> protocol driver
+ * -> metrics engine -> record sinks. Stages hand each other plain data; none
+ * reaches into another's internals.
+ */
+import type { AgentConfig } from '../config/schema.js';
+import type { Logger } from '../log/logger.js';
+import { SerialLink, type LinkState } from '../link/serial-link.js';
+import { loadCalibration, type Calibration } from '../metrics/calibration.js';
+import { MetricsEngine } from '../metrics/engine.js';
+import type { LiveRecord } from '../metrics/record.js';
+import { createSpeedModel } from '../metrics/speed-model.js';
+import { MAX_WIRE_FRAME, RequestOp } from '../protocol/fwp/codec.js';
+import { FwpDriver } from '../protocol/fwp/driver.js';
+
+export type RecordSink = (record: LiveRecord) => void;
+
+export interface AgentHealth {
+  deviceId: string;
+  link: ReturnType<SerialLink['snapshot']> & { path: string };
+  protocol: {
+    frames: number;
+    samples: number;
+    errors: Record<string, number>;
+    lostFrames: number;
+    seqGaps: number;
+    boardResets: number;
+    requestTimeouts: number;
+  };
+  board: { hello: FwpDriver['hello']; status: FwpDriver['status'] };
+  engine: MetricsEngine['counters'];
+  healthy: boolean;
+}
+
+export class Agent {
+  readonly calibration: Calibration;
+  readonly engine: MetricsEngine;
+  readonly driver: FwpDriver;
+  readonly link: SerialLink;
+  private readonly sinks: RecordSink[] = [];
+  private statsTimer: NodeJS.Timeout | null = null;
+  private lastFrameCount = 0;
+
+  constructor(
+    readonly config: AgentConfig,
+    private readonly log: Logger,
+  ) {
+    this.calibration = loadCalibration(config.metrics.calibration);
+    const sinks = this.sinks;
+    this.engine = new MetricsEngine({
+      calibration: this.calibration,
+      speedModel: createSpeedModel(this.calibration.spec.speedModel),
+      cadenceTimeoutUs: config.metrics.cadenceTimeoutMs * 1000,
+      staleAfterUs: config.metrics.staleAfterMs * 1000,
+      expireAfterUs: config.metrics.expireAfterMs * 1000,
+      onRecord(record) {
+        for (let i = 0; i < sinks.length; i++) sinks[i](record);
+      },
+    });
+    this.link = new SerialLink({
+      path: config.serial.path,
+      baudRate: config.serial.baudRate,
+      maxFrame: MAX_WIRE_FRAME - 1,
+      reopenBaseMs: config.serial.reopenBaseMs,
+      reopenCapMs: config.serial.reopenCapMs,
+      onFrame: (frame) => this.driver.onFrame(frame),
+    });
+    this.driver = new FwpDriver(this.engine, (b) => this.link.write(b), {
+      onHello: (hello, atBoot) => {
+        this.log.info({ hello, atBoot }, atBoot ? 'board booted' : 'board hello');
+        if (hello.ticksPerRev !== this.calibration.ticksPerRev) {
+          this.log.error(
+            { boardTicksPerRev: hello.ticksPerRev, calibrationTicksPerRev: this.calibration.ticksPerRev, calibration: this.calibration.model },
+            'board and calibration disagree on flywheel ticks per revolution: wrong calibration for this bike',
+          );
+        }
+      },
+      onLog: (level, text) => {
+        const fn = level >= 3 ? 'error' : level === 2 ? 'warn' : level === 1 ? 'info' : 'debug';
+        this.log[fn]({ board: true }, text);
+      },
+    });
+  }
+
+  addRecordSink(sink: RecordSink): void {
+    this.sinks.push(sink);
+  }
+
+  start(): void {
+    this.link.on('state', (state: LinkState, detail) => {
+      const lvl = state === 'waiting' ? 'warn' : 'info';
+      this.log[lvl]({ link: state, path: this.link.path, ...detail }, `link ${state}`);
+      if (state !== 'open') this.driver.cancelAll(`link ${state}`);
+    });
+    this.link.on('open', () => {
+      this.driver.linkOpened();
+      this.driver
+        .request(RequestOp.GET_HELLO, undefined, { timeoutMs: this.config.serial.requestTimeoutMs, retries: this.config.serial.requestRetries })
+        .catch((err: Error) => this.log.warn({ err: err.message }, 'board did not answer hello'));
+    });
+    this.link.start();
+    const every = this.config.log.statsIntervalS;
+    if (every > 0) {
+      this.statsTimer = setInterval(() => this.logStats(), every * 1000);
+      this.statsTimer.unref();
+    }
+  }
+
+  health(): AgentHealth {
+    const c = this.driver.counters;
+    const link = { ...this.link.snapshot(), path: this.link.path };
+    return {
+      deviceId: this.config.device.id,
+      link,
+      protocol: {
+        frames: c.frames,
+        samples: c.samples,
+        errors: c.errorsByName(),
+        lostFrames: c.lostFrames,
+        seqGaps: c.seqGaps,
+        boardResets: c.boardResets,
+        requestTimeouts: c.requestTimeouts,
+      },
+      board: { hello: this.driver.hello, status: this.driver.status },
+      engine: this.engine.counters,
+      healthy: link.state === 'open' && c.frames > 0,
+    };
+  }
+
+  private logStats(): void {
+    const h = this.health();
+    const framesPerS = (h.protocol.frames - this.lastFrameCount) / this.config.log.statsIntervalS;
+    this.lastFrameCount = h.protocol.frames;
+    this.log.info({ stats: { link: h.link.state, counters: h.link.counters, protocol: h.protocol, framesPerS } }, 'stats');
+  }
+
+  async stop(): Promise<void> {
+    if (this.statsTimer) clearInterval(this.statsTimer);
+    this.driver.cancelAll('agent stopping');
+    await this.link.stop();
+  }
+}

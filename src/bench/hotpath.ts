@@ -1,0 +1,104 @@
+/**
+ * Measures the receive hot path: frame decode -> driver -> ring buffer ->
+ * 10 Hz engine, over frames generated beforehand so that the measured loop
+ * runs only agent code. Used by scripts/bench/hotpath.js and by the
+ * zero-allocation test; counts GC events with a PerformanceObserver.
+ */
+import { PerformanceObserver } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { loadCalibration } from '../metrics/calibration.js';
+import { MetricsEngine } from '../metrics/engine.js';
+import { createSpeedModel } from '../metrics/speed-model.js';
+import { FwpDriver } from '../protocol/fwp/driver.js';
+import { SimBoard } from '../sim/board.js';
+import type { RideScript } from '../sim/ride-script.js';
+
+export interface HotPathResult {
+  frames: number;
+  records: number;
+  seconds: number;
+  framesPerS: number;
+  nsPerFrame: number;
+  gcEvents: number;
+  heapDeltaBytes: number;
+  decodeErrors: number;
+}
+
+const RIDE: RideScript = {
+  name: 'bench',
+  loop: true,
+  segments: [
+    { durationS: 120, cadenceRpm: [70, 100], resistancePct: [30, 60], hrBpm: [110, 150] },
+    { durationS: 60, cadenceRpm: 95, resistancePct: 55, hrBpm: 155 },
+    { durationS: 120, cadenceRpm: [100, 65], resistancePct: [60, 25], hrBpm: [150, 115] },
+  ],
+};
+
+/** A full GC, without needing --expose-gc on the command line. */
+function collectGarbage(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
+
+export async function measureHotPath(frames: number, warmupFrames = 200_000): Promise<HotPathResult> {
+  const calibration = loadCalibration('sim-bike-v1');
+  let records = 0;
+  const engine = new MetricsEngine({
+    calibration,
+    speedModel: createSpeedModel(calibration.spec.speedModel),
+    onRecord() {
+      records++;
+    },
+  });
+  const driver = new FwpDriver(engine, () => true);
+  // Start near the 32-bit clock wrap so the measured run crosses it.
+  const board = new SimBoard(calibration, RIDE, { clockStartUs: 2 ** 32 - 600e6, seed: 3 });
+  const warm = board.generateSamples(warmupFrames);
+  const data = board.generateSamples(frames);
+
+  const feed = (d: { bytes: Buffer; starts: Uint32Array; ends: Uint32Array }, from: number, to: number): void => {
+    const { bytes, starts, ends } = d;
+    for (let i = from; i < to; i++) driver.decode(bytes, starts[i], ends[i]);
+  };
+  // Warm up through many ordinary calls so every function on the path,
+  // including this loop, is optimized before measuring (not only on-stack
+  // replaced), and no compilation happens inside the measured run.
+  const chunk = 5000;
+  for (let i = 0; i < warmupFrames; i += chunk) feed(warm, i, Math.min(warmupFrames, i + chunk));
+  await sleep(50);
+  // Start from an empty young generation, so a GC during the run can only
+  // come from the run itself.
+  collectGarbage();
+  await sleep(20);
+
+  let gcEvents = 0;
+  const obs = new PerformanceObserver((list) => {
+    gcEvents += list.getEntries().length;
+  });
+  obs.observe({ entryTypes: ['gc'] });
+  await sleep(20);
+  gcEvents = 0;
+  records = 0;
+  const heapBefore = process.memoryUsage().heapUsed;
+  const t0 = process.hrtime.bigint();
+  feed(data, 0, frames);
+  const t1 = process.hrtime.bigint();
+  const heapAfter = process.memoryUsage().heapUsed;
+  // GC entries are delivered asynchronously: give the observer a turn.
+  await sleep(100);
+  obs.disconnect();
+
+  const seconds = Number(t1 - t0) / 1e9;
+  return {
+    frames,
+    records,
+    seconds,
+    framesPerS: Math.round(frames / seconds),
+    nsPerFrame: Number(((seconds * 1e9) / frames).toFixed(1)),
+    gcEvents,
+    heapDeltaBytes: heapAfter - heapBefore,
+    decodeErrors: driver.counters.errors.reduce((a, b) => a + b, 0),
+  };
+}

@@ -1,0 +1,66 @@
+import { Agent } from '../agent/agent.js';
+import { loadConfig } from '../config/load.js';
+import { createLogger } from '../log/logger.js';
+import { loadCalibration } from '../metrics/calibration.js';
+import { recordToJson } from '../metrics/record.js';
+import { SimBoard } from '../sim/board.js';
+import { DEMO_RIDE, loadRideScript } from '../sim/ride-script.js';
+import { SimRunner } from '../sim/runner.js';
+
+export interface RunOptions {
+  config?: string;
+  simulate?: boolean;
+  records?: 'all' | '1hz' | 'none';
+}
+
+/** Stop within this long after SIGTERM even if a stage hangs. */
+const SHUTDOWN_DEADLINE_MS = 5000;
+
+export async function runCommand(opts: RunOptions): Promise<void> {
+  const config = loadConfig(opts.config);
+  if (opts.records) config.log.records = opts.records;
+  const log = createLogger(config.log.level, { deviceId: config.device.id });
+
+  let sim: SimRunner | undefined;
+  if (opts.simulate) {
+    const script = config.simulator.script ? loadRideScript(config.simulator.script) : DEMO_RIDE;
+    const board = new SimBoard(loadCalibration(config.metrics.calibration), script, {
+      sampleRateHz: config.simulator.sampleRateHz,
+      seed: config.simulator.seed,
+    });
+    sim = new SimRunner({ board });
+    config.serial.path = await sim.startOnPty(undefined, config.serial.baudRate);
+    log.info({ path: config.serial.path, script: script.name }, 'simulator started');
+  }
+
+  const agent = new Agent(config, log);
+  if (config.log.records !== 'none') {
+    const every = config.log.records === 'all' ? 1 : 10;
+    let n = 0;
+    agent.addRecordSink((r) => {
+      if (++n % every === 0) log.info({ record: recordToJson(r) }, 'record');
+    });
+  }
+  agent.start();
+  log.info({ serial: config.serial.path, calibration: agent.calibration.model, dataDir: config.dataDir }, 'agent started');
+
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    const deadline = setTimeout(() => {
+      log.error({ deadlineMs: SHUTDOWN_DEADLINE_MS }, 'shutdown deadline passed; exiting');
+      process.exit(1);
+    }, SHUTDOWN_DEADLINE_MS);
+    deadline.unref();
+    void (async () => {
+      await agent.stop();
+      await sim?.stop();
+      log.info({ health: agent.health().protocol }, 'stopped');
+      process.exit(0);
+    })();
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}

@@ -1,0 +1,55 @@
+import { loadCalibration } from '../metrics/calibration.js';
+import { SimBoard } from '../sim/board.js';
+import { DEMO_RIDE, loadRideScript } from '../sim/ride-script.js';
+import { SimRunner } from '../sim/runner.js';
+
+export interface SimulateOptions {
+  script?: string;
+  calibration: string;
+  rate: number;
+  seed: number;
+  baud: number;
+  stdout?: boolean;
+  dir?: string;
+  duration?: number;
+  noise: number;
+  badCrc: number;
+  drop: number;
+  unplugEvery?: number;
+  unplugFor: number;
+  clockStart: number;
+}
+
+/** Human messages go to stderr so stdout stays the data channel (pty path or raw bytes). */
+function note(event: string, detail: Record<string, unknown>): void {
+  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), svc: 'bike-simulator', msg: event, ...detail })}\n`);
+}
+
+export async function simulateCommand(o: SimulateOptions): Promise<void> {
+  const script = o.script ? loadRideScript(o.script) : DEMO_RIDE;
+  const board = new SimBoard(loadCalibration(o.calibration), script, {
+    sampleRateHz: o.rate,
+    seed: o.seed,
+    clockStartUs: o.clockStart,
+    faults: { noiseBytesPerS: o.noise, badCrcRate: o.badCrc, dropRate: o.drop },
+  });
+  const runner = new SimRunner({
+    board,
+    durationS: o.duration,
+    unplug: o.unplugEvery ? { everyS: o.unplugEvery, forS: o.unplugFor } : undefined,
+    onEvent: note,
+  });
+  if (o.stdout) {
+    runner.startOnStream(process.stdout);
+    note('simulator streaming to stdout', { script: script.name, rateHz: o.rate });
+  } else {
+    const path = await runner.startOnPty(o.dir, o.baud);
+    process.stdout.write(`${path}\n`);
+    note('simulator ready', { path, script: script.name, rateHz: o.rate });
+  }
+  const stop = (): void => void runner.stop();
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  await runner.done;
+  note('simulator stopped', { ...board.counters });
+}

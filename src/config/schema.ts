@@ -1,0 +1,80 @@
+/**
+ * Agent configuration: JSON, validated strictly (an unknown key is an error,
+ * so a typo never silently falls back to a default). Every field has an
+ * embedded default, so `run --simulate` needs no file at all.
+ */
+import { hostname } from 'node:os';
+import { z } from 'zod';
+
+const ms = (def: number) => z.number().int().positive().default(def);
+
+function defaultDeviceId(): string {
+  const h = hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 48) || 'bike';
+  return `dev-${h}`;
+}
+
+export const ConfigSchema = z
+  .object({
+    device: z
+      .object({
+        /** Stable id of this bike; part of every record's idempotency key. */
+        id: z
+          .string()
+          .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'letters, digits, "_", "." or "-", at most 64, starting with a letter or digit')
+          .default(defaultDeviceId),
+      })
+      .strict()
+      .default({}),
+    serial: z
+      .object({
+        path: z.string().min(1).default('/dev/flywheel'),
+        baudRate: z.number().int().positive().max(4_000_000).default(115200),
+        protocol: z.enum(['fwp']).default('fwp'),
+        reopenBaseMs: ms(250),
+        reopenCapMs: ms(5000),
+        requestTimeoutMs: ms(500),
+        requestRetries: z.number().int().min(0).max(10).default(3),
+      })
+      .strict()
+      .default({}),
+    dataDir: z.string().min(1).default(() => process.env.STATE_DIRECTORY ?? './data'),
+    mqtt: z
+      .object({
+        url: z.string().url().default('mqtt://127.0.0.1:1883'),
+        topicPrefix: z.string().min(1).default('bike'),
+      })
+      .strict()
+      .default({}),
+    metrics: z
+      .object({
+        /** A shipped model name (firmware-protocol/calibration/NAME.json) or a path to a JSON file. */
+        calibration: z.string().min(1).default('sim-bike-v1'),
+        cadenceTimeoutMs: ms(3000),
+        staleAfterMs: ms(1000),
+        expireAfterMs: ms(5000),
+      })
+      .strict()
+      .default({}),
+    log: z
+      .object({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+        /** Log every 10 Hz record ("all"), one per second ("1hz"), or none. */
+        records: z.enum(['all', '1hz', 'none']).default('all'),
+        /** Seconds between link/engine statistics lines. */
+        statsIntervalS: z.number().int().min(0).default(60),
+      })
+      .strict()
+      .default({}),
+    simulator: z
+      .object({
+        /** Ride script JSON for `run --simulate`; the built-in interval ride when absent. */
+        script: z.string().optional(),
+        sampleRateHz: z.number().int().min(1).max(200).default(50),
+        seed: z.number().int().default(1),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+export type AgentConfig = z.infer<typeof ConfigSchema>;

@@ -1,0 +1,178 @@
+/**
+ * The serial link: opens the configured port, splits the byte stream into
+ * frames, and keeps the port open through unplug/replug. Knows bytes, not
+ * meanings: frames go to one handler, which is the protocol driver.
+ */
+import { EventEmitter } from 'node:events';
+import { SerialPort } from 'serialport';
+import { Backoff } from './backoff.js';
+import { BoundedDelimiterParser } from './bounded-delimiter.js';
+
+export type LinkState = 'closed' | 'opening' | 'open' | 'waiting' | 'stopped';
+
+export interface SerialLinkOptions {
+  path: string;
+  baudRate: number;
+  /** Longest frame accepted between delimiters, in bytes. */
+  maxFrame: number;
+  reopenBaseMs: number;
+  reopenCapMs: number;
+  /** Called once per frame with the bytes between two delimiters. */
+  onFrame: (frame: Buffer) => void;
+}
+
+export class LinkCounters {
+  bytesIn = 0;
+  bytesOut = 0;
+  /** Frames split off by the delimiter parser (before any decoding). */
+  framesIn = 0;
+  /** Frames dropped for exceeding the maximum length. */
+  oversized = 0;
+  opens = 0;
+  openFailures = 0;
+  disconnects = 0;
+}
+
+export interface LinkEvents {
+  state: [state: LinkState, detail: { reason?: string; retryInMs?: number }];
+  open: [];
+}
+
+/**
+ * Emits `state` on every transition and `open` each time the port is opened,
+ * so the driver can greet the board again after a replug.
+ */
+export class SerialLink extends EventEmitter<LinkEvents> {
+  readonly counters = new LinkCounters();
+  private port: SerialPort | null = null;
+  private parser: BoundedDelimiterParser | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly backoff: Backoff;
+  private currentState: LinkState = 'closed';
+  private lastError: string | undefined;
+  private stateSince = Date.now();
+
+  constructor(private readonly opts: SerialLinkOptions) {
+    super();
+    // A floor so a flapping USB device is not reopened in a tight loop.
+    this.backoff = new Backoff(opts.reopenBaseMs, opts.reopenCapMs, Math.min(100, opts.reopenBaseMs));
+  }
+
+  get state(): LinkState {
+    return this.currentState;
+  }
+
+  get path(): string {
+    return this.opts.path;
+  }
+
+  snapshot(): { state: LinkState; since: number; lastError: string | undefined; counters: LinkCounters } {
+    const c = this.counters;
+    c.oversized = this.parser ? this.parser.oversized + this.oversizedBefore : this.oversizedBefore;
+    return { state: this.currentState, since: this.stateSince, lastError: this.lastError, counters: c };
+  }
+
+  private oversizedBefore = 0;
+
+  start(): void {
+    if (this.currentState !== 'closed') return;
+    this.openNow();
+  }
+
+  /** Write bytes to the board; false when the link is not open. */
+  write(bytes: Buffer): boolean {
+    const port = this.port;
+    if (!port || this.currentState !== 'open') return false;
+    this.counters.bytesOut += bytes.length;
+    port.write(bytes);
+    return true;
+  }
+
+  async stop(): Promise<void> {
+    this.setState('stopped', {});
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.closePort();
+  }
+
+  private setState(state: LinkState, detail: { reason?: string; retryInMs?: number }): void {
+    if (this.currentState === 'stopped') return;
+    this.currentState = state;
+    this.stateSince = Date.now();
+    if (detail.reason) this.lastError = detail.reason;
+    this.emit('state', state, detail);
+  }
+
+  private openNow(): void {
+    if (this.currentState === 'stopped') return;
+    this.setState('opening', {});
+    // A fresh instance per open: a closed SerialPort does not relock its device on Linux.
+    const port = new SerialPort({
+      path: this.opts.path,
+      baudRate: this.opts.baudRate,
+      dataBits: 8,
+      stopBits: 1,
+      parity: 'none',
+      autoOpen: false,
+    });
+    this.port = port;
+    port.open((err) => {
+      if (this.port !== port) return;
+      if (err) {
+        this.counters.openFailures++;
+        this.port = null;
+        this.scheduleReopen(`open ${this.opts.path}: ${err.message}`);
+        return;
+      }
+      this.onOpened(port);
+    });
+  }
+
+  private onOpened(port: SerialPort): void {
+    this.counters.opens++;
+    this.backoff.reset();
+    if (this.parser) this.oversizedBefore += this.parser.oversized;
+    const parser = new BoundedDelimiterParser(this.opts.maxFrame);
+    this.parser = parser;
+    const counters = this.counters;
+    const onFrame = this.opts.onFrame;
+    port.on('data', (chunk: Buffer) => {
+      counters.bytesIn += chunk.length;
+    });
+    parser.on('data', (frame: Buffer) => {
+      counters.framesIn++;
+      onFrame(frame);
+    });
+    port.pipe(parser);
+    port.on('error', (err: Error) => {
+      this.lastError = err.message;
+    });
+    port.on('close', (err: (Error & { disconnected?: boolean }) | null) => {
+      if (this.port !== port) return;
+      this.port = null;
+      port.unpipe(parser);
+      if (this.currentState === 'stopped') return;
+      this.counters.disconnects++;
+      this.scheduleReopen(err?.disconnected ? 'device disconnected' : `port closed${err ? `: ${err.message}` : ''}`);
+    });
+    this.setState('open', {});
+    this.emit('open');
+  }
+
+  private scheduleReopen(reason: string): void {
+    if (this.currentState === 'stopped') return;
+    const delay = this.backoff.next();
+    this.setState('waiting', { reason, retryInMs: delay });
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.openNow();
+    }, delay);
+  }
+
+  private closePort(): Promise<void> {
+    const port = this.port;
+    this.port = null;
+    if (!port || !port.isOpen) return Promise.resolve();
+    return new Promise((resolve) => port.close(() => resolve()));
+  }
+}

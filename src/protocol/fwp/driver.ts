@@ -1,0 +1,261 @@
+/**
+ * fwp driver: turns decoded frames into engine readings and board state, and
+ * requests into frames. Owns sequence tracking and request/response matching.
+ * The SAMPLE path (decode -> engine.pushCounters) allocates nothing.
+ */
+import type { MetricsEngine } from '../../metrics/engine.js';
+import { ReadingKind } from '../../metrics/sample-ring.js';
+import { BoardClock } from './board-clock.js';
+import {
+  FwpFrame,
+  FwpResult,
+  FWP_RESULT_NAMES,
+  MsgType,
+  RequestOp,
+  ResponseStatus,
+  decodeFrame,
+  encodeRequest,
+  logText,
+  readHelloFromResponse,
+  serialHex,
+} from './codec.js';
+
+export interface BoardHello {
+  protoMinor: number;
+  firmware: string;
+  hwRev: number;
+  ticksPerRev: number;
+  sampleRateHz: number;
+  serial: string;
+}
+
+export interface BoardStatus {
+  uptimeS: number;
+  temperatureC: number;
+  supplyV: number;
+  faults: number;
+  boardDropped: number;
+}
+
+export class FwpCounters {
+  /** Frames that decoded, by any type. */
+  frames = 0;
+  samples = 0;
+  /** Decode failures, indexed by FwpResult code (0 unused). */
+  readonly errors = new Uint32Array(FWP_RESULT_NAMES.length);
+  /** Frames missing according to the board's sequence numbers. */
+  lostFrames = 0;
+  seqGaps = 0;
+  boardResets = 0;
+  requestsSent = 0;
+  requestTimeouts = 0;
+
+  errorsByName(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (let i = 1; i < this.errors.length; i++) out[FWP_RESULT_NAMES[i].replace(/^err_/, '')] = this.errors[i];
+    return out;
+  }
+}
+
+export interface FwpDriverEvents {
+  onHello?: (hello: BoardHello, atBoot: boolean) => void;
+  onStatus?: (status: BoardStatus) => void;
+  onLog?: (level: number, text: string) => void;
+}
+
+export interface RequestOptions {
+  timeoutMs: number;
+  retries: number;
+}
+
+export class RequestError extends Error {
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = 'RequestError';
+  }
+}
+
+interface Pending {
+  op: number;
+  resolve: (data: Buffer) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+const OP_NAMES: Record<number, string> = Object.fromEntries(Object.entries(RequestOp).map(([k, v]) => [v, k]));
+const STATUS_NAMES: Record<number, string> = Object.fromEntries(Object.entries(ResponseStatus).map(([k, v]) => [v, k]));
+
+export class FwpDriver {
+  readonly frame = new FwpFrame();
+  readonly counters = new FwpCounters();
+  readonly clock = new BoardClock(10_000_000);
+  hello: BoardHello | null = null;
+  status: BoardStatus | null = null;
+  private expectSeq = -1;
+  private txSeq = 0;
+  private sampleStepUs = 20_000;
+  private readonly pending = new Map<number, Pending>();
+
+  constructor(
+    private readonly engine: MetricsEngine,
+    private readonly send: (bytes: Buffer) => boolean,
+    private readonly events: FwpDriverEvents = {},
+  ) {}
+
+  /** Handler for the link's frames (bytes between delimiters). */
+  onFrame = (frame: Buffer): void => {
+    this.decode(frame, 0, frame.length);
+  };
+
+  /** A fresh connection: sequence numbering restarts, the board is asked who it is. */
+  linkOpened(): void {
+    this.expectSeq = -1;
+  }
+
+  decode(src: Uint8Array, start: number, end: number): void {
+    const f = this.frame;
+    const c = this.counters;
+    const result = decodeFrame(src, start, end, f);
+    if (result !== FwpResult.OK) {
+      // Empty frames are allowed padding (a sender may flush with extra 0x00).
+      if (result !== FwpResult.EMPTY) c.errors[result]++;
+      return;
+    }
+    c.frames++;
+    this.trackSeq(f.seq, f.type === MsgType.HELLO);
+    switch (f.type) {
+      case MsgType.SAMPLE: {
+        c.samples++;
+        if (this.clock.advanceTo(f, this.sampleStepUs)) this.engine.resetSource();
+        // Straight into the engine's ring slot: no boxed numbers cross a call.
+        const e = this.engine;
+        const ring = e.samples;
+        const s = e.beginReading(ReadingKind.COUNTERS);
+        ring.tUs[s] = this.clock.nowUs;
+        ring.boardT32[s] = f.tUs;
+        ring.flyTicks[s] = f.flyTicks;
+        ring.flyTickUs[s] = f.flyTickUs;
+        ring.crankRevs[s] = f.crankRevs;
+        ring.crankEvt[s] = f.crankEvt;
+        ring.resistanceRaw[s] = f.resistanceRaw;
+        ring.hrBpm[s] = f.hrBpm;
+        ring.flags[s] = f.flags;
+        e.commitCounters(s);
+        return;
+      }
+      case MsgType.STATUS:
+        this.status = {
+          uptimeS: f.uptimeS,
+          temperatureC: f.tempCentiC / 100,
+          supplyV: f.supplyMv / 1000,
+          faults: f.faults,
+          boardDropped: f.boardDropped,
+        };
+        this.events.onStatus?.(this.status);
+        return;
+      case MsgType.HELLO:
+        // An unsolicited HELLO means the board booted: its counters restarted.
+        // Only a reboot after samples flowed disturbs derived state.
+        // The next SAMPLE is then discontinuous and resets the engine's source state.
+        if (c.samples > 0) {
+          c.boardResets++;
+          this.clock.reanchor();
+        }
+        this.setHello(true);
+        return;
+      case MsgType.RESPONSE:
+        this.onResponse();
+        return;
+      case MsgType.LOG:
+        this.events.onLog?.(f.level, logText(f));
+        return;
+      default:
+        // REQUEST frames are console-to-board; a board echoing them is ignored.
+        return;
+    }
+  }
+
+  private trackSeq(seq: number, isHello: boolean): void {
+    if (this.expectSeq >= 0 && !(isHello && seq === 0)) {
+      const gap = (seq - this.expectSeq) & 0xff;
+      if (gap !== 0) {
+        this.counters.seqGaps++;
+        this.counters.lostFrames += gap;
+      }
+    }
+    this.expectSeq = (seq + 1) & 0xff;
+  }
+
+  private setHello(atBoot: boolean): void {
+    const f = this.frame;
+    this.hello = {
+      protoMinor: f.protoMinor,
+      firmware: `${f.fwMajor}.${f.fwMinor}.${f.fwPatch}`,
+      hwRev: f.hwRev,
+      ticksPerRev: f.ticksPerRev,
+      sampleRateHz: f.sampleRateHz,
+      serial: serialHex(f),
+    };
+    if (f.sampleRateHz > 0) this.sampleStepUs = 1e6 / f.sampleRateHz;
+    this.events.onHello?.(this.hello, atBoot);
+  }
+
+  private onResponse(): void {
+    const f = this.frame;
+    const p = this.pending.get(f.reqSeq);
+    if (!p) return; // late reply to a request that already timed out
+    this.pending.delete(f.reqSeq);
+    clearTimeout(p.timer);
+    if (f.status !== ResponseStatus.OK) {
+      p.reject(new RequestError(`board refused ${OP_NAMES[p.op] ?? p.op}: ${STATUS_NAMES[f.status] ?? `status ${f.status}`}`, f.status));
+      return;
+    }
+    if (p.op === RequestOp.GET_HELLO && readHelloFromResponse(f)) this.setHello(false);
+    p.resolve(Buffer.from(f.payload.subarray(f.dataOffset, f.dataOffset + f.dataLen)));
+  }
+
+  /** Send one request, retrying on timeout with a new seq; resolves with the response data. */
+  async request(op: number, arg: number | undefined, opts: RequestOptions): Promise<Buffer> {
+    let lastErr: Error = new RequestError('not sent');
+    for (let attempt = 0; attempt <= opts.retries; attempt++) {
+      try {
+        return await this.requestOnce(op, arg, opts.timeoutMs);
+      } catch (err) {
+        lastErr = err as Error;
+        if (err instanceof RequestError && err.status !== undefined) throw err; // the board answered: no retry
+      }
+    }
+    throw new RequestError(`${OP_NAMES[op] ?? `op ${op}`}: no response after ${opts.retries + 1} attempts (${lastErr.message})`);
+  }
+
+  private requestOnce(op: number, arg: number | undefined, timeoutMs: number): Promise<Buffer> {
+    const seq = this.txSeq;
+    this.txSeq = (this.txSeq + 1) & 0xff;
+    return new Promise<Buffer>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(seq);
+        this.counters.requestTimeouts++;
+        reject(new RequestError(`timed out after ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(seq, { op, resolve, reject, timer });
+      this.counters.requestsSent++;
+      if (!this.send(encodeRequest(seq, op, arg))) {
+        clearTimeout(timer);
+        this.pending.delete(seq);
+        reject(new RequestError('link not open'));
+      }
+    });
+  }
+
+  /** Reject everything in flight (link lost or agent stopping). */
+  cancelAll(reason: string): void {
+    for (const [seq, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.reject(new RequestError(reason));
+      this.pending.delete(seq);
+    }
+  }
+}

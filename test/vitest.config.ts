@@ -1,0 +1,15 @@
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    root: fileURLToPath(new URL('..', import.meta.url)),
+    include: ['test/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 30_000,
+    pool: 'forks',
+    // Serial and process tests use real ptys and child processes; two cores.
+    maxWorkers: 2,
+    minWorkers: 1,
+  },
+});
