@@ -63,6 +63,7 @@ export class Agent {
       maxFrame: MAX_WIRE_FRAME - 1,
       reopenBaseMs: config.serial.reopenBaseMs,
       reopenCapMs: config.serial.reopenCapMs,
+      silenceTimeoutMs: config.serial.silenceTimeoutMs,
       onFrame: (frame) => this.driver.onFrame(frame),
     });
     this.driver = new FwpDriver(this.engine, (b) => this.link.write(b), {

@@ -32,6 +32,8 @@ export const ConfigSchema = z
         protocol: z.enum(['fwp']).default('fwp'),
         reopenBaseMs: ms(250),
         reopenCapMs: ms(5000),
+        /** Reopen an open port that has delivered nothing for this long (the board streams at 50 Hz). 0 disables. */
+        silenceTimeoutMs: z.number().int().min(0).default(3000),
         requestTimeoutMs: ms(500),
         requestRetries: z.number().int().min(0).max(10).default(3),
       })
@@ -57,7 +59,7 @@ export const ConfigSchema = z
       .default({}),
     log: z
       .object({
-        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
         /** Log every 10 Hz record ("all"), one per second ("1hz"), or none. */
         records: z.enum(['all', '1hz', 'none']).default('all'),
         /** Seconds between link/engine statistics lines. */

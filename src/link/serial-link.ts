@@ -17,6 +17,12 @@ export interface SerialLinkOptions {
   maxFrame: number;
   reopenBaseMs: number;
   reopenCapMs: number;
+  /**
+   * An open port that delivers no byte for this long is treated as lost and
+   * reopened: a pulled cable on a USB adapter that stays plugged in gives
+   * silence, not an error. 0 disables.
+   */
+  silenceTimeoutMs: number;
   /** Called once per frame with the bytes between two delimiters. */
   onFrame: (frame: Buffer) => void;
 }
@@ -31,6 +37,8 @@ export class LinkCounters {
   opens = 0;
   openFailures = 0;
   disconnects = 0;
+  /** Reopens forced by the silence watchdog. */
+  silenceTimeouts = 0;
 }
 
 export interface LinkEvents {
@@ -51,6 +59,9 @@ export class SerialLink extends EventEmitter<LinkEvents> {
   private currentState: LinkState = 'closed';
   private lastError: string | undefined;
   private stateSince = Date.now();
+  private watchdog: NodeJS.Timeout | null = null;
+  private bytesAtLastCheck = 0;
+  private silentSinceMs = 0;
 
   constructor(private readonly opts: SerialLinkOptions) {
     super();
@@ -77,6 +88,36 @@ export class SerialLink extends EventEmitter<LinkEvents> {
   start(): void {
     if (this.currentState !== 'closed') return;
     this.openNow();
+    const timeout = this.opts.silenceTimeoutMs;
+    if (timeout > 0) {
+      const every = Math.max(50, Math.min(1000, timeout / 4));
+      this.watchdog = setInterval(() => this.checkSilence(every), every);
+      this.watchdog.unref();
+    }
+  }
+
+  /** Compares byte counts between checks, so the receive path pays nothing for it. */
+  private checkSilence(everyMs: number): void {
+    if (this.currentState !== 'open') {
+      this.silentSinceMs = 0;
+      return;
+    }
+    if (this.counters.bytesIn !== this.bytesAtLastCheck) {
+      this.bytesAtLastCheck = this.counters.bytesIn;
+      this.silentSinceMs = 0;
+      return;
+    }
+    this.silentSinceMs += everyMs;
+    if (this.silentSinceMs < this.opts.silenceTimeoutMs) return;
+    this.silentSinceMs = 0;
+    this.counters.silenceTimeouts++;
+    const port = this.port;
+    this.port = null;
+    if (port) {
+      port.removeAllListeners('close');
+      if (port.isOpen) port.close(() => {});
+    }
+    this.scheduleReopen(`no data for ${this.opts.silenceTimeoutMs} ms`);
   }
 
   /** Write bytes to the board; false when the link is not open. */
@@ -90,6 +131,7 @@ export class SerialLink extends EventEmitter<LinkEvents> {
 
   async stop(): Promise<void> {
     this.setState('stopped', {});
+    if (this.watchdog) clearInterval(this.watchdog);
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     await this.closePort();

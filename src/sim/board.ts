@@ -25,6 +25,8 @@ import {
 import { RideScriptPlayer, type RideScript, type RideTarget } from './ride-script.js';
 import { seededRandom } from './rng.js';
 
+const LEADING_DELIMITER = Buffer.from([0]);
+
 export interface BoardFaults {
   /** Random bytes injected between frames, per second. */
   noiseBytesPerS?: number;
@@ -233,10 +235,15 @@ export class SimBoard {
     return this.frame(MsgType.STATUS, body);
   }
 
+  /**
+   * A frame as the board sends it: with a leading 0x00 as well as the
+   * trailing one (SPEC.md §2.3), so noise picked up while the line was idle
+   * ends before the frame instead of corrupting it.
+   */
   private frame(type: number, body: BodyWriter): Buffer {
     const b = encodeFrame(type, this.seq, body.bytes, body.len);
     this.seq = (this.seq + 1) & 0xff;
-    return b;
+    return Buffer.concat([LEADING_DELIMITER, b]);
   }
 
   private withFaults(frame: Buffer): Buffer[] {
@@ -247,7 +254,7 @@ export class SimBoard {
     }
     if (f.badCrcRate > 0 && this.rand() < f.badCrcRate) {
       // Flip a bit in a data byte, never creating a 0x00 (which would split the frame).
-      const i = 1 + Math.floor(this.rand() * (frame.length - 2));
+      const i = 2 + Math.floor(this.rand() * (frame.length - 3));
       let v = frame[i] ^ 0x10;
       if (v === 0) v = frame[i] ^ 0x20;
       frame[i] = v;

@@ -31,6 +31,8 @@ export class SimRunner {
   private port: SerialPort | null = null;
   private pty: PtyPair | null = null;
   private unplugged = false;
+  /** Frames the board produced while its cable was out (lost on the wire). */
+  framesWhileUnplugged = 0;
   private nextUnplugS = Infinity;
   private stopped = false;
   readonly done: Promise<void>;
@@ -91,6 +93,7 @@ export class SimRunner {
     const t = this.elapsedS();
     const frames = this.opts.board.advanceTo(t * 1e6);
     if (!this.unplugged) for (const f of frames) this.write(f);
+    else this.framesWhileUnplugged += frames.length;
     if (this.opts.durationS !== undefined && t >= this.opts.durationS) {
       await this.stop();
       return;

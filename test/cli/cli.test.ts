@@ -1,0 +1,185 @@
+/** The `bike-telemetry` executable as a user runs it: child processes, real ptys. */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadCalibration } from '../../src/metrics/calibration.js';
+import { FwpFrame, FwpResult, MsgType, decodeFrame } from '../../src/protocol/fwp/codec.js';
+import { startAgent, tempDir } from '../helpers/agent.js';
+import { cli, type Child } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
+
+const children: Child[] = [];
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0)) await c();
+  for (const c of children.splice(0)) if (c.proc.exitCode === null) c.proc.kill('SIGKILL');
+});
+const start = (args: string[]): Child => {
+  const c = cli(args);
+  children.push(c);
+  return c;
+};
+
+function writeJson(dir: string, name: string, value: unknown): string {
+  const file = join(dir, name);
+  writeFileSync(file, JSON.stringify(value));
+  return file;
+}
+
+describe('bike-telemetry run', () => {
+  it('run --simulate: logs structured 10 Hz records matching the ride script; SIGTERM stops cleanly within 5 s', async () => {
+    const dir = tempDir('cli-run-');
+    const script = writeJson(dir, 'ride.json', { name: 'steady', loop: true, segments: [{ durationS: 600, cadenceRpm: 80, resistancePct: 55, hrBpm: 125 }] });
+    const config = writeJson(dir, 'config.json', { device: { id: 'bike-cli-1' }, dataDir: dir, simulator: { script } });
+    const c = start(['run', '--config', config, '--simulate']);
+    await waitFor(() => c.json().filter((l) => l.msg === 'record').length >= 40, '4 s of records', 20_000);
+
+    const lines = c.json();
+    expect(c.stdout.filter((l) => l.trim()).every((l) => l.startsWith('{'))).toBe(true);
+    expect(lines.every((l) => l.svc === 'bike-telemetry' && l.deviceId === 'bike-cli-1' && typeof l.time === 'string')).toBe(true);
+    expect(lines.some((l) => l.msg === 'simulator started')).toBe(true);
+    expect(lines.some((l) => l.msg === 'board hello' || l.msg === 'board booted')).toBe(true);
+    const cal = loadCalibration('sim-bike-v1');
+    const model = cal.brakeWatts(80 * cal.gearRatio, 55);
+    const records = lines.filter((l) => l.msg === 'record').map((l) => l.record as Record<string, number>);
+    for (const r of records.slice(-15)) {
+      expect(Math.abs(r.cadenceRpm - 80)).toBeLessThanOrEqual(1);
+      expect(Math.abs(r.powerW - model) / model).toBeLessThanOrEqual(0.02);
+      expect(r.hrBpm).toBe(125);
+    }
+
+    const t0 = Date.now();
+    c.proc.kill('SIGTERM');
+    const { code } = await c.exited;
+    expect(code).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(c.json().some((l) => l.msg === 'stopped')).toBe(true);
+  });
+
+  it('SIGINT (Ctrl-C) stops cleanly too', async () => {
+    const c = start(['run', '--simulate', '--records', 'none']);
+    await waitFor(() => c.json().some((l) => l.msg === 'link open'), 'link open', 15_000);
+    c.proc.kill('SIGINT');
+    expect((await c.exited).code).toBe(0);
+  });
+
+  it('runs against a separately started simulator via --config serial.path', async () => {
+    const dir = tempDir('cli-sep-');
+    const sim = start(['simulate', '--dir', dir, '--duration', '30']);
+    await waitFor(() => sim.stdout.length > 0, 'simulator path');
+    expect(sim.stdout[0]).toBe(join(dir, 'console'));
+    const config = writeJson(dir, 'config.json', { serial: { path: sim.stdout[0] }, dataDir: dir, log: { records: '1hz' } });
+    const c = start(['run', '-c', config]);
+    await waitFor(() => c.json().filter((l) => l.msg === 'record').length >= 3, 'records at 1 Hz', 15_000);
+    c.proc.kill('SIGTERM');
+    sim.proc.kill('SIGTERM');
+    expect((await c.exited).code).toBe(0);
+    expect((await sim.exited).code).toBe(0);
+    expect(sim.stderr()).toMatch(/simulator stopped/);
+  });
+});
+
+describe('configuration errors are clear and exit 3', () => {
+  const cases: Array<[string, unknown, RegExp]> = [
+    ['an unknown key (a typo)', { serial: { baudrate: 9600 } }, /serial\.baudrate: unknown key/],
+    ['a wrong type', { serial: { baudRate: '115200' } }, /serial\.baudRate: Expected number, received string/],
+    ['an invalid device id', { device: { id: 'bike 1/../x' } }, /device\.id: letters, digits/],
+    ['a bad MQTT url', { mqtt: { url: 'not a url' } }, /mqtt\.url: Invalid url/],
+    ['an unknown calibration', { metrics: { calibration: 'no-such-bike' } }, /calibration no-such-bike: cannot read/],
+  ];
+  for (const [what, json, message] of cases) {
+    it(`${what}`, async () => {
+      const dir = tempDir('cli-bad-');
+      const c = start(['run', '--config', writeJson(dir, 'c.json', json)]);
+      const { code } = await c.exited;
+      expect(code).toBe(3);
+      expect(c.stderr()).toMatch(/configuration error/);
+      expect(c.stderr()).toMatch(message);
+    });
+  }
+
+  it('a file that is not JSON, or missing', async () => {
+    const dir = tempDir('cli-bad-');
+    const file = join(dir, 'c.json');
+    writeFileSync(file, '{ "serial": ');
+    const a = start(['run', '--config', file]);
+    expect((await a.exited).code).toBe(3);
+    expect(a.stderr()).toMatch(/c\.json: not valid JSON/);
+    const b = start(['run', '--config', join(dir, 'missing.json')]);
+    expect((await b.exited).code).toBe(3);
+    expect(b.stderr()).toMatch(/missing\.json: cannot read/);
+  });
+
+  it('wrong command-line usage exits 2', async () => {
+    const a = start(['run', '--no-such-flag']);
+    expect((await a.exited).code).toBe(2);
+    expect(a.stderr()).toMatch(/unknown option/);
+    const b = start(['simulate', '--rate', '0']);
+    expect((await b.exited).code).toBe(2);
+    expect(b.stderr()).toMatch(/--rate must be an integer from 1 to 200/);
+  });
+});
+
+describe('bike-telemetry simulate', () => {
+  it('--stdout streams valid fwp frames: HELLO first, then SAMPLEs at the set rate and STATUS at 1 Hz', async () => {
+    const c = cli(['simulate', '--stdout', '--duration', '2', '--rate', '25']);
+    children.push(c);
+    const chunks: Buffer[] = [];
+    c.proc.stdout!.removeAllListeners('data');
+    c.proc.stdout!.on('data', (d: Buffer) => chunks.push(d));
+    expect((await c.exited).code).toBe(0);
+    const bytes = Buffer.concat(chunks);
+    const f = new FwpFrame();
+    const types: number[] = [];
+    let start0 = 0;
+    let leading = 0;
+    for (let i = 0; i < bytes.length; i++) {
+      if (bytes[i] !== 0) continue;
+      const r = decodeFrame(bytes, start0, i, f);
+      start0 = i + 1;
+      // Each frame is sent with a leading delimiter too (SPEC.md §2.3).
+      if (r === FwpResult.EMPTY) {
+        leading++;
+        continue;
+      }
+      expect(r).toBe(FwpResult.OK);
+      types.push(f.type);
+    }
+    expect(leading).toBe(types.length);
+    expect(types[0]).toBe(MsgType.HELLO);
+    const samples = types.filter((t) => t === MsgType.SAMPLE).length;
+    expect(samples).toBeGreaterThanOrEqual(45);
+    expect(samples).toBeLessThanOrEqual(55);
+    expect(types.filter((t) => t === MsgType.STATUS).length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('injects faults on the pty: bad CRC and dropped frames show in the agent counters', async () => {
+    const dir = tempDir('cli-faults-');
+    const sim = start(['simulate', '--dir', dir, '--bad-crc', '0.1', '--drop', '0.1', '--noise', '200', '--seed', '4']);
+    await waitFor(() => sim.stdout.length > 0, 'simulator path');
+    const { agent, records } = startAgent(sim.stdout[0]);
+    cleanups.push(() => agent.stop());
+    await waitFor(() => records.length >= 30, 'records despite faults', 15_000);
+    const h = agent.health();
+    expect(h.protocol.errors.crc + h.protocol.errors.cobs + h.protocol.errors.truncated).toBeGreaterThan(5);
+    expect(h.protocol.lostFrames).toBeGreaterThan(5);
+    expect(h.link.state).toBe('open');
+    sim.proc.kill('SIGTERM');
+    expect((await sim.exited).code).toBe(0);
+  });
+
+  it('--unplug-every pulls the cable; the agent reopens each time', async () => {
+    const dir = tempDir('cli-unplug-');
+    const sim = start(['simulate', '--dir', dir, '--unplug-every', '1.5', '--unplug-for', '0.7']);
+    await waitFor(() => sim.stdout.length > 0, 'simulator path');
+    const { agent } = startAgent(sim.stdout[0]);
+    cleanups.push(() => agent.stop());
+    await waitFor(() => agent.link.counters.opens >= 3, 'two replugs', 20_000);
+    // Each outage is noticed: by the device vanishing, or else by the silence watchdog.
+    expect(agent.link.counters.disconnects + agent.link.counters.silenceTimeouts).toBeGreaterThanOrEqual(2);
+    expect(sim.stderr()).toMatch(/"msg":"unplugged"/);
+    expect(sim.stderr()).toMatch(/"msg":"replugged"/);
+    sim.proc.kill('SIGTERM');
+    await sim.exited;
+  });
+});

@@ -1,0 +1,33 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const BIN = fileURLToPath(new URL('../../bin/bike-telemetry.js', import.meta.url));
+
+export interface Child {
+  proc: ChildProcess;
+  stdout: string[];
+  stderr: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  json: () => Array<Record<string, unknown>>;
+}
+
+/** Run `bike-telemetry ARGS`, collecting stdout lines and stderr. */
+export function cli(args: string[], opts: { cwd?: string } = {}): Child {
+  const proc = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const stdout: string[] = [];
+  let err = '';
+  let partial = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    const parts = (partial + d.toString()).split('\n');
+    partial = parts.pop()!;
+    stdout.push(...parts);
+  });
+  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    proc.on('exit', (code, signal) => {
+      if (partial) stdout.push(partial);
+      resolve({ code, signal });
+    }),
+  );
+  return { proc, stdout, stderr: () => err, exited, json: () => stdout.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)) };
+}
