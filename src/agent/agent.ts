@@ -64,6 +64,7 @@ export class Agent {
       reopenBaseMs: config.serial.reopenBaseMs,
       reopenCapMs: config.serial.reopenCapMs,
       silenceTimeoutMs: config.serial.silenceTimeoutMs,
+      readCoalesceMs: config.serial.readCoalesceMs,
       onFrame: (frame) => this.driver.onFrame(frame),
     });
     this.driver = new FwpDriver(this.engine, (b) => this.link.write(b), {

@@ -34,6 +34,8 @@ export const ConfigSchema = z
         reopenCapMs: ms(5000),
         /** Reopen an open port that has delivered nothing for this long (the board streams at 50 Hz). 0 disables. */
         silenceTimeoutMs: z.number().int().min(0).default(3000),
+        /** Pause between reads so the frames of one 10 Hz period cost one wakeup; the most latency it adds to live figures. */
+        readCoalesceMs: z.number().int().min(0).max(250).default(100),
         requestTimeoutMs: ms(500),
         requestRetries: z.number().int().min(0).max(10).default(3),
       })

@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import { SerialPort } from 'serialport';
 import { Backoff } from './backoff.js';
 import { BoundedDelimiterParser } from './bounded-delimiter.js';
+import { PolledReader } from './polled-reader.js';
 
 export type LinkState = 'closed' | 'opening' | 'open' | 'waiting' | 'stopped';
 
@@ -23,6 +24,11 @@ export interface SerialLinkOptions {
    * silence, not an error. 0 disables.
    */
   silenceTimeoutMs: number;
+  /**
+   * Pause between reads so bytes arriving together cost one wakeup (see
+   * PolledReader). Adds at most this much latency; 0 reads as soon as possible.
+   */
+  readCoalesceMs: number;
   /** Called once per frame with the bytes between two delimiters. */
   onFrame: (frame: Buffer) => void;
 }
@@ -53,6 +59,7 @@ export interface LinkEvents {
 export class SerialLink extends EventEmitter<LinkEvents> {
   readonly counters = new LinkCounters();
   private port: SerialPort | null = null;
+  private reader: PolledReader | null = null;
   private parser: BoundedDelimiterParser | null = null;
   private timer: NodeJS.Timeout | null = null;
   private readonly backoff: Backoff;
@@ -110,14 +117,7 @@ export class SerialLink extends EventEmitter<LinkEvents> {
     this.silentSinceMs += everyMs;
     if (this.silentSinceMs < this.opts.silenceTimeoutMs) return;
     this.silentSinceMs = 0;
-    this.counters.silenceTimeouts++;
-    const port = this.port;
-    this.port = null;
-    if (port) {
-      port.removeAllListeners('close');
-      if (port.isOpen) port.close(() => {});
-    }
-    this.scheduleReopen(`no data for ${this.opts.silenceTimeoutMs} ms`);
+    if (this.port) this.lose(this.port, `no data for ${this.opts.silenceTimeoutMs} ms`);
   }
 
   /** Write bytes to the board; false when the link is not open. */
@@ -178,27 +178,42 @@ export class SerialLink extends EventEmitter<LinkEvents> {
     this.parser = parser;
     const counters = this.counters;
     const onFrame = this.opts.onFrame;
-    port.on('data', (chunk: Buffer) => {
-      counters.bytesIn += chunk.length;
-    });
     parser.on('data', (frame: Buffer) => {
       counters.framesIn++;
       onFrame(frame);
     });
-    port.pipe(parser);
-    port.on('error', (err: Error) => {
+    const onChunk = (chunk: Buffer): void => {
+      counters.bytesIn += chunk.length;
+      parser.write(chunk);
+    };
+    this.reader = PolledReader.attach(port, onChunk, (reason) => this.lose(port, reason), this.opts.readCoalesceMs);
+    // Platforms whose binding cannot be polled read through serialport's stream.
+    if (!this.reader) port.on('data', onChunk);
+    port.on('error', (err: Error & { code?: string }) => {
       this.lastError = err.message;
+      // serialport reports a hung-up pty or vanished USB device as EIO without closing.
+      if (err.code === 'EIO' || err.code === 'ENXIO' || err.code === 'ENODEV') this.lose(port, 'device disconnected');
     });
     port.on('close', (err: (Error & { disconnected?: boolean }) | null) => {
       if (this.port !== port) return;
-      this.port = null;
-      port.unpipe(parser);
-      if (this.currentState === 'stopped') return;
-      this.counters.disconnects++;
-      this.scheduleReopen(err?.disconnected ? 'device disconnected' : `port closed${err ? `: ${err.message}` : ''}`);
+      this.lose(port, err?.disconnected ? 'device disconnected' : `port closed${err ? `: ${err.message}` : ''}`);
     });
     this.setState('open', {});
     this.emit('open');
+  }
+
+  /** The port stopped working: release it and try again later. */
+  private lose(port: SerialPort, reason: string): void {
+    if (this.port !== port) return;
+    this.port = null;
+    this.reader?.stop();
+    this.reader = null;
+    port.removeAllListeners('close');
+    if (port.isOpen) port.close(() => {});
+    if (this.currentState === 'stopped') return;
+    if (reason.startsWith('no data')) this.counters.silenceTimeouts++;
+    else this.counters.disconnects++;
+    this.scheduleReopen(reason);
   }
 
   private scheduleReopen(reason: string): void {
@@ -214,6 +229,8 @@ export class SerialLink extends EventEmitter<LinkEvents> {
   private closePort(): Promise<void> {
     const port = this.port;
     this.port = null;
+    this.reader?.stop();
+    this.reader = null;
     if (!port || !port.isOpen) return Promise.resolve();
     return new Promise((resolve) => port.close(() => resolve()));
   }
