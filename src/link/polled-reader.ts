@@ -24,6 +24,8 @@ function pollable(binding: unknown): binding is PollableBinding {
   return !!b && typeof b.fd === 'number' && !!b.poller && typeof b.poller.once === 'function';
 }
 
+const BACKLOG_BYTES = 2048;
+
 /** Error codes of a read that mean the device is gone (USB unplug, pty hangup). */
 const GONE = new Set(['EIO', 'ENXIO', 'ENODEV', 'EBADF']);
 
@@ -104,7 +106,9 @@ export class PolledReader {
     }
     // A copy: the delimiter parser keeps slices of what it is given.
     this.onData(Buffer.from(this.buf.subarray(0, n)));
-    if (n === this.buf.length) setImmediate(this.read);
+    // A read of more than a 115200-baud line carries in 100 ms means a backlog
+    // (a burst, or the tty buffer filled): catch up before coalescing again.
+    if (n >= BACKLOG_BYTES) setImmediate(this.read);
     else if (this.coalesceMs > 0) this.timer = setTimeout(this.read, this.coalesceMs);
     else this.waitReadable();
   };

@@ -57,6 +57,43 @@ describe('serial link on a real pty pair', () => {
     }
   });
 
+  it('requests over the wire: SET_SAMPLE_RATE changes the stream, a bad argument is refused, and a mute board times out after the retries', async () => {
+    const { RequestOp, ResponseStatus } = await import('../../src/protocol/fwp/codec.js');
+    const cal = loadCalibration('sim-bike-v1');
+    const sim = new SimRunner({ board: new SimBoard(cal, STEADY) });
+    const path = await sim.startOnPty(tempDir('pty-req-'));
+    cleanups.push(() => sim.stop());
+    const { agent } = startAgent(path);
+    cleanups.push(() => agent.stop());
+    await waitFor(() => agent.driver.hello !== null, 'board hello');
+    const opts = { timeoutMs: 500, retries: 2 };
+
+    const data = await agent.driver.request(RequestOp.SET_SAMPLE_RATE, 100, opts);
+    expect(data.readUInt16LE(0)).toBe(100);
+    const s0 = agent.driver.counters.samples;
+    await sleep(2000);
+    const perS = (agent.driver.counters.samples - s0) / 2;
+    expect(perS).toBeGreaterThan(85);
+    expect(perS).toBeLessThan(115);
+
+    await expect(agent.driver.request(RequestOp.SET_SAMPLE_RATE, 1000, opts)).rejects.toMatchObject({
+      name: 'RequestError',
+      status: ResponseStatus.BAD_ARGUMENT,
+      message: expect.stringMatching(/refused SET_SAMPLE_RATE: BAD_ARGUMENT/),
+    });
+    await expect(agent.driver.request(0x7e, undefined, opts)).rejects.toMatchObject({ status: ResponseStatus.UNKNOWN_OP });
+
+    // A board that receives nothing: unplug the console's requests by stopping the responder.
+    sim.board.receive = () => [];
+    const sent = agent.driver.counters.requestsSent;
+    const t0 = Date.now();
+    await expect(agent.driver.request(RequestOp.GET_HELLO, undefined, opts)).rejects.toThrow(/GET_HELLO: no response after 3 attempts/);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1500);
+    expect(agent.driver.counters.requestsSent - sent).toBe(3);
+    expect(agent.driver.counters.requestTimeouts).toBeGreaterThanOrEqual(3);
+    expect(agent.link.state).toBe('open'); // samples keep flowing: a mute request path is not a dead link
+  });
+
   it('a missing device at start is not fatal: the link waits, then opens when the board appears', async () => {
     const dir = tempDir('pty-late-');
     const { agent, records, states } = startAgent(join(dir, 'console'));
