@@ -23,6 +23,18 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+/** A pty pair with the board's end opened by the test, which writes the board's bytes itself. */
+async function boardSide(prefix: string): Promise<{ pty: PtyPair; board: SerialPort }> {
+  const dir = tempDir(prefix);
+  const pty = new PtyPair(join(dir, 'board'), join(dir, 'console'));
+  await pty.open();
+  cleanups.push(() => pty.close());
+  const board = new SerialPort({ path: pty.boardPath, baudRate: 115200, autoOpen: false });
+  await new Promise<void>((res, rej) => board.open((e) => (e ? rej(e) : res())));
+  cleanups.push(() => new Promise<void>((res) => (board.isOpen ? board.close(() => res()) : res())));
+  return { pty, board };
+}
+
 describe('serial link on a real pty pair', () => {
   it('socat is installed (the serial tests need it; .ci/run installs it)', () => {
     expect(PtyPair.socatAvailable()).toBe(true);
@@ -145,13 +157,7 @@ describe('serial link on a real pty pair', () => {
   });
 
   it('a board that goes silent without an error (cable pulled, adapter still plugged) is reopened by the watchdog', async () => {
-    const dir = tempDir('pty-silent-');
-    const pty = new PtyPair(join(dir, 'board'), join(dir, 'console'));
-    await pty.open();
-    cleanups.push(() => pty.close());
-    const board = new SerialPort({ path: pty.boardPath, baudRate: 115200, autoOpen: false });
-    await new Promise<void>((res, rej) => board.open((e) => (e ? rej(e) : res())));
-    cleanups.push(() => new Promise<void>((res) => (board.isOpen ? board.close(() => res()) : res())));
+    const { pty, board } = await boardSide('pty-silent-');
     const frames = new SimBoard(loadCalibration('sim-bike-v1'), STEADY).generateSamples(20);
     const { agent, states } = startAgent(pty.consolePath);
     cleanups.push(() => agent.stop());
@@ -167,13 +173,7 @@ describe('serial link on a real pty pair', () => {
   });
 
   it('1 MB of random bytes between valid frames: no crash, resync on the next valid frame, counters exact', async () => {
-    const dir = tempDir('pty-noise-');
-    const pty = new PtyPair(join(dir, 'board'), join(dir, 'console'));
-    await pty.open();
-    cleanups.push(() => pty.close());
-    const board = new SerialPort({ path: pty.boardPath, baudRate: 115200, autoOpen: false });
-    await new Promise<void>((res, rej) => board.open((e) => (e ? rej(e) : res())));
-    cleanups.push(() => new Promise<void>((res) => (board.isOpen ? board.close(() => res()) : res())));
+    const { pty, board } = await boardSide('pty-noise-');
 
     // Valid frames: 3000 consecutive SAMPLEs (one minute of riding at 50 Hz).
     const sim = new SimBoard(loadCalibration('sim-bike-v1'), STEADY, { seed: 5 });

@@ -102,7 +102,7 @@ describe('stopping, stale and implausible values', () => {
   });
 
   it('flags implausible cadence and heart rate and withholds the values', () => {
-    const p = makePipeline({ name: 'x', segments: [{ durationS: 1, cadenceRpm: 0, resistancePct: 0 }] });
+    const p = makePipeline({ name: 'x', loop: false, segments: [{ durationS: 1, cadenceRpm: 0, resistancePct: 0, hrBpm: 0 }] });
     const e = p.engine;
     let t = 1_000_000;
     // A crank revolution every 0.25 s is 240 rpm: above the 200 rpm limit.
@@ -118,7 +118,7 @@ describe('stopping, stale and implausible values', () => {
   });
 
   it('flags stale values from a board that reports values, then withdraws them', () => {
-    const p = makePipeline({ name: 'x', segments: [{ durationS: 1, cadenceRpm: 0, resistancePct: 0 }] });
+    const p = makePipeline({ name: 'x', loop: false, segments: [{ durationS: 1, cadenceRpm: 0, resistancePct: 0, hrBpm: 0 }] });
     const e = p.engine;
     // A values board that answers power for 2 s, then only cadence.
     for (let t = 0; t < 2_000_000; t += 100_000) e.pushValues(t, 80, 150, NaN, 40, NaN, 0);
