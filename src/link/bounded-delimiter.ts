@@ -11,11 +11,13 @@ function ignore(): void {}
  * instead of being buffered without bound.
  */
 export class BoundedDelimiterParser extends DelimiterParser {
-  /** Frames dropped because they exceeded maxFrame. */
-  oversized = 0;
   private discarding = false;
 
-  constructor(private readonly maxFrame: number) {
+  /** `onOversized` is called once for each frame dropped for exceeding maxFrame. */
+  constructor(
+    private readonly maxFrame: number,
+    private readonly onOversized: () => void,
+  ) {
     super({ delimiter: [0x00], includeDelimiter: false });
   }
 
@@ -25,7 +27,7 @@ export class BoundedDelimiterParser extends DelimiterParser {
       this.buffer = EMPTY;
       if (!this.discarding) {
         this.discarding = true;
-        this.oversized++;
+        this.onOversized();
       }
     }
     cb();
@@ -39,7 +41,7 @@ export class BoundedDelimiterParser extends DelimiterParser {
         return true;
       }
       if (chunk.length > this.maxFrame) {
-        this.oversized++;
+        this.onOversized();
         return true;
       }
     }

@@ -60,7 +60,6 @@ export class SerialLink extends EventEmitter<LinkEvents> {
   readonly counters = new LinkCounters();
   private port: SerialPort | null = null;
   private reader: PolledReader | null = null;
-  private parser: BoundedDelimiterParser | null = null;
   private timer: NodeJS.Timeout | null = null;
   private readonly backoff: Backoff;
   private currentState: LinkState = 'closed';
@@ -85,12 +84,8 @@ export class SerialLink extends EventEmitter<LinkEvents> {
   }
 
   snapshot(): { state: LinkState; since: number; lastError: string | undefined; counters: LinkCounters } {
-    const c = this.counters;
-    c.oversized = this.parser ? this.parser.oversized + this.oversizedBefore : this.oversizedBefore;
-    return { state: this.currentState, since: this.stateSince, lastError: this.lastError, counters: c };
+    return { state: this.currentState, since: this.stateSince, lastError: this.lastError, counters: this.counters };
   }
-
-  private oversizedBefore = 0;
 
   start(): void {
     if (this.currentState !== 'closed') return;
@@ -173,10 +168,8 @@ export class SerialLink extends EventEmitter<LinkEvents> {
   private onOpened(port: SerialPort): void {
     this.counters.opens++;
     this.backoff.reset();
-    if (this.parser) this.oversizedBefore += this.parser.oversized;
-    const parser = new BoundedDelimiterParser(this.opts.maxFrame);
-    this.parser = parser;
     const counters = this.counters;
+    const parser = new BoundedDelimiterParser(this.opts.maxFrame, () => counters.oversized++);
     const onFrame = this.opts.onFrame;
     parser.on('data', (frame: Buffer) => {
       counters.framesIn++;
