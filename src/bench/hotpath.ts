@@ -10,6 +10,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { loadCalibration } from '../metrics/calibration.js';
 import { MetricsEngine } from '../metrics/engine.js';
+import type { LiveRecord } from '../metrics/record.js';
 import { createSpeedModel } from '../metrics/speed-model.js';
 import { FwpDriver } from '../protocol/fwp/driver.js';
 import { SimBoard } from '../sim/board.js';
@@ -42,15 +43,24 @@ function collectGarbage(): void {
   (runInNewContext('gc') as () => void)();
 }
 
-export async function measureHotPath(frames: number, warmupFrames = 200_000): Promise<HotPathResult> {
+/**
+ * @param sink an extra record sink to include in the measurement (the spool's
+ *   append, say), called for every record after counting it
+ */
+export async function measureHotPath(frames: number, warmupFrames = 200_000, sink?: (r: LiveRecord) => void): Promise<HotPathResult> {
   const calibration = loadCalibration('sim-bike-v1');
   let records = 0;
   const engine = new MetricsEngine({
     calibration,
     speedModel: createSpeedModel(calibration.spec.speedModel),
-    onRecord() {
-      records++;
-    },
+    onRecord: sink
+      ? (r) => {
+          records++;
+          sink(r);
+        }
+      : () => {
+          records++;
+        },
   });
   const driver = new FwpDriver(engine, () => true);
   // Start near the 32-bit clock wrap so the measured run crosses it.

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { measureHotPath } from '../../src/bench/hotpath.js';
+import { createLogger } from '../../src/log/logger.js';
+import { Spool } from '../../src/spool/spool.js';
+import { tempDir } from '../helpers/agent.js';
 
 describe('hot path discipline', () => {
   it('1,000,000 frames through decode, ring buffer and the 10 Hz engine cause zero GC events', async () => {
@@ -11,5 +14,29 @@ describe('hot path discipline', () => {
     expect(r.gcEvents).toBe(0);
     // No growth: nothing retained per frame (a small allowance for V8's own bookkeeping).
     expect(r.heapDeltaBytes).toBeLessThan(64 * 1024);
+  });
+
+  it('with the spool as record sink: appending 200,000 records to the spool causes zero GC events', async () => {
+    // One sequence block for the whole run: reserving a block is a small fsynced file write once per
+    // 100,000 records (2.8 hours of riding), not per-tick work.
+    const spool = Spool.open({
+      dir: tempDir('zero-alloc-spool-'),
+      deviceId: 'gc',
+      maxBytes: 1 << 26,
+      synchronous: 'NORMAL',
+      memoryRecords: 1000,
+      log: createLogger('silent'),
+      sequenceBlock: 10_000_000,
+    });
+    try {
+      // No flush during the run: committing is once a second and may allocate; appending is per tick and must not.
+      const r = await measureHotPath(1_000_000, 200_000, (rec) => spool.append(rec, 0));
+      expect(r.records).toBeGreaterThanOrEqual(199_999);
+      expect(r.gcEvents).toBe(0);
+      expect(r.heapDeltaBytes).toBeLessThan(64 * 1024);
+      expect(spool.stats().pendingRecords).toBe(1000);
+    } finally {
+      spool.close();
+    }
   });
 });

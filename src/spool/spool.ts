@@ -1,0 +1,399 @@
+/**
+ * The spool: every 10 Hz record, on disk, until the broker has acknowledged
+ * the packet that carried it. One SQLite file under dataDir, in WAL mode.
+ *
+ * Promises (README, "Delivery guarantee"):
+ * - records are committed in one transaction at least once per second;
+ * - every record has a per-device sequence number that never repeats;
+ * - the file stays under `maxBytes`: the oldest records are evicted first and
+ *   the eviction is kept as a gap (first, last, count) for the cloud to see;
+ * - a file that fails quick_check or will not open is moved aside and replaced;
+ *   the agent never stops for a bad spool;
+ * - a full disk never stops the live pipeline: the newest records wait in a
+ *   bounded memory buffer (overflow counted as a gap) until space returns;
+ * - a spool written by a newer agent is refused untouched.
+ */
+import Database from 'better-sqlite3';
+import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from '../log/logger.js';
+import type { LiveRecord } from '../metrics/record.js';
+import { RecordBatch } from './batch.js';
+import { NULL_INT, VALUE_COLUMNS } from './columns.js';
+import { MIGRATIONS, SCHEMA_VERSION } from './schema.js';
+import { SequenceAllocator, syncDir } from './sequence.js';
+
+export type SyncMode = 'OFF' | 'NORMAL' | 'FULL';
+
+export interface SpoolOptions {
+  dir: string;
+  deviceId: string;
+  /** Cap on the spool's files (database and WAL), bytes. */
+  maxBytes: number;
+  /** SQLite `synchronous` in WAL mode; see the README for what a power cut can lose with each. */
+  synchronous: SyncMode;
+  /** Records held in memory while the disk is full (36,000 = 1 hour at 10 Hz). */
+  memoryRecords: number;
+  log: Pick<Logger, 'info' | 'warn' | 'error'>;
+  /** Sequence numbers reserved on disk at a time. */
+  sequenceBlock?: number;
+}
+
+export const SPOOL_FILE = 'spool.db';
+export const SEQUENCE_FILE = 'sequence.json';
+
+/** The file was written by a newer agent; it is left exactly as it is. */
+export class SpoolTooNewError extends Error {
+  override name = 'SpoolTooNewError';
+  constructor(
+    readonly file: string,
+    readonly fileVersion: number,
+  ) {
+    super(`${file} has spool schema ${fileVersion}, newer than the ${SCHEMA_VERSION} this agent supports; refusing to touch it (upgrade the agent)`);
+  }
+}
+
+export interface Gap {
+  id: number;
+  firstSeq: number;
+  lastSeq: number;
+  count: number;
+  reason: 'evicted' | 'memory_overflow';
+  atMs: number;
+}
+
+/** A committed record as the uploader reads it: [seq, ride, t_us, wall_ms, ...values, flags]. */
+export type SpoolRow = number[];
+
+export const ROW_COLUMNS = ['seq', 'ride', 't_us', 'wall_ms', ...VALUE_COLUMNS.map((c) => c.name), 'flags'] as const;
+
+export interface SpoolStats {
+  file: string;
+  bytes: number;
+  maxBytes: number;
+  records: number;
+  oldestSeq: number | null;
+  newestSeq: number | null;
+  nextSeq: number;
+  pendingRecords: number;
+  diskFull: boolean;
+  lastWriteError: string | null;
+  evictedRecords: number;
+  droppedInMemory: number;
+  unreportedGaps: number;
+  movedAside: string[];
+  schemaVersion: number;
+  synchronous: SyncMode;
+}
+
+const isDiskFull = (err: unknown): boolean => {
+  const e = err as { code?: string; message?: string };
+  return e.code === 'SQLITE_FULL' || e.code === 'ENOSPC' || /SQLITE_FULL|ENOSPC|disk is full/i.test(e.message ?? '');
+};
+
+/** Evict down to this fraction of the cap, so eviction runs in steps, not per record. */
+const LOW_WATER = 0.85;
+/** Start evicting above this fraction of the cap (headroom for the WAL between checkpoints). */
+const HIGH_WATER = 0.95;
+
+export class Spool {
+  readonly file: string;
+  private readonly db: Database.Database;
+  private readonly seq: SequenceAllocator;
+  private readonly pending: RecordBatch;
+  private readonly insert: Database.Statement;
+  private readonly insertGap: Database.Statement;
+  private readonly writeBatch: (n: number) => void;
+  private readonly pageSize: number;
+  private records: number;
+  private diskFull = false;
+  private lastWriteError: string | null = null;
+  private evicted = 0;
+  private droppedInMemory = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  private constructor(
+    private readonly opts: SpoolOptions,
+    db: Database.Database,
+    private readonly movedAside: string[],
+  ) {
+    this.db = db;
+    this.file = join(opts.dir, SPOOL_FILE);
+    this.pageSize = db.pragma('page_size', { simple: true }) as number;
+    const max = db.prepare('SELECT max(seq) AS s FROM (SELECT max(seq) AS seq FROM records UNION ALL SELECT max(last_seq) FROM gaps)').get() as {
+      s: number | null;
+    };
+    this.seq = new SequenceAllocator(join(opts.dir, SEQUENCE_FILE), (max.s ?? 0) + 1, opts.sequenceBlock);
+    this.records = (db.prepare('SELECT count(*) AS n FROM records').get() as { n: number }).n;
+    this.pending = new RecordBatch(opts.memoryRecords);
+    const cols = ROW_COLUMNS.join(', ');
+    this.insert = db.prepare(`INSERT INTO records (${cols}) VALUES (${ROW_COLUMNS.map(() => '?').join(', ')})`);
+    this.insertGap = db.prepare('INSERT INTO gaps (first_seq, last_seq, count, reason, at_ms) VALUES (?, ?, ?, ?, ?)');
+    const row: (number | null)[] = new Array(ROW_COLUMNS.length).fill(0);
+    const p = this.pending;
+    const nv = VALUE_COLUMNS.length;
+    this.writeBatch = db.transaction((n: number) => {
+      // Records pushed out of the memory buffer are recorded with the records that follow them.
+      if (p.dropped > 0) this.insertGap.run(p.droppedFirst, p.droppedLast, p.dropped, 'memory_overflow', Date.now());
+      for (let k = 0; k < n; k++) {
+        const i = p.index(k);
+        row[0] = p.seq[i];
+        row[1] = p.ride[i];
+        row[2] = p.tUs[i];
+        row[3] = p.wallMs[i];
+        for (let c = 0; c < nv; c++) {
+          const v = p.values[c * p.capacity + i];
+          row[4 + c] = v === NULL_INT ? null : v;
+        }
+        row[4 + nv] = p.flags[i];
+        this.insert.run(row);
+      }
+    });
+  }
+
+  /**
+   * Open (or create) the spool in opts.dir. A file that cannot be opened or
+   * fails quick_check is moved aside and replaced; a newer schema throws
+   * SpoolTooNewError without touching the file.
+   */
+  static open(opts: SpoolOptions): Spool {
+    mkdirSync(opts.dir, { recursive: true });
+    const file = join(opts.dir, SPOOL_FILE);
+    const movedAside: string[] = [];
+    let db: Database.Database;
+    try {
+      db = Spool.openChecked(file, opts);
+    } catch (err) {
+      if (err instanceof SpoolTooNewError) throw err;
+      const aside = Spool.moveAside(file);
+      movedAside.push(aside);
+      opts.log.error({ err: (err as Error).message, file, movedTo: aside }, 'spool unreadable: moved aside, starting a new one');
+      db = Spool.openChecked(file, opts);
+    }
+    const spool = new Spool(opts, db, movedAside);
+    spool.enforceCap();
+    return spool;
+  }
+
+  private static openChecked(file: string, opts: SpoolOptions): Database.Database {
+    const db = new Database(file);
+    try {
+      const version = db.pragma('user_version', { simple: true }) as number;
+      if (version > SCHEMA_VERSION) throw new SpoolTooNewError(file, version);
+      const check = db.pragma('quick_check', { simple: true }) as string;
+      if (check !== 'ok') throw new Error(`quick_check: ${check}`);
+      if (version === 0) {
+        // Must precede the first table: lets eviction give pages back to the filesystem.
+        db.pragma('auto_vacuum = INCREMENTAL');
+      }
+      db.pragma('journal_mode = WAL');
+      db.pragma(`synchronous = ${opts.synchronous}`);
+      // Keep the WAL small relative to the cap: checkpoint every 1/32 of it.
+      const pageSize = db.pragma('page_size', { simple: true }) as number;
+      const walPages = Math.max(16, Math.min(1000, Math.floor(opts.maxBytes / pageSize / 32)));
+      db.pragma(`wal_autocheckpoint = ${walPages}`);
+      db.pragma(`journal_size_limit = ${walPages * pageSize}`);
+      Spool.migrate(db, version, opts);
+      db.prepare('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)').run('device_id', opts.deviceId);
+      return db;
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  private static migrate(db: Database.Database, from: number, opts: SpoolOptions): void {
+    for (const m of MIGRATIONS) {
+      if (m.version <= from) continue;
+      db.transaction(() => {
+        db.exec(m.sql);
+        db.pragma(`user_version = ${m.version}`);
+      })();
+      opts.log.info({ version: m.version, description: m.description }, 'spool schema migrated');
+    }
+  }
+
+  private static moveAside(file: string): string {
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    const aside = `${file}.corrupt-${stamp}`;
+    for (const suffix of ['', '-wal', '-shm']) {
+      if (existsSync(file + suffix)) renameSync(file + suffix, aside + suffix);
+    }
+    syncDir(join(file, '..'));
+    return aside;
+  }
+
+  /**
+   * Queue one record; it is committed by the next flush. Returns its sequence
+   * number. Allocates nothing: its wall time is its engine time plus the
+   * offset measured at the last flush (measureWallOffset).
+   */
+  append(r: LiveRecord, ride: number): number {
+    const seq = this.seq.take();
+    if (!this.offsetKnown) this.measureWallOffset(r.tUs);
+    this.lastTUs = r.tUs;
+    this.pending.push(seq, ride, r);
+    return seq;
+  }
+
+  private offsetKnown = false;
+  private lastTUs = 0;
+
+  /**
+   * The wall-clock offset in force: wall time now minus the engine time of the
+   * newest record. Measured once a second (at flush) and at the first record,
+   * so a wall-clock jump (NTP after boot) shows within a second and never
+   * reorders records, which are ordered by sequence number.
+   */
+  private measureWallOffset(tUs: number): void {
+    this.pending.wallOffset[0] = Date.now() - tUs / 1000;
+    this.offsetKnown = true;
+  }
+
+  /** Flush every `intervalMs` (at most 1000 for the once-per-second promise). */
+  startAutoFlush(intervalMs = 1000): void {
+    this.timer = setInterval(() => this.flush(), intervalMs);
+    this.timer.unref();
+  }
+
+  /**
+   * Commit the queued records in one transaction. On a full disk they stay
+   * queued (the newest `memoryRecords`) and the next flush tries again.
+   * Returns the number committed.
+   */
+  flush(): number {
+    if (this.closed) return 0;
+    const p = this.pending;
+    if (this.offsetKnown) this.measureWallOffset(this.lastTUs);
+    const n = p.length;
+    const dropped = p.dropped;
+    try {
+      if (n > 0 || dropped > 0) this.writeBatch(n);
+    } catch (err) {
+      if (!isDiskFull(err)) throw err;
+      if (!this.diskFull) this.opts.log.error({ err: (err as Error).message, queued: n }, 'spool disk full: holding the newest records in memory');
+      this.diskFull = true;
+      this.lastWriteError = (err as Error).message;
+      return 0;
+    }
+    if (this.diskFull) this.opts.log.info({ written: n, droppedWhileFull: dropped }, 'spool writable again');
+    this.diskFull = false;
+    this.droppedInMemory += dropped;
+    p.clearDropped();
+    p.shift(n);
+    this.records += n;
+    this.enforceCap();
+    return n;
+  }
+
+  /** Size of the spool's files on disk. */
+  bytes(): number {
+    let total = 0;
+    for (const suffix of ['', '-wal']) {
+      try {
+        total += statSync(this.file + suffix).size;
+      } catch {
+        // no WAL right now
+      }
+    }
+    return total;
+  }
+
+  /**
+   * Keep the files under the cap: evict the oldest records (recording the gap),
+   * give the freed pages back, and truncate the WAL.
+   */
+  private enforceCap(): void {
+    const max = this.opts.maxBytes;
+    if (this.bytes() <= max * HIGH_WATER) return;
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
+    for (let round = 0; round < 20 && this.bytes() > max * LOW_WATER && this.records > 0; round++) {
+      const pages = this.db.pragma('page_count', { simple: true }) as number;
+      const free = this.db.pragma('freelist_count', { simple: true }) as number;
+      const usedBytes = (pages - free) * this.pageSize;
+      // Evict the share of records that brings used pages down to the low-water mark.
+      const share = Math.min(1, Math.max(0.01, 1 - (max * LOW_WATER) / Math.max(usedBytes, 1)));
+      const count = Math.max(1, Math.ceil(this.records * share));
+      const range = this.db
+        .prepare('SELECT min(seq) AS first, max(seq) AS last, count(*) AS n FROM (SELECT seq FROM records ORDER BY seq LIMIT ?)')
+        .get(count) as { first: number; last: number; n: number };
+      this.db.transaction(() => {
+        this.db.prepare('DELETE FROM records WHERE seq <= ?').run(range.last);
+        this.insertGap.run(range.first, range.last, range.n, 'evicted', Date.now());
+      })();
+      this.records -= range.n;
+      this.evicted += range.n;
+      this.opts.log.warn({ firstSeq: range.first, lastSeq: range.last, count: range.n, maxBytes: max }, 'spool full: evicted the oldest records');
+      this.db.pragma('incremental_vacuum');
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    }
+  }
+
+  /** Committed records after `afterSeq`, oldest first. */
+  read(afterSeq: number, limit: number): SpoolRow[] {
+    return this.db
+      .prepare(`SELECT ${ROW_COLUMNS.join(', ')} FROM records WHERE seq > ? ORDER BY seq LIMIT ?`)
+      .raw(true)
+      .all(afterSeq, limit) as SpoolRow[];
+  }
+
+  /** The broker acknowledged seq first..last: delete them. Returns the number deleted. */
+  ack(firstSeq: number, lastSeq: number): number {
+    const n = this.db.prepare('DELETE FROM records WHERE seq BETWEEN ? AND ?').run(firstSeq, lastSeq).changes;
+    this.records -= n;
+    return n;
+  }
+
+  unreportedGaps(): Gap[] {
+    return (
+      this.db.prepare('SELECT id, first_seq, last_seq, count, reason, at_ms FROM gaps WHERE reported = 0 ORDER BY first_seq').all() as Array<{
+        id: number;
+        first_seq: number;
+        last_seq: number;
+        count: number;
+        reason: Gap['reason'];
+        at_ms: number;
+      }>
+    ).map((g) => ({ id: g.id, firstSeq: g.first_seq, lastSeq: g.last_seq, count: g.count, reason: g.reason, atMs: g.at_ms }));
+  }
+
+  /** The packet reporting these gaps was acknowledged. */
+  markGapsReported(ids: readonly number[]): void {
+    const mark = this.db.prepare('UPDATE gaps SET reported = 1 WHERE id = ?');
+    this.db.transaction(() => ids.forEach((id) => mark.run(id)))();
+  }
+
+  stats(): SpoolStats {
+    const range = this.db.prepare('SELECT min(seq) AS oldest, max(seq) AS newest FROM records').get() as { oldest: number | null; newest: number | null };
+    const gaps = (this.db.prepare('SELECT count(*) AS n FROM gaps WHERE reported = 0').get() as { n: number }).n;
+    return {
+      file: this.file,
+      bytes: this.bytes(),
+      maxBytes: this.opts.maxBytes,
+      records: this.records,
+      oldestSeq: range.oldest,
+      newestSeq: range.newest,
+      nextSeq: this.seq.peek(),
+      pendingRecords: this.pending.length,
+      diskFull: this.diskFull,
+      lastWriteError: this.lastWriteError,
+      evictedRecords: this.evicted,
+      droppedInMemory: this.droppedInMemory + this.pending.dropped,
+      unreportedGaps: gaps,
+      movedAside: this.movedAside,
+      schemaVersion: this.db.pragma('user_version', { simple: true }) as number,
+      synchronous: this.opts.synchronous,
+    };
+  }
+
+  /** Commit what is queued and close. Records still queued on a full disk are lost, and logged. */
+  close(): void {
+    if (this.closed) return;
+    if (this.timer) clearInterval(this.timer);
+    this.flush();
+    if (this.pending.length > 0) this.opts.log.error({ lost: this.pending.length }, 'spool closed with records it could not write');
+    this.closed = true;
+    this.db.close();
+  }
+}
