@@ -12,6 +12,7 @@ import type { LiveRecord } from '../metrics/record.js';
 import { createSpeedModel } from '../metrics/speed-model.js';
 import { MAX_WIRE_FRAME, RequestOp } from '../protocol/fwp/codec.js';
 import { FwpDriver } from '../protocol/fwp/driver.js';
+import { Spool, type SpoolStats } from '../spool/spool.js';
 
 export type RecordSink = (record: LiveRecord) => void;
 
@@ -29,6 +30,7 @@ export interface AgentHealth {
   };
   board: { hello: FwpDriver['hello']; status: FwpDriver['status'] };
   engine: MetricsEngine['counters'];
+  spool: (SpoolStats & { state: 'open' }) | { state: 'unavailable'; error: string };
   healthy: boolean;
 }
 
@@ -39,6 +41,8 @@ export class Agent {
   readonly link: SerialLink;
   private readonly sinks: RecordSink[] = [];
   private statsTimer: NodeJS.Timeout | null = null;
+  private spool: Spool | null = null;
+  private spoolError = 'not opened';
   private lastFrameCount = 0;
 
   constructor(
@@ -88,7 +92,31 @@ export class Agent {
     this.sinks.push(sink);
   }
 
+  /**
+   * Open the spool, then start the pipeline. A spool that cannot be used
+   * (written by a newer agent) leaves the agent running on live figures only,
+   * and says so in the log and in health().
+   */
   start(): void {
+    const sc = this.config.spool;
+    try {
+      const spool = Spool.open({
+        dir: this.config.dataDir,
+        deviceId: this.config.device.id,
+        maxBytes: sc.maxBytes,
+        synchronous: sc.synchronous,
+        memoryRecords: sc.memoryRecords,
+        log: this.log,
+      });
+      this.spool = spool;
+      spool.startAutoFlush(sc.flushIntervalMs);
+      this.sinks.unshift((r) => spool.append(r, 0));
+      const st = spool.stats();
+      this.log.info({ spool: { file: st.file, records: st.records, bytes: st.bytes, nextSeq: st.nextSeq, synchronous: st.synchronous } }, 'spool open');
+    } catch (err) {
+      this.spoolError = (err as Error).message;
+      this.log.error({ err: this.spoolError }, 'spool unavailable: serving live figures only, nothing is stored');
+    }
     this.link.on('state', (state: LinkState, detail) => {
       const lvl = state === 'waiting' ? 'warn' : 'info';
       this.log[lvl]({ link: state, path: this.link.path, ...detail }, `link ${state}`);
@@ -125,7 +153,8 @@ export class Agent {
       },
       board: { hello: this.driver.hello, status: this.driver.status },
       engine: this.engine.counters,
-      healthy: link.state === 'open' && c.frames > 0,
+      spool: this.spool ? { state: 'open', ...this.spool.stats() } : { state: 'unavailable', error: this.spoolError },
+      healthy: link.state === 'open' && c.frames > 0 && this.spool !== null && !this.spool.stats().diskFull,
     };
   }
 
@@ -136,9 +165,13 @@ export class Agent {
     this.log.info({ stats: { link: h.link.state, counters: h.link.counters, protocol: h.protocol, framesPerS } }, 'stats');
   }
 
+  /** Stop reading, then commit every queued record and close the spool. */
   async stop(): Promise<void> {
     if (this.statsTimer) clearInterval(this.statsTimer);
     this.driver.cancelAll('agent stopping');
     await this.link.stop();
+    this.spool?.close();
+    this.spool = null;
+    this.spoolError = 'closed';
   }
 }

@@ -42,6 +42,19 @@ export const ConfigSchema = z
       .strict()
       .default({}),
     dataDir: z.string().min(1).default(() => process.env.STATE_DIRECTORY ?? './data'),
+    spool: z
+      .object({
+        /** Cap on the spool's files; the oldest records are evicted (and reported as a gap) beyond it. */
+        maxBytes: z.number().int().min(1 << 20).default(256 * 1024 * 1024),
+        /** SQLite synchronous in WAL mode. FULL: a committed record survives a power cut. NORMAL: it survives a crash, and a power cut may roll back the last commits. */
+        synchronous: z.enum(['FULL', 'NORMAL']).default('FULL'),
+        /** Records kept in memory while the disk is full (36,000 = 1 hour at 10 Hz). */
+        memoryRecords: z.number().int().min(100).max(1_000_000).default(36_000),
+        /** Commit queued records this often (at most once a second, so at most 1 s is ever uncommitted). */
+        flushIntervalMs: z.number().int().min(50).max(1000).default(1000),
+      })
+      .strict()
+      .default({}),
     mqtt: z
       .object({
         url: z.string().url().default('mqtt://127.0.0.1:1883'),

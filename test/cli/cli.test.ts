@@ -79,6 +79,47 @@ describe('bike-telemetry run', () => {
   });
 });
 
+describe('run spools every record', () => {
+  it('SIGTERM commits every record emitted; after SIGKILL at most the last second is lost; sequence numbers never repeat', async () => {
+    const Database = (await import('better-sqlite3')).default;
+    const dir = tempDir('cli-spool-');
+    const config = writeJson(dir, 'config.json', { device: { id: 'bike-spool-1' }, dataDir: join(dir, 'data') });
+    const records = (c: Child) => c.json().filter((l) => l.msg === 'record').length;
+    const spooled = () => {
+      const db = new Database(join(dir, 'data', 'spool.db'), { readonly: true });
+      const seqs = (db.prepare('SELECT seq FROM records ORDER BY seq').raw(true).all() as number[][]).map((r) => r[0]);
+      db.close();
+      return seqs;
+    };
+
+    const a = start(['run', '--config', config, '--simulate']);
+    await waitFor(() => records(a) >= 35, '3.5 s of records', 20_000);
+    a.proc.kill('SIGTERM');
+    expect((await a.exited).code).toBe(0);
+    const first = spooled();
+    expect(first.length).toBe(records(a)); // every record emitted was committed before exit
+    expect(first).toEqual(Array.from({ length: first.length }, (_, i) => i + 1));
+
+    const b = start(['run', '--config', config, '--simulate']);
+    await waitFor(() => records(b) >= 25, '2.5 s of records', 20_000);
+    b.proc.kill('SIGKILL');
+    await b.exited;
+    const second = spooled().slice(first.length);
+    expect(second.length).toBeGreaterThanOrEqual(records(b) - 12); // commits are at least once a second
+    expect(second[0]).toBeGreaterThan(first[first.length - 1]);
+    for (let i = 1; i < second.length; i++) expect(second[i]).toBe(second[i - 1] + 1);
+
+    const c = start(['run', '--config', config, '--simulate', '--records', 'none']);
+    await waitFor(() => c.json().some((l) => l.msg === 'spool open'), 'spool open', 20_000);
+    const open = c.json().find((l) => l.msg === 'spool open') as { spool: { records: number; nextSeq: number } };
+    expect(open.spool.records).toBe(first.length + second.length);
+    // Numbers the killed run may have used are never handed out again.
+    expect(open.spool.nextSeq).toBeGreaterThan(second[second.length - 1]);
+    c.proc.kill('SIGTERM');
+    expect((await c.exited).code).toBe(0);
+  });
+});
+
 describe('configuration errors are clear and exit 3', () => {
   const cases: Array<[string, unknown, RegExp]> = [
     ['an unknown key (a typo)', { serial: { baudrate: 9600 } }, /serial\.baudrate: unknown key/],

@@ -1,4 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const BIN = fileURLToPath(new URL('../../bin/bike-telemetry.js', import.meta.url));
@@ -13,7 +16,9 @@ export interface Child {
 
 /** Run `bike-telemetry ARGS`, collecting stdout lines and stderr. */
 export function cli(args: string[], opts: { cwd?: string } = {}): Child {
-  const proc = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  // A scratch working directory, so the default dataDir (./data) never lands in the checkout.
+  const cwd = opts.cwd ?? mkdtempSync(join(tmpdir(), 'cli-cwd-'));
+  const proc = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   const stdout: string[] = [];
   let err = '';
   let partial = '';
