@@ -21,29 +21,9 @@ export async function runCommand(opts: RunOptions): Promise<void> {
   if (opts.records) config.log.records = opts.records;
   const log = createLogger(config.log.level, { deviceId: config.device.id });
 
+  // Signal handlers first: a SIGTERM while starting up must also stop cleanly.
   let sim: SimRunner | undefined;
-  if (opts.simulate) {
-    const script = config.simulator.script ? loadRideScript(config.simulator.script) : DEMO_RIDE;
-    const board = new SimBoard(loadCalibration(config.metrics.calibration), script, {
-      sampleRateHz: config.simulator.sampleRateHz,
-      seed: config.simulator.seed,
-    });
-    sim = new SimRunner({ board });
-    config.serial.path = await sim.startOnPty(undefined, config.serial.baudRate);
-    log.info({ path: config.serial.path, script: script.name }, 'simulator started');
-  }
-
-  const agent = new Agent(config, log);
-  if (config.log.records !== 'none') {
-    const every = config.log.records === 'all' ? 1 : 10;
-    let n = 0;
-    agent.addRecordSink((r) => {
-      if (++n % every === 0) log.info({ record: recordToJson(r) }, 'record');
-    });
-  }
-  agent.start();
-  log.info({ serial: config.serial.path, calibration: agent.calibration.model, dataDir: config.dataDir }, 'agent started');
-
+  let agent: Agent | undefined;
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) return;
@@ -55,12 +35,35 @@ export async function runCommand(opts: RunOptions): Promise<void> {
     }, SHUTDOWN_DEADLINE_MS);
     deadline.unref();
     void (async () => {
-      await agent.stop();
+      await agent?.stop();
       await sim?.stop();
-      log.info({ health: agent.health().protocol }, 'stopped');
+      log.info({ health: agent?.health().protocol }, 'stopped');
       process.exit(0);
     })();
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+
+  if (opts.simulate) {
+    const script = config.simulator.script ? loadRideScript(config.simulator.script) : DEMO_RIDE;
+    const board = new SimBoard(loadCalibration(config.metrics.calibration), script, {
+      sampleRateHz: config.simulator.sampleRateHz,
+      seed: config.simulator.seed,
+    });
+    sim = new SimRunner({ board });
+    config.serial.path = await sim.startOnPty(undefined, config.serial.baudRate);
+    log.info({ path: config.serial.path, script: script.name }, 'simulator started');
+  }
+  if (stopping) return;
+
+  agent = new Agent(config, log);
+  if (config.log.records !== 'none') {
+    const every = config.log.records === 'all' ? 1 : 10;
+    let n = 0;
+    agent.addRecordSink((r) => {
+      if (++n % every === 0) log.info({ record: recordToJson(r) }, 'record');
+    });
+  }
+  agent.start();
+  log.info({ serial: config.serial.path, calibration: agent.calibration.model, dataDir: config.dataDir }, 'agent started');
 }

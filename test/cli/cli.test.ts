@@ -56,6 +56,13 @@ describe('bike-telemetry run', () => {
     expect(c.json().some((l) => l.msg === 'stopped')).toBe(true);
   });
 
+  it('SIGTERM while still starting up stops cleanly too', async () => {
+    const c = start(['run', '--simulate', '--records', 'none']);
+    await waitFor(() => c.stdout.length > 0, 'first log line', 15_000);
+    c.proc.kill('SIGTERM');
+    expect(await c.exited).toEqual({ code: 0, signal: null });
+  });
+
   it('SIGINT (Ctrl-C) stops cleanly too', async () => {
     const c = start(['run', '--simulate', '--records', 'none']);
     await waitFor(() => c.json().some((l) => l.msg === 'link open'), 'link open', 15_000);

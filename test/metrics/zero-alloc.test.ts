@@ -4,6 +4,8 @@ import { createLogger } from '../../src/log/logger.js';
 import { Spool } from '../../src/spool/spool.js';
 import { tempDir } from '../helpers/agent.js';
 
+const HEAP_ALLOWANCE = 1024 * 1024;
+
 describe('hot path discipline', () => {
   it('1,000,000 frames through decode, ring buffer and the 10 Hz engine cause zero GC events', async () => {
     const r = await measureHotPath(1_000_000);
@@ -12,8 +14,9 @@ describe('hot path discipline', () => {
     expect(r.records).toBeGreaterThanOrEqual(199_999);
     expect(r.records).toBeLessThanOrEqual(200_001);
     expect(r.gcEvents).toBe(0);
-    // No growth: nothing retained per frame (a small allowance for V8's own bookkeeping).
-    expect(r.heapDeltaBytes).toBeLessThan(64 * 1024);
+    // No growth. One boxed number per tick would be 3.2 MB over this run, per frame 16 MB;
+    // the allowance covers a one-off (re)compilation landing mid-run on a busy machine.
+    expect(r.heapDeltaBytes).toBeLessThan(HEAP_ALLOWANCE);
   });
 
   it('with the spool as record sink: appending 200,000 records to the spool causes zero GC events', async () => {
@@ -33,7 +36,7 @@ describe('hot path discipline', () => {
       const r = await measureHotPath(1_000_000, 200_000, (rec) => spool.append(rec, 0));
       expect(r.records).toBeGreaterThanOrEqual(199_999);
       expect(r.gcEvents).toBe(0);
-      expect(r.heapDeltaBytes).toBeLessThan(64 * 1024);
+      expect(r.heapDeltaBytes).toBeLessThan(HEAP_ALLOWANCE);
       expect(spool.stats().pendingRecords).toBe(1000);
     } finally {
       spool.close();
