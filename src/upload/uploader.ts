@@ -1,0 +1,275 @@
+/**
+ * The uploader: spool -> CBOR packets -> MQTT, QoS 1. The spool is the only
+ * queue: a record leaves it when the broker has acknowledged (PUBACK) the
+ * packet that carried it, never before. Anything in flight when a connection
+ * drops is read from the spool again and re-sent on the next connection, as
+ * whole packets whose sequence ranges let the cloud drop the duplicate.
+ *
+ * - a fresh MQTT.js client per connection attempt, its own reconnect off: our
+ *   backoff is exponential with full jitter, so a fleet reconnecting after an
+ *   outage spreads out (MQTT.js retries on a fixed period);
+ * - MQTT 5 with a persistent session (falls back to 3.1.1 if the broker refuses 5);
+ * - at most min(maxInflight, the broker's Receive Maximum) packets in flight,
+ *   each within the broker's Maximum Packet Size;
+ * - a token bucket on bytes, so a backlog never starves the class video;
+ * - a retained status message (online, version, backlog) with an offline last will.
+ */
+import { readFileSync } from 'node:fs';
+import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
+import type { Logger } from '../log/logger.js';
+import { Backoff } from '../link/backoff.js';
+import type { Spool } from '../spool/spool.js';
+import { encodePacket } from './packet.js';
+import { TokenBucket } from './token-bucket.js';
+
+export interface UploaderTls {
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+}
+
+export interface UploaderOptions {
+  url: string;
+  deviceId: string;
+  topicPrefix: string;
+  agentVersion: string;
+  /** How long the broker keeps the session while the bike is away. */
+  sessionExpirySec: number;
+  keepaliveSec: number;
+  maxInflight: number;
+  maxRecordsPerPacket: number;
+  maxPacketBytes: number;
+  /** Upload rate limit in bytes/s; 0 for none. */
+  rateBytesPerS: number;
+  backoffBaseMs: number;
+  backoffCapMs: number;
+  deflate: boolean;
+  /** How often to look for newly committed records. */
+  pollMs: number;
+  tls?: UploaderTls;
+  log: Pick<Logger, 'info' | 'warn' | 'error'>;
+}
+
+export type UploaderState = 'idle' | 'connecting' | 'connected' | 'waiting' | 'stopped';
+
+export class UploaderCounters {
+  connects = 0;
+  connectFailures = 0;
+  disconnects = 0;
+  packetsSent = 0;
+  packetsAcked = 0;
+  packetsRefused = 0;
+  recordsAcked = 0;
+  bytesSent = 0;
+  maxInflightSeen = 0;
+  protocolFallbacks = 0;
+}
+
+/** Room for the PUBLISH fixed header, topic and properties within the broker's maximum. */
+const PUBLISH_OVERHEAD = 256;
+
+export class Uploader {
+  readonly counters = new UploaderCounters();
+  private client: MqttClient | null = null;
+  private currentState: UploaderState = 'idle';
+  private protocolVersion: 4 | 5 = 5;
+  private inflight = 0;
+  private window = 1;
+  private maxPacket = Infinity;
+  /** Highest sequence number sent on this connection. */
+  private cursor = 0;
+  private readonly gapsInFlight = new Set<number>();
+  private readonly backoff: Backoff;
+  private readonly bucket: TokenBucket;
+  private timer: NodeJS.Timeout | null = null;
+  private pollTimer: NodeJS.Timeout | null = null;
+  private lastError: string | null = null;
+  private readonly topic: string;
+  private readonly statusTopic: string;
+
+  constructor(
+    private readonly spool: Spool,
+    private readonly opts: UploaderOptions,
+  ) {
+    this.backoff = new Backoff(opts.backoffBaseMs, opts.backoffCapMs);
+    this.bucket = new TokenBucket(opts.rateBytesPerS);
+    this.topic = `${opts.topicPrefix}/${opts.deviceId}/telemetry`;
+    this.statusTopic = `${opts.topicPrefix}/${opts.deviceId}/status`;
+  }
+
+  get state(): UploaderState {
+    return this.currentState;
+  }
+
+  start(): void {
+    if (this.currentState !== 'idle') return;
+    this.connect();
+  }
+
+  setRate(bytesPerS: number): void {
+    this.bucket.setRate(bytesPerS);
+  }
+
+  stats() {
+    return {
+      state: this.currentState,
+      url: this.opts.url,
+      protocolVersion: this.protocolVersion,
+      inflight: this.inflight,
+      window: this.window,
+      maxPacketBytes: Number.isFinite(this.maxPacket) ? this.maxPacket : null,
+      rateBytesPerS: this.bucket.bytesPerSecond,
+      lastError: this.lastError,
+      counters: this.counters,
+    };
+  }
+
+  private statusPayload(state: 'online' | 'offline'): string {
+    const backlog = state === 'online' ? this.spool.stats().records : undefined;
+    return JSON.stringify({ state, deviceId: this.opts.deviceId, version: this.opts.agentVersion, backlog, at: new Date().toISOString() });
+  }
+
+  private connect(): void {
+    if (this.currentState === 'stopped') return;
+    this.currentState = 'connecting';
+    const v5 = this.protocolVersion === 5;
+    const tls = this.opts.tls;
+    const options: IClientOptions = {
+      clientId: this.opts.deviceId,
+      protocolVersion: this.protocolVersion,
+      clean: false,
+      keepalive: this.opts.keepaliveSec,
+      reconnectPeriod: 0,
+      connectTimeout: 15_000,
+      queueQoSZero: false,
+      will: { topic: this.statusTopic, payload: Buffer.from(JSON.stringify({ state: 'offline', deviceId: this.opts.deviceId })), qos: 1, retain: true },
+      ...(v5 ? { properties: { sessionExpiryInterval: this.opts.sessionExpirySec } } : {}),
+      ...(tls?.caFile ? { ca: readFileSync(tls.caFile) } : {}),
+      ...(tls?.certFile ? { cert: readFileSync(tls.certFile) } : {}),
+      ...(tls?.keyFile ? { key: readFileSync(tls.keyFile) } : {}),
+    };
+    const client = mqtt.connect(this.opts.url, options);
+    this.client = client;
+    client.once('connect', (connack) => this.onConnected(client, connack));
+    client.on('error', (err: Error & { code?: number }) => {
+      this.lastError = err.message;
+      // Brokers without MQTT 5 refuse the CONNECT: try 3.1.1 next time.
+      if (v5 && (err.code === 132 || err.code === 1 || /unsupported protocol|unacceptable protocol/i.test(err.message))) {
+        this.protocolVersion = 4;
+        this.counters.protocolFallbacks++;
+      }
+    });
+    client.on('close', () => this.onClosed(client));
+  }
+
+  private onConnected(client: MqttClient, connack: IConnackPacket): void {
+    if (this.client !== client) return;
+    this.currentState = 'connected';
+    this.counters.connects++;
+    this.backoff.reset();
+    this.lastError = null;
+    const props = connack.properties ?? {};
+    this.window = Math.max(1, Math.min(this.opts.maxInflight, props.receiveMaximum ?? 65535));
+    this.maxPacket = Math.min(this.opts.maxPacketBytes, props.maximumPacketSize ?? Infinity);
+    this.inflight = 0;
+    this.cursor = 0;
+    this.gapsInFlight.clear();
+    this.opts.log.info({ url: this.opts.url, protocolVersion: this.protocolVersion, window: this.window, maxPacketBytes: this.maxPacket }, 'uploader connected');
+    client.publish(this.statusTopic, this.statusPayload('online'), { qos: 1, retain: true });
+    this.pollTimer = setInterval(() => this.pump(), this.opts.pollMs);
+    this.pump();
+  }
+
+  private onClosed(client: MqttClient): void {
+    // A stopping client is finished by stop(); acknowledgements still arriving are still applied.
+    if (this.client !== client || this.currentState === 'stopped') return;
+    this.client = null;
+    client.removeAllListeners();
+    client.on('error', () => {});
+    client.end(true);
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    this.pollTimer = null;
+    if (this.currentState === 'connected') this.counters.disconnects++;
+    else this.counters.connectFailures++;
+    // Whatever was in flight stays in the spool and goes again on the next connection.
+    this.inflight = 0;
+    this.gapsInFlight.clear();
+    const delay = this.backoff.next();
+    this.currentState = 'waiting';
+    this.opts.log.warn({ retryInMs: delay, err: this.lastError }, 'uploader disconnected');
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.connect();
+    }, delay);
+  }
+
+  /** Send packets while the window, the rate limit and the spool allow. */
+  private pump(): void {
+    const client = this.client;
+    if (!client || this.currentState !== 'connected') return;
+    while (this.inflight < this.window) {
+      const rows = this.spool.read(this.cursor, this.opts.maxRecordsPerPacket);
+      if (rows.length === 0) return;
+      const gaps = this.spool.unreportedGaps().filter((g) => !this.gapsInFlight.has(g.id));
+      let n = rows.length;
+      let bytes: Buffer;
+      for (;;) {
+        bytes = encodePacket({ deviceId: this.opts.deviceId, ride: null, rows: n === rows.length ? rows : rows.slice(0, n), gaps, deflate: this.opts.deflate });
+        if (bytes.length + PUBLISH_OVERHEAD <= this.maxPacket || n === 1) break;
+        n = Math.ceil(n / 2);
+      }
+      const wait = this.bucket.take(bytes.length);
+      if (wait > 0) {
+        if (!this.timer) this.timer = setTimeout(() => ((this.timer = null), this.pump()), wait);
+        return;
+      }
+      this.send(client, bytes, rows[0][0], rows[n - 1][0], gaps.map((g) => g.id));
+    }
+  }
+
+  private send(client: MqttClient, bytes: Buffer, first: number, last: number, gapIds: number[]): void {
+    this.inflight++;
+    this.counters.maxInflightSeen = Math.max(this.counters.maxInflightSeen, this.inflight);
+    this.counters.packetsSent++;
+    this.counters.bytesSent += bytes.length;
+    this.cursor = last;
+    gapIds.forEach((id) => this.gapsInFlight.add(id));
+    client.publish(this.topic, bytes, { qos: 1 }, (err) => {
+      if (this.client !== client) return; // the connection is gone: the records wait in the spool
+      this.inflight--;
+      gapIds.forEach((id) => this.gapsInFlight.delete(id));
+      if (err) {
+        // Refused (MQTT 5 reason code): keep the records and send them again later.
+        this.counters.packetsRefused++;
+        this.lastError = err.message;
+        this.cursor = Math.min(this.cursor, first - 1);
+        this.opts.log.warn({ err: err.message, firstSeq: first, lastSeq: last }, 'broker refused a packet');
+        return;
+      }
+      this.counters.packetsAcked++;
+      this.counters.recordsAcked += this.spool.ack(first, last);
+      if (gapIds.length) this.spool.markGapsReported(gapIds);
+      this.pump();
+    });
+  }
+
+  /** Publish the offline status and disconnect, waiting up to `deadlineMs` for packets in flight. */
+  async stop(deadlineMs = 3000): Promise<void> {
+    const wasConnected = this.currentState === 'connected';
+    this.currentState = 'stopped';
+    if (this.timer) clearTimeout(this.timer);
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    const client = this.client;
+    if (!client) return;
+    await new Promise<void>((resolve) => {
+      const done = setTimeout(() => {
+        client.end(true);
+        resolve();
+      }, deadlineMs);
+      const finish = () => client.end(false, () => (clearTimeout(done), resolve()));
+      if (wasConnected) client.publish(this.statusTopic, JSON.stringify({ state: 'offline', deviceId: this.opts.deviceId }), { qos: 1, retain: true }, finish);
+      else finish();
+    });
+    this.client = null;
+  }
+}

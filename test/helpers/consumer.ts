@@ -1,0 +1,74 @@
+/** A test consumer: subscribes to telemetry, validates every packet, counts records by sequence number. */
+import mqtt, { type MqttClient } from 'mqtt';
+import { decodePacketBytes, decodeRecords } from '../../src/upload/packet.js';
+import { validatePacket } from '../../src/upload/packet-validate.js';
+
+export interface Received {
+  range: [number, number];
+  bytes: number;
+  seqs: number[];
+}
+
+export class Consumer {
+  readonly packets: Received[] = [];
+  readonly invalid: string[] = [];
+  readonly seen = new Map<number, number>();
+  readonly status: Array<Record<string, unknown>> = [];
+  private constructor(readonly client: MqttClient) {}
+
+  static async connect(url: string, id = `consumer-${process.pid}-${Date.now()}`): Promise<Consumer> {
+    const client = mqtt.connect(url, { clientId: id, clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 }, reconnectPeriod: 100 });
+    const c = new Consumer(client);
+    client.on('message', (topic, payload) => c.onMessage(topic, payload));
+    await new Promise<void>((resolve, reject) => {
+      client.once('connect', () => client.subscribe(['bike/+/telemetry', 'bike/+/status'], { qos: 1 }, (err) => (err ? reject(err) : resolve())));
+      client.once('error', reject);
+    });
+    return c;
+  }
+
+  private onMessage(topic: string, payload: Buffer): void {
+    if (topic.endsWith('/status')) {
+      this.status.push(JSON.parse(payload.toString()) as Record<string, unknown>);
+      return;
+    }
+    const v = validatePacket(decodePacketBytes(payload));
+    if (!v.ok) {
+      this.invalid.push(v.errors.join('; '));
+      return;
+    }
+    const seqs = decodeRecords(v.packet).map((r) => r.seq);
+    this.packets.push({ range: v.packet.seq, bytes: payload.length, seqs });
+    for (const s of seqs) this.seen.set(s, (this.seen.get(s) ?? 0) + 1);
+  }
+
+  /** Sequence numbers in order of first arrival. */
+  firstArrivals(): number[] {
+    const out: number[] = [];
+    const done = new Set<number>();
+    for (const p of this.packets) for (const s of p.seqs) if (!done.has(s)) (done.add(s), out.push(s));
+    return out;
+  }
+
+  /**
+   * True when records arrived twice only as whole packets: any two packets that
+   * share a record nest (one's sequence range contains the other's), so a re-sent
+   * packet always carries whole earlier packets, never a slice of one.
+   */
+  duplicatesAreWholePackets(): boolean {
+    const ps = this.packets;
+    for (let i = 0; i < ps.length; i++)
+      for (let j = i + 1; j < ps.length; j++) {
+        const [a0, a1] = ps[i].range;
+        const [b0, b1] = ps[j].range;
+        if (a1 < b0 || b1 < a0) continue;
+        const nested = (a0 <= b0 && b1 <= a1) || (b0 <= a0 && a1 <= b1);
+        if (!nested) return false;
+      }
+    return true;
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((r) => this.client.end(true, {}, () => r()));
+  }
+}

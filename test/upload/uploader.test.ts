@@ -1,0 +1,165 @@
+/** The uploader against a real Mosquitto, with a real spool file. */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/log/logger.js';
+import { LiveRecord } from '../../src/metrics/record.js';
+import { Spool } from '../../src/spool/spool.js';
+import { Uploader, type UploaderOptions } from '../../src/upload/uploader.js';
+import { tempDir } from '../helpers/agent.js';
+import { Broker, mosquittoAvailable } from '../helpers/broker.js';
+import { Consumer } from '../helpers/consumer.js';
+import { waitFor } from '../helpers/wait.js';
+
+const log = createLogger('silent');
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function spool(): Spool {
+  const s = Spool.open({ dir: tempDir('up-spool-'), deviceId: 'bike-up-1', maxBytes: 1 << 28, synchronous: 'NORMAL', memoryRecords: 100_000, log });
+  cleanups.push(() => s.close());
+  return s;
+}
+
+const rec = new LiveRecord();
+function fill(s: Spool, n: number): void {
+  for (let i = 0; i < n; i++) {
+    rec.tUs += 100_000;
+    rec.cadenceRpm = 80 + (i % 13);
+    rec.powerW = 150 + (i % 37);
+    rec.hrBpm = 120;
+    s.append(rec, 0);
+  }
+  s.flush();
+}
+
+function uploader(s: Spool, url: string, o: Partial<UploaderOptions> = {}): Uploader {
+  const u = new Uploader(s, {
+    url,
+    deviceId: 'bike-up-1',
+    topicPrefix: 'bike',
+    agentVersion: 'test',
+    sessionExpirySec: 3600,
+    keepaliveSec: 30,
+    maxInflight: 8,
+    maxRecordsPerPacket: 600,
+    maxPacketBytes: 256 * 1024,
+    rateBytesPerS: 0,
+    backoffBaseMs: 200,
+    backoffCapMs: 2000,
+    deflate: true,
+    pollMs: 100,
+    log,
+    ...o,
+  });
+  cleanups.push(() => u.stop());
+  return u;
+}
+
+async function broker(extra: string[] = []): Promise<Broker> {
+  const b = await Broker.start(extra);
+  cleanups.push(() => b.down());
+  return b;
+}
+
+async function consumer(url: string): Promise<Consumer> {
+  const c = await Consumer.connect(url);
+  cleanups.push(() => c.close());
+  return c;
+}
+
+describe('uploader', () => {
+  it('mosquitto is installed (the MQTT tests need it; .ci/run installs it)', () => {
+    expect(mosquittoAvailable()).toBe(true);
+  });
+
+  it('delivers every committed record exactly once over MQTT 5 and deletes each only after its PUBACK', async () => {
+    const b = await broker();
+    const c = await consumer(b.url);
+    const s = spool();
+    fill(s, 5000);
+    const u = uploader(s, b.url);
+    u.start();
+    await waitFor(() => s.stats().records === 0, 'spool drained');
+    await waitFor(() => c.seen.size === 5000, 'all records at the consumer');
+    expect(c.invalid).toEqual([]);
+    expect([...c.seen.keys()].sort((x, y) => x - y)).toEqual(Array.from({ length: 5000 }, (_, i) => i + 1));
+    expect([...c.seen.values()].every((n) => n === 1)).toBe(true);
+    expect(u.counters.recordsAcked).toBe(5000);
+    expect(u.stats()).toMatchObject({ state: 'connected', protocolVersion: 5 });
+    expect(c.status.some((st) => st.state === 'online' && st.version === 'test' && st.backlog === 5000)).toBe(true);
+    // Live records committed later follow.
+    fill(s, 30);
+    await waitFor(() => c.seen.size === 5030, 'live records');
+    await u.stop();
+    await waitFor(() => c.status.some((st) => st.state === 'offline'), 'offline status');
+  });
+
+  it("never has more packets in flight than the broker's Receive Maximum, nor a packet over its Maximum Packet Size", async () => {
+    const b = await broker(['max_inflight_messages 2', 'max_packet_size 4096']);
+    const c = await consumer(b.url);
+    const s = spool();
+    fill(s, 20_000);
+    const u = uploader(s, b.url, { maxInflight: 16, deflate: false });
+    u.start();
+    await waitFor(() => s.stats().records === 0, 'spool drained', 30_000);
+    await waitFor(() => c.seen.size === 20_000, 'all records at the consumer');
+    expect(u.stats().window).toBe(2);
+    expect(u.counters.maxInflightSeen).toBe(2);
+    expect(Math.max(...c.packets.map((p) => p.bytes))).toBeLessThanOrEqual(4096 - 256);
+    expect(c.packets.length).toBeGreaterThan(20_000 / 600); // packets were split to fit
+    expect(c.invalid).toEqual([]);
+  });
+
+  it('a broker outage: records keep spooling, the uploader reconnects with backoff, every record arrives, in sequence order', async () => {
+    const dir = tempDir('mosq-persist-');
+    const b = await broker(Broker.persistence(dir));
+    const c = await consumer(b.url);
+    const s = spool();
+    const u = uploader(s, b.url, { maxRecordsPerPacket: 100 });
+    u.start();
+    let riding = true;
+    const ride = (async () => {
+      while (riding) {
+        fill(s, 10); // one second of records, committed
+        await sleep(50);
+      }
+    })();
+    await waitFor(() => c.seen.size >= 100, 'live upload');
+    await b.down('SIGTERM');
+    await waitFor(() => u.state === 'waiting' || u.state === 'connecting', 'uploader noticing');
+    await sleep(3000); // the outage, while the ride goes on
+    const backlog = s.stats().records;
+    expect(backlog).toBeGreaterThan(300);
+    await b.up();
+    await sleep(500);
+    riding = false;
+    await ride;
+    const total = s.stats().nextSeq - 1;
+    await waitFor(() => s.stats().records === 0, 'backlog drained', 30_000);
+    await waitFor(() => c.seen.size === total, 'every record at the consumer', 30_000);
+    expect(c.invalid).toEqual([]);
+    const firsts = c.firstArrivals();
+    expect(firsts).toEqual([...firsts].sort((x, y) => x - y));
+    expect(c.duplicatesAreWholePackets()).toBe(true);
+    expect(u.counters.disconnects).toBeGreaterThanOrEqual(1);
+    expect(u.counters.connects).toBeGreaterThanOrEqual(2);
+  });
+
+  it('the rate limit spaces packets out (token bucket on bytes)', async () => {
+    const b = await broker();
+    const c = await consumer(b.url);
+    const s = spool();
+    fill(s, 3000);
+    const u = uploader(s, b.url, { rateBytesPerS: 2000, maxRecordsPerPacket: 200, deflate: false }); // about 2.4 kB a packet
+    u.start();
+    await sleep(1500);
+    // With 2,000 bytes/s and a one-second burst, at most about 2 s worth has gone.
+    expect(u.counters.bytesSent).toBeLessThanOrEqual(2000 * 2 + 2500);
+    expect(s.stats().records).toBeGreaterThan(0);
+    u.setRate(0);
+    await waitFor(() => s.stats().records === 0, 'drained once unlimited');
+    await waitFor(() => c.seen.size === 3000, 'all records');
+  });
+});
