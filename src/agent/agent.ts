@@ -13,6 +13,8 @@ import { createSpeedModel } from '../metrics/speed-model.js';
 import { MAX_WIRE_FRAME, RequestOp } from '../protocol/fwp/codec.js';
 import { FwpDriver } from '../protocol/fwp/driver.js';
 import { Spool, type SpoolStats } from '../spool/spool.js';
+import { Uploader } from '../upload/uploader.js';
+import { AGENT_VERSION } from '../version.js';
 
 export type RecordSink = (record: LiveRecord) => void;
 
@@ -31,6 +33,7 @@ export interface AgentHealth {
   board: { hello: FwpDriver['hello']; status: FwpDriver['status'] };
   engine: MetricsEngine['counters'];
   spool: (SpoolStats & { state: 'open' }) | { state: 'unavailable'; error: string };
+  upload: ReturnType<Uploader['stats']> | { state: 'disabled' };
   healthy: boolean;
 }
 
@@ -42,6 +45,7 @@ export class Agent {
   private readonly sinks: RecordSink[] = [];
   private statsTimer: NodeJS.Timeout | null = null;
   private spool: Spool | null = null;
+  private uploader: Uploader | null = null;
   private spoolError = 'not opened';
   private lastFrameCount = 0;
 
@@ -113,6 +117,28 @@ export class Agent {
       this.sinks.unshift((r) => spool.append(r, 0));
       const st = spool.stats();
       this.log.info({ spool: { file: st.file, records: st.records, bytes: st.bytes, nextSeq: st.nextSeq, synchronous: st.synchronous } }, 'spool open');
+      const m = this.config.mqtt;
+      if (m.enabled) {
+        this.uploader = new Uploader(spool, {
+          url: m.url,
+          deviceId: this.config.device.id,
+          topicPrefix: m.topicPrefix,
+          agentVersion: AGENT_VERSION,
+          sessionExpirySec: m.sessionExpirySec,
+          keepaliveSec: m.keepaliveSec,
+          maxInflight: m.maxInflight,
+          maxRecordsPerPacket: m.maxRecordsPerPacket,
+          maxPacketBytes: m.maxPacketBytes,
+          rateBytesPerS: m.rateBytesPerS,
+          backoffBaseMs: m.backoffBaseMs,
+          backoffCapMs: m.backoffCapMs,
+          deflate: m.deflate,
+          pollMs: m.pollMs,
+          tls: m.tls,
+          log: this.log,
+        });
+        this.uploader.start();
+      }
     } catch (err) {
       this.spoolError = (err as Error).message;
       this.log.error({ err: this.spoolError }, 'spool unavailable: serving live figures only, nothing is stored');
@@ -154,6 +180,7 @@ export class Agent {
       board: { hello: this.driver.hello, status: this.driver.status },
       engine: this.engine.counters,
       spool: this.spool ? { state: 'open', ...this.spool.stats() } : { state: 'unavailable', error: this.spoolError },
+      upload: this.uploader ? this.uploader.stats() : { state: 'disabled' },
       healthy: link.state === 'open' && c.frames > 0 && this.spool !== null && !this.spool.stats().diskFull,
     };
   }
@@ -165,11 +192,17 @@ export class Agent {
     this.log.info({ stats: { link: h.link.state, counters: h.link.counters, protocol: h.protocol, framesPerS } }, 'stats');
   }
 
-  /** Stop reading, then commit every queued record and close the spool. */
+  /**
+   * Stop reading, let the uploader finish what is in flight (briefly: the spool
+   * keeps whatever is not acknowledged), then commit every queued record and
+   * close the spool.
+   */
   async stop(): Promise<void> {
     if (this.statsTimer) clearInterval(this.statsTimer);
     this.driver.cancelAll('agent stopping');
     await this.link.stop();
+    await this.uploader?.stop(2000);
+    this.uploader = null;
     this.spool?.close();
     this.spool = null;
     this.spoolError = 'closed';

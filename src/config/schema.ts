@@ -57,10 +57,38 @@ export const ConfigSchema = z
       .default({}),
     mqtt: z
       .object({
+        /** Upload at all; false keeps everything in the spool. */
+        enabled: z.boolean().default(true),
         url: z.string().url().default('mqtt://127.0.0.1:1883'),
-        topicPrefix: z.string().min(1).default('bike'),
+        topicPrefix: z
+          .string()
+          .min(1)
+          .regex(/^[^#+]+$/, 'no MQTT wildcards')
+          .default('bike'),
+        /** How long the broker keeps this bike's session while it is away (longer than any planned outage). */
+        sessionExpirySec: z.number().int().min(60).default(7 * 24 * 3600),
+        keepaliveSec: z.number().int().min(5).max(3600).default(60),
+        /** Packets in flight at most (never more than the broker's Receive Maximum). */
+        maxInflight: z.number().int().min(1).max(1000).default(16),
+        maxRecordsPerPacket: z.number().int().min(1).max(100_000).default(600),
+        /** Largest packet (never more than the broker's Maximum Packet Size). */
+        maxPacketBytes: z.number().int().min(1024).default(256 * 1024),
+        /** Upload rate limit, bytes/s, so a backlog never starves the class video; 0 for none. */
+        rateBytesPerS: z.number().int().min(0).default(32 * 1024),
+        /** Reconnect backoff: exponential with full jitter between these. */
+        backoffBaseMs: z.number().int().min(10).default(1000),
+        backoffCapMs: z.number().int().min(10).default(300_000),
+        deflate: z.boolean().default(true),
+        /** How often to look for newly committed records. */
+        pollMs: z.number().int().min(50).max(60_000).default(1000),
+        /** Mutual TLS (with an mqtts:// url): CA to trust, and this bike's certificate and key. */
+        tls: z
+          .object({ caFile: z.string().optional(), certFile: z.string().optional(), keyFile: z.string().optional() })
+          .strict()
+          .optional(),
       })
       .strict()
+      .refine((m) => m.backoffCapMs >= m.backoffBaseMs, { message: 'backoffCapMs must be at least backoffBaseMs', path: ['backoffCapMs'] })
       .default({}),
     metrics: z
       .object({

@@ -1,6 +1,7 @@
 /** The `bike-telemetry` executable as a user runs it: child processes, real ptys. */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadCalibration } from '../../src/metrics/calibration.js';
 import { FwpFrame, FwpResult, MsgType, decodeFrame } from '../../src/protocol/fwp/codec.js';
@@ -8,6 +9,8 @@ import { startAgent, tempDir } from '../helpers/agent.js';
 import { cli, type Child } from '../helpers/cli.js';
 import { waitFor } from '../helpers/wait.js';
 
+/** A port nothing listens on: the uploader keeps retrying, as in an outage. */
+const NO_BROKER = 'mqtt://127.0.0.1:1';
 const children: Child[] = [];
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -30,7 +33,7 @@ describe('bike-telemetry run', () => {
   it('run --simulate: logs structured 10 Hz records matching the ride script; SIGTERM stops cleanly within 5 s', async () => {
     const dir = tempDir('cli-run-');
     const script = writeJson(dir, 'ride.json', { name: 'steady', loop: true, segments: [{ durationS: 600, cadenceRpm: 80, resistancePct: 55, hrBpm: 125 }] });
-    const config = writeJson(dir, 'config.json', { device: { id: 'bike-cli-1' }, dataDir: dir, simulator: { script } });
+    const config = writeJson(dir, 'config.json', { device: { id: 'bike-cli-1' }, dataDir: dir, simulator: { script }, mqtt: { url: NO_BROKER } });
     const c = start(['run', '--config', config, '--simulate']);
     await waitFor(() => c.json().filter((l) => l.msg === 'record').length >= 40, '4 s of records', 20_000);
 
@@ -57,14 +60,16 @@ describe('bike-telemetry run', () => {
   });
 
   it('SIGTERM while still starting up stops cleanly too', async () => {
-    const c = start(['run', '--simulate', '--records', 'none']);
+    const dir = tempDir('cli-early-');
+    const c = start(['run', '--simulate', '--records', 'none', '-c', writeJson(dir, 'c.json', { dataDir: dir, mqtt: { url: NO_BROKER } })]);
     await waitFor(() => c.stdout.length > 0, 'first log line', 15_000);
     c.proc.kill('SIGTERM');
     expect(await c.exited).toEqual({ code: 0, signal: null });
   });
 
-  it('SIGINT (Ctrl-C) stops cleanly too', async () => {
-    const c = start(['run', '--simulate', '--records', 'none']);
+  it('SIGINT (Ctrl-C) stops cleanly too, also while the uploader cannot reach its broker', async () => {
+    const dir = tempDir('cli-int-');
+    const c = start(['run', '--simulate', '--records', 'none', '-c', writeJson(dir, 'c.json', { dataDir: dir, mqtt: { url: NO_BROKER } })]);
     await waitFor(() => c.json().some((l) => l.msg === 'link open'), 'link open', 15_000);
     c.proc.kill('SIGINT');
     expect((await c.exited).code).toBe(0);
@@ -75,7 +80,7 @@ describe('bike-telemetry run', () => {
     const sim = start(['simulate', '--dir', dir, '--duration', '30']);
     await waitFor(() => sim.stdout.length > 0, 'simulator path');
     expect(sim.stdout[0]).toBe(join(dir, 'console'));
-    const config = writeJson(dir, 'config.json', { serial: { path: sim.stdout[0] }, dataDir: dir, log: { records: '1hz' } });
+    const config = writeJson(dir, 'config.json', { serial: { path: sim.stdout[0] }, dataDir: dir, log: { records: '1hz' }, mqtt: { enabled: false } });
     const c = start(['run', '-c', config]);
     await waitFor(() => c.json().filter((l) => l.msg === 'record').length >= 3, 'records at 1 Hz', 15_000);
     c.proc.kill('SIGTERM');
@@ -90,7 +95,7 @@ describe('run spools every record', () => {
   it('SIGTERM commits every record emitted; after SIGKILL at most the last second is lost; sequence numbers never repeat', async () => {
     const Database = (await import('better-sqlite3')).default;
     const dir = tempDir('cli-spool-');
-    const config = writeJson(dir, 'config.json', { device: { id: 'bike-spool-1' }, dataDir: join(dir, 'data') });
+    const config = writeJson(dir, 'config.json', { device: { id: 'bike-spool-1' }, dataDir: join(dir, 'data'), mqtt: { enabled: false } });
     const records = (c: Child) => c.json().filter((l) => l.msg === 'record').length;
     const spooled = () => {
       const db = new Database(join(dir, 'data', 'spool.db'), { readonly: true });
@@ -125,6 +130,68 @@ describe('run spools every record', () => {
     c.proc.kill('SIGTERM');
     expect((await c.exited).code).toBe(0);
   });
+});
+
+describe('run uploads to the broker', () => {
+  it('SIGKILL at 20 random moments while the broker is up: every record committed reaches the broker; duplicates only as whole packets', async () => {
+    const { Broker } = await import('../helpers/broker.js');
+    const { Consumer } = await import('../helpers/consumer.js');
+    const Database = (await import('better-sqlite3')).default;
+    const broker = await Broker.start();
+    cleanups.push(() => broker.down());
+    const consumer = await Consumer.connect(broker.url);
+    cleanups.push(() => consumer.close());
+    const dir = tempDir('cli-kill-');
+    const dataDir = join(dir, 'data');
+    // A tight rate limit keeps a backlog, so every kill lands with committed, unacknowledged records in the spool.
+    const settings = (rateBytesPerS: number) => ({
+      device: { id: 'bike-kill-1' },
+      dataDir,
+      mqtt: { url: broker.url, pollMs: 200, backoffBaseMs: 100, backoffCapMs: 500, rateBytesPerS, deflate: false, maxRecordsPerPacket: 20 },
+      log: { records: 'none' },
+    });
+    const config = writeJson(dir, 'config.json', settings(100)); // below the ~250 B/s the ride produces
+    const drainConfig = writeJson(dir, 'drain.json', settings(0));
+    // Records seen committed in the spool after each kill: the ones at risk. The consumer must end up with all of them.
+    const committed = new Set<number>();
+    const snapshot = () => {
+      const db = new Database(join(dataDir, 'spool.db'), { readonly: true });
+      for (const [seq] of db.prepare('SELECT seq FROM records').raw(true).all() as number[][]) committed.add(seq);
+      db.close();
+    };
+    const seed = 20261125;
+    let x = seed;
+    const rand = () => ((x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let k = 0; k < 20; k++) {
+      const a = start(['run', '--config', config, '--simulate']);
+      await waitFor(() => a.json().some((l) => l.msg === 'uploader connected'), 'uploader connected', 20_000);
+      await sleep(300 + rand() * 2500);
+      a.proc.kill('SIGKILL');
+      await a.exited;
+      snapshot();
+    }
+    const last = start(['run', '--config', config, '--simulate']);
+    await waitFor(() => last.json().some((l) => l.msg === 'uploader connected'), 'uploader connected', 20_000);
+    await sleep(2500);
+    last.proc.kill('SIGTERM');
+    expect((await last.exited).code).toBe(0);
+    snapshot();
+    // Whatever the final run committed was uploaded or is still in the spool; drain it with one more run.
+    const drain = start(['run', '--config', drainConfig]);
+    await waitFor(() => {
+      const db = new Database(join(dataDir, 'spool.db'), { readonly: true });
+      const n = (db.prepare('SELECT count(*) AS n FROM records').get() as { n: number }).n;
+      db.close();
+      return n === 0;
+    }, 'spool drained', 30_000);
+    drain.proc.kill('SIGTERM');
+    await drain.exited;
+    await waitFor(() => [...committed].every((s) => consumer.seen.has(s)), 'every committed record at the broker', 20_000);
+    expect(committed.size).toBeGreaterThan(100); // the kills really did land with records at risk
+    expect(consumer.seen.size).toBeGreaterThanOrEqual(committed.size);
+    expect(consumer.invalid).toEqual([]);
+    expect(consumer.duplicatesAreWholePackets()).toBe(true);
+  }, 240_000);
 });
 
 describe('configuration errors are clear and exit 3', () => {

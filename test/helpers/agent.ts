@@ -18,6 +18,7 @@ export function startAgent(path: string, overrides: Record<string, unknown> = {}
     serial: { path, reopenBaseMs: 50, reopenCapMs: 200, silenceTimeoutMs: 1000, requestTimeoutMs: 300, requestRetries: 2 },
     log: { level: 'silent', records: 'none', statsIntervalS: 0 },
     dataDir: tempDir('agent-data-'),
+    mqtt: { enabled: false },
     ...overrides,
   });
   const agent = new Agent(config, createLogger('silent'));
