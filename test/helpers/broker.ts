@@ -38,7 +38,7 @@ export class Broker {
   }
 
   get url(): string {
-    return `mqtt://127.0.0.1:${this.port}`;
+    return `${this.extra.some((l) => l.startsWith('require_certificate')) ? 'mqtts' : 'mqtt'}://127.0.0.1:${this.port}`;
   }
 
   /** Start (or restart, on the same port) and wait until it accepts connections. */
@@ -46,7 +46,15 @@ export class Broker {
     const conf = join(this.dir, 'mosquitto.conf');
     writeFileSync(
       conf,
-      [`listener ${this.port} 127.0.0.1`, 'allow_anonymous true', ...(this.extra.some((l) => l.startsWith('persistence ')) ? [] : ['persistence false']), ...this.extra, ''].join('\n'),
+      [
+        `listener ${this.port} 127.0.0.1`,
+        'allow_anonymous true',
+        // Run as root, mosquitto drops to its own user, which cannot read the tests' 0700 temp folders.
+        ...(process.getuid?.() === 0 ? ['user root'] : []),
+        ...(this.extra.some((l) => l.startsWith('persistence ')) ? [] : ['persistence false']),
+        ...this.extra,
+        '',
+      ].join('\n'),
     );
     const proc = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
     proc.stdout!.on('data', (d: Buffer) => (this.log += d.toString()));

@@ -1,6 +1,6 @@
 /** A test consumer: subscribes to telemetry, validates every packet, counts records by sequence number. */
-import mqtt, { type MqttClient } from 'mqtt';
-import { decodePacketBytes, decodeRecords } from '../../src/upload/packet.js';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { decodePacketBytes, decodeRecords, type PacketGap } from '../../src/upload/packet.js';
 import { validatePacket } from '../../src/upload/packet-validate.js';
 
 export interface Received {
@@ -14,10 +14,12 @@ export class Consumer {
   readonly invalid: string[] = [];
   readonly seen = new Map<number, number>();
   readonly status: Array<Record<string, unknown>> = [];
+  /** Gaps reported by packets, in arrival order. */
+  readonly gaps: PacketGap[] = [];
   private constructor(readonly client: MqttClient) {}
 
-  static async connect(url: string, id = `consumer-${process.pid}-${Date.now()}`): Promise<Consumer> {
-    const client = mqtt.connect(url, { clientId: id, clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 }, reconnectPeriod: 100 });
+  static async connect(url: string, id = `consumer-${process.pid}-${Date.now()}`, extra: IClientOptions = {}): Promise<Consumer> {
+    const client = mqtt.connect(url, { clientId: id, clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 }, reconnectPeriod: 100, ...extra });
     const c = new Consumer(client);
     client.on('message', (topic, payload) => c.onMessage(topic, payload));
     await new Promise<void>((resolve, reject) => {
@@ -38,6 +40,7 @@ export class Consumer {
       return;
     }
     const seqs = decodeRecords(v.packet).map((r) => r.seq);
+    this.gaps.push(...v.packet.gaps);
     this.packets.push({ range: v.packet.seq, bytes: payload.length, seqs });
     for (const s of seqs) this.seen.set(s, (this.seen.get(s) ?? 0) + 1);
   }

@@ -1,4 +1,7 @@
 /** The uploader against a real Mosquitto, with a real spool file. */
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log/logger.js';
@@ -147,6 +150,37 @@ describe('uploader', () => {
     expect(u.counters.connects).toBeGreaterThanOrEqual(2);
   });
 
+  it('the spool cap reached during a long outage: the file stays under the cap, the newest records arrive, the gap arrives with its exact size', async () => {
+    const b = await broker(Broker.persistence(tempDir('mosq-cap-')));
+    const c = await consumer(b.url);
+    await b.down('SIGTERM'); // the outage starts before the ride; the consumer's session survives it
+    const maxBytes = 1 << 20;
+    const s = Spool.open({ dir: tempDir('up-cap-'), deviceId: 'bike-up-1', maxBytes, synchronous: 'NORMAL', memoryRecords: 1000, log });
+    cleanups.push(() => s.close());
+    const u = uploader(s, b.url, { backoffBaseMs: 100, backoffCapMs: 300 });
+    u.start();
+    const total = 80_000; // more than 1 MiB holds
+    for (let i = 0; i < total; i += 10) {
+      fill(s, 10);
+      expect(s.bytes()).toBeLessThanOrEqual(maxBytes);
+    }
+    const st = s.stats();
+    expect(st.evictedRecords).toBeGreaterThan(0);
+    expect(st.newestSeq).toBe(total);
+    await b.up();
+    await waitFor(() => s.stats().records === 0, 'drained after the outage', 30_000);
+    await waitFor(() => c.seen.size === st.records, 'kept records at the consumer');
+    expect(c.invalid).toEqual([]);
+    // Delivered records and reported gaps together account for every sequence number, exactly once.
+    const accounted = new Array<number>(total + 1).fill(0);
+    for (const seq of c.seen.keys()) accounted[seq]++;
+    for (const g of c.gaps) for (let q = g.first; q <= g.last; q++) accounted[q]++;
+    expect(accounted.slice(1).every((n) => n === 1)).toBe(true);
+    expect(c.gaps.reduce((n, g) => n + g.count, 0)).toBe(st.evictedRecords);
+    expect(c.seen.has(total)).toBe(true); // the newest record made it
+    expect(s.unreportedGaps()).toEqual([]); // reported once, then marked
+  });
+
   it('the rate limit spaces packets out (token bucket on bytes)', async () => {
     const b = await broker();
     const c = await consumer(b.url);
@@ -161,5 +195,47 @@ describe('uploader', () => {
     u.setRate(0);
     await waitFor(() => s.stats().records === 0, 'drained once unlimited');
     await waitFor(() => c.seen.size === 3000, 'all records');
+  });
+
+  it('mutual TLS: uploads with a client certificate; a client without one is refused', async () => {
+    const dir = tempDir('tls-');
+    const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+    ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=test-ca');
+    for (const [name, subject, ext] of [
+      ['server', '/CN=localhost', 'subjectAltName=IP:127.0.0.1,DNS:localhost'],
+      ['client', '/CN=bike-up-1', 'extendedKeyUsage=clientAuth'],
+    ]) {
+      ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject);
+      writeFileSync(join(dir, `${name}.ext`), `${ext}\n`);
+      ssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
+    }
+    const b = await broker([
+      `cafile ${join(dir, 'ca.crt')}`,
+      `certfile ${join(dir, 'server.crt')}`,
+      `keyfile ${join(dir, 'server.key')}`,
+      'require_certificate true',
+      'use_identity_as_username true',
+    ]);
+    expect(b.url).toMatch(/^mqtts:/);
+    const c = await Consumer.connect(b.url, 'consumer-tls', {
+      ca: readFileSync(join(dir, 'ca.crt')),
+      cert: readFileSync(join(dir, 'client.crt')),
+      key: readFileSync(join(dir, 'client.key')),
+    });
+    cleanups.push(() => c.close());
+    const s = spool();
+    fill(s, 1000);
+    const u = uploader(s, b.url, { tls: { caFile: join(dir, 'ca.crt'), certFile: join(dir, 'client.crt'), keyFile: join(dir, 'client.key') } });
+    u.start();
+    await waitFor(() => s.stats().records === 0, 'drained over TLS');
+    await waitFor(() => c.seen.size === 1000, 'records at the consumer');
+
+    const s2 = spool();
+    fill(s2, 10);
+    const noCert = uploader(s2, b.url, { tls: { caFile: join(dir, 'ca.crt') } });
+    noCert.start();
+    await waitFor(() => noCert.counters.connectFailures >= 1, 'refused without a client certificate');
+    expect(noCert.counters.connects).toBe(0);
+    expect(s2.stats().records).toBe(10); // nothing lost: still spooled
   });
 });
