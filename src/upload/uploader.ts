@@ -11,7 +11,9 @@
  * - MQTT 5 with a persistent session (falls back to 3.1.1 if the broker refuses 5);
  * - at most min(maxInflight, the broker's Receive Maximum) packets in flight,
  *   each within the broker's Maximum Packet Size;
- * - a token bucket on bytes, so a backlog never starves the class video;
+ * - a token bucket on bytes, so a backlog never starves the class video, and
+ *   live records first: what is committed after a (re)connection goes before
+ *   the backlog left from the outage, which drains oldest first behind it;
  * - a retained status message (online, version, backlog) with an offline last will.
  */
 import { readFileSync } from 'node:fs';
@@ -76,8 +78,12 @@ export class Uploader {
   private inflight = 0;
   private window = 1;
   private maxPacket = Infinity;
-  /** Highest sequence number sent on this connection. */
+  /** Backlog: highest sequence number sent on this connection from before it began. */
   private cursor = 0;
+  /** Records from this sequence number on were committed during this connection: live. */
+  private liveFrom = 0;
+  /** Live: highest sequence number sent on this connection from liveFrom on. */
+  private liveCursor = 0;
   private readonly gapsInFlight = new Set<number>();
   private readonly backoff: Backoff;
   private readonly bucket: TokenBucket;
@@ -173,6 +179,8 @@ export class Uploader {
     this.maxPacket = Math.min(this.opts.maxPacketBytes, props.maximumPacketSize ?? Infinity);
     this.inflight = 0;
     this.cursor = 0;
+    this.liveFrom = (this.spool.stats().newestSeq ?? 0) + 1;
+    this.liveCursor = this.liveFrom - 1;
     this.gapsInFlight.clear();
     this.opts.log.info({ url: this.opts.url, protocolVersion: this.protocolVersion, window: this.window, maxPacketBytes: this.maxPacket }, 'uploader connected');
     client.publish(this.statusTopic, this.statusPayload('online'), { qos: 1, retain: true });
@@ -203,12 +211,19 @@ export class Uploader {
     }, delay);
   }
 
-  /** Send packets while the window, the rate limit and the spool allow. */
+  /** Send packets while the window, the rate limit and the spool allow: live records first. */
   private pump(): void {
     const client = this.client;
     if (!client || this.currentState !== 'connected') return;
     while (this.inflight < this.window) {
-      const rows = this.spool.read(this.cursor, this.opts.maxRecordsPerPacket);
+      let rows = this.spool.read(this.liveCursor, this.opts.maxRecordsPerPacket);
+      if (rows.length === 0 && this.cursor < this.liveFrom - 1) {
+        rows = this.spool.read(this.cursor, this.opts.maxRecordsPerPacket);
+        const end = rows.findIndex((r) => r[0] >= this.liveFrom);
+        if (end >= 0) rows = rows.slice(0, end);
+        // The backlog is sent; from here on everything is one stream.
+        if (rows.length === 0) this.cursor = this.liveFrom - 1;
+      }
       if (rows.length === 0) return;
       const gaps = this.spool.unreportedGaps().filter((g) => !this.gapsInFlight.has(g.id));
       let n = rows.length;
@@ -232,7 +247,8 @@ export class Uploader {
     this.counters.maxInflightSeen = Math.max(this.counters.maxInflightSeen, this.inflight);
     this.counters.packetsSent++;
     this.counters.bytesSent += bytes.length;
-    this.cursor = last;
+    if (first >= this.liveFrom) this.liveCursor = last;
+    else this.cursor = last;
     gapIds.forEach((id) => this.gapsInFlight.add(id));
     client.publish(this.topic, bytes, { qos: 1 }, (err) => {
       if (this.client !== client) return; // the connection is gone: the records wait in the spool
@@ -242,7 +258,8 @@ export class Uploader {
         // Refused (MQTT 5 reason code): keep the records and send them again later.
         this.counters.packetsRefused++;
         this.lastError = err.message;
-        this.cursor = Math.min(this.cursor, first - 1);
+        if (first >= this.liveFrom) this.liveCursor = Math.min(this.liveCursor, first - 1);
+        else this.cursor = Math.min(this.cursor, first - 1);
         this.opts.log.warn({ err: err.message, firstSeq: first, lastSeq: last }, 'broker refused a packet');
         return;
       }
