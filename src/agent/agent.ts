@@ -10,7 +10,7 @@ import { loadCalibration, type Calibration } from '../metrics/calibration.js';
 import { MetricsEngine } from '../metrics/engine.js';
 import type { LiveRecord } from '../metrics/record.js';
 import { createSpeedModel } from '../metrics/speed-model.js';
-import { MAX_WIRE_FRAME, RequestOp } from '../protocol/fwp/codec.js';
+import { LogLevel, MAX_WIRE_FRAME, RequestOp } from '../protocol/fwp/codec.js';
 import { FwpDriver } from '../protocol/fwp/driver.js';
 import { Spool, type SpoolStats } from '../spool/spool.js';
 import { Uploader } from '../upload/uploader.js';
@@ -86,7 +86,7 @@ export class Agent {
         }
       },
       onLog: (level, text) => {
-        const fn = level >= 3 ? 'error' : level === 2 ? 'warn' : level === 1 ? 'info' : 'debug';
+        const fn = level >= LogLevel.ERROR ? 'error' : level === LogLevel.WARN ? 'warn' : level === LogLevel.INFO ? 'info' : 'debug';
         this.log[fn]({ board: true }, text);
       },
     });

@@ -23,16 +23,6 @@ export const RecordFlag = {
   DEFAULT_CALIBRATION: 1 << 12,
 } as const;
 
-export const RECORD_FLAG_NAMES: Readonly<Record<number, string>> = Object.fromEntries(
-  Object.entries(RecordFlag).map(([k, v]) => [v, k.toLowerCase()]),
-);
-
-export function describeFlags(flags: number): string[] {
-  const out: string[] = [];
-  for (let bit = 0; bit < 16; bit++) if (flags & (1 << bit) && RECORD_FLAG_NAMES[1 << bit]) out.push(RECORD_FLAG_NAMES[1 << bit]);
-  return out;
-}
-
 export class LiveRecord {
   /** Engine time in microseconds: the board clock, unwrapped, monotonic across wraps and board resets. */
   tUs = 0;

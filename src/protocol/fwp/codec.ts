@@ -251,10 +251,6 @@ export function readHelloFromResponse(f: FwpFrame): boolean {
   return true;
 }
 
-export function responseDataU16(f: FwpFrame): number {
-  return f.dataLen >= 2 ? u16(f.payload, f.dataOffset) : -1;
-}
-
 /** The board serial as 24 hex digits (allocates; not for the hot path). */
 export function serialHex(f: FwpFrame): string {
   return Buffer.from(f.serial).toString('hex');
