@@ -181,7 +181,7 @@ export class Agent {
       engine: this.engine.counters,
       spool: this.spool ? { state: 'open', ...this.spool.stats() } : { state: 'unavailable', error: this.spoolError },
       upload: this.uploader ? this.uploader.stats() : { state: 'disabled' },
-      healthy: link.state === 'open' && c.frames > 0 && this.spool !== null && !this.spool.stats().diskFull,
+      healthy: link.state === 'open' && c.frames > 0 && this.spool !== null && !this.spool.stats().writeFailing,
     };
   }
 

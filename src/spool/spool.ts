@@ -77,6 +77,8 @@ export interface SpoolStats {
   nextSeq: number;
   pendingRecords: number;
   diskFull: boolean;
+  /** Writes are failing (disk full or another error); records wait in memory. */
+  writeFailing: boolean;
   lastWriteError: string | null;
   evictedRecords: number;
   droppedInMemory: number;
@@ -107,6 +109,7 @@ export class Spool {
   private readonly pageSize: number;
   private records: number;
   private diskFull = false;
+  private writeFailing = false;
   private lastWriteError: string | null = null;
   private evicted = 0;
   private droppedInMemory = 0;
@@ -271,14 +274,21 @@ export class Spool {
     try {
       if (n > 0 || dropped > 0) this.writeBatch(n);
     } catch (err) {
-      if (!isDiskFull(err)) throw err;
-      if (!this.diskFull) this.opts.log.error({ err: (err as Error).message, queued: n }, 'spool disk full: holding the newest records in memory');
-      this.diskFull = true;
-      this.lastWriteError = (err as Error).message;
+      // A full disk, or any other write failure (an I/O error on worn flash):
+      // the records stay queued (the newest memoryRecords) and the next flush
+      // tries again. The live pipeline never stops for the spool.
+      const message = (err as Error).message;
+      if (message !== this.lastWriteError) {
+        this.opts.log.error({ err: message, queued: n, diskFull: isDiskFull(err) }, 'spool cannot write: holding the newest records in memory');
+      }
+      this.diskFull = isDiskFull(err);
+      this.lastWriteError = message;
+      this.writeFailing = true;
       return 0;
     }
-    if (this.diskFull) this.opts.log.info({ written: n, droppedWhileFull: dropped }, 'spool writable again');
+    if (this.writeFailing) this.opts.log.info({ written: n, droppedWhileFailing: dropped }, 'spool writable again');
     this.diskFull = false;
+    this.writeFailing = false;
     this.droppedInMemory += dropped;
     p.clearDropped();
     p.shift(n);
@@ -377,6 +387,7 @@ export class Spool {
       nextSeq: this.seq.peek(),
       pendingRecords: this.pending.length,
       diskFull: this.diskFull,
+      writeFailing: this.writeFailing,
       lastWriteError: this.lastWriteError,
       evictedRecords: this.evicted,
       droppedInMemory: this.droppedInMemory + this.pending.dropped,

@@ -184,8 +184,8 @@ export class Uploader {
     this.gapsInFlight.clear();
     this.opts.log.info({ url: this.opts.url, protocolVersion: this.protocolVersion, window: this.window, maxPacketBytes: this.maxPacket }, 'uploader connected');
     client.publish(this.statusTopic, this.statusPayload('online'), { qos: 1, retain: true });
-    this.pollTimer = setInterval(() => this.pump(), this.opts.pollMs);
-    this.pump();
+    this.pollTimer = setInterval(() => this.pumpSafely(), this.opts.pollMs);
+    this.pumpSafely();
   }
 
   private onClosed(client: MqttClient): void {
@@ -209,6 +209,16 @@ export class Uploader {
       this.timer = null;
       this.connect();
     }, delay);
+  }
+
+  /** pump() from a timer or callback: a spool that cannot be read right now is tried again later. */
+  private pumpSafely(): void {
+    try {
+      this.pump();
+    } catch (err) {
+      this.lastError = (err as Error).message;
+      this.opts.log.error({ err: this.lastError }, 'uploader cannot read the spool; trying again');
+    }
   }
 
   /** Send packets while the window, the rate limit and the spool allow: live records first. */
@@ -235,7 +245,7 @@ export class Uploader {
       }
       const wait = this.bucket.take(bytes.length);
       if (wait > 0) {
-        if (!this.timer) this.timer = setTimeout(() => ((this.timer = null), this.pump()), wait);
+        if (!this.timer) this.timer = setTimeout(() => ((this.timer = null), this.pumpSafely()), wait);
         return;
       }
       this.send(client, bytes, rows[0][0], rows[n - 1][0], gaps.map((g) => g.id));
@@ -264,9 +274,15 @@ export class Uploader {
         return;
       }
       this.counters.packetsAcked++;
-      this.counters.recordsAcked += this.spool.ack(first, last);
-      if (gapIds.length) this.spool.markGapsReported(gapIds);
-      this.pump();
+      try {
+        this.counters.recordsAcked += this.spool.ack(first, last);
+        if (gapIds.length) this.spool.markGapsReported(gapIds);
+      } catch (e) {
+        // Not deleted: the records go again later, a whole duplicate packet the cloud drops.
+        this.lastError = (e as Error).message;
+        this.opts.log.error({ err: this.lastError, firstSeq: first, lastSeq: last }, 'acknowledged records could not be deleted from the spool');
+      }
+      this.pumpSafely();
     });
   }
 

@@ -207,7 +207,7 @@ describe('spool', () => {
       seq = s.append(record(i), 0);
       if (i % 10 === 9) s.flush();
     }
-    expect(s.stats().diskFull).toBe(true);
+    expect(s.stats()).toMatchObject({ diskFull: true, writeFailing: true });
     expect(s.stats().lastWriteError).toMatch(/full/i);
     const committedBefore = s.stats().newestSeq!;
     // The ride goes on while the disk is full: 800 more records into a 500-record buffer.
@@ -221,7 +221,7 @@ describe('spool', () => {
     const written = s.flush();
     expect(written).toBe(500);
     const st = s.stats();
-    expect(st.diskFull).toBe(false);
+    expect(st).toMatchObject({ diskFull: false, writeFailing: false });
     expect(st.newestSeq).toBe(seq); // the newest records made it
     const lost = s.unreportedGaps().filter((g) => g.reason === 'memory_overflow');
     expect(lost).toHaveLength(1);
