@@ -4,9 +4,7 @@
 // with a rate limit. Prints one JSON line: records/s, bytes/record, and the
 // limited run's rate against its limit.
 // Usage: node scripts/bench/drain.js [--records 864000] [--limit-bytes-per-s 50000]
-import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -14,6 +12,7 @@ import { createLogger } from '../../dist/log/logger.js';
 import { LiveRecord } from '../../dist/metrics/record.js';
 import { Spool } from '../../dist/spool/spool.js';
 import { Uploader } from '../../dist/upload/uploader.js';
+import { startBroker } from './broker.js';
 
 const arg = (name, def) => {
   const i = process.argv.indexOf(name);
@@ -23,23 +22,8 @@ const total = arg('--records', 864_000);
 const limit = arg('--limit-bytes-per-s', 50_000);
 const log = createLogger('silent');
 
-const port = await new Promise((resolve) => {
-  const s = createServer().listen(0, '127.0.0.1', () => {
-    const p = s.address().port;
-    s.close(() => resolve(p));
-  });
-});
+const broker = await startBroker(['max_inflight_messages 64']);
 const dir = mkdtempSync(join(tmpdir(), 'bench-drain-'));
-writeFileSync(join(dir, 'm.conf'), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 64\n`);
-const broker = spawn('mosquitto', ['-c', join(dir, 'm.conf')], { stdio: 'ignore' });
-for (;;) {
-  const ok = await new Promise((r) => {
-    const c = connect(port, '127.0.0.1', () => (c.destroy(), r(true)));
-    c.on('error', () => r(false));
-  });
-  if (ok) break;
-  await sleep(20);
-}
 
 /** A spool holding `n` records of a plausible ride, as after a day offline. */
 function filledSpool(name, n) {
@@ -72,7 +56,7 @@ function filledSpool(name, n) {
  */
 async function drain(spool, rateBytesPerS, maxSeconds, window = null) {
   const u = new Uploader(spool, {
-    url: `mqtt://127.0.0.1:${port}`, deviceId: 'bench-bike', topicPrefix: 'bike', agentVersion: 'bench',
+    url: broker.url, deviceId: 'bench-bike', topicPrefix: 'bike', agentVersion: 'bench',
     sessionExpirySec: 3600, keepaliveSec: 60, maxInflight: 32, maxRecordsPerPacket: 6000, maxPacketBytes: 256 * 1024,
     rateBytesPerS, backoffBaseMs: 100, backoffCapMs: 1000, deflate: true, pollMs: 50, log,
   });
@@ -105,7 +89,7 @@ const limited = filledSpool('limited', Math.min(total, 300_000));
 const b = await drain(limited, limit, 12.5, [2, 12]);
 limited.close();
 
-broker.kill('SIGTERM');
+broker.stop();
 console.log(
   JSON.stringify({
     bench: 'drain',

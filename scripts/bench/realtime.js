@@ -1,14 +1,18 @@
 #!/usr/bin/env node
 // The whole `run` process against the simulator (a separate process on a pty)
 // at 50 Hz: CPU % of one core and peak RSS of the agent process, measured
-// from /proc after a warm-up. Records are logged to a pipe as in production.
+// from /proc after a warm-up, with the spool and the uploader (to a private
+// Mosquitto) running as in production; records are logged to a pipe.
 // Prints one JSON line. Usage: node scripts/bench/realtime.js [--seconds 60] [--rate 50]
+// To attribute the cost: BENCH_RECORDS=all|1hz|none (record logging), BENCH_NO_UPLOAD=1,
+// BENCH_SYNC=FULL|NORMAL (spool.synchronous), BENCH_COALESCE_MS=N (serial.readCoalesceMs).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { startBroker } from './broker.js';
 
 const arg = (name, def) => {
   const i = process.argv.indexOf(name);
@@ -20,13 +24,14 @@ const warmupS = 5;
 const bin = fileURLToPath(new URL('../../bin/bike-telemetry.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'bench-realtime-'));
 
+const broker = await startBroker();
 const sim = spawn(process.execPath, [bin, 'simulate', '--dir', dir, '--rate', String(rate)], { stdio: ['ignore', 'pipe', 'ignore'] });
 const path = await new Promise((resolve, reject) => {
   sim.stdout.once('data', (d) => resolve(d.toString().trim()));
   sim.once('exit', () => reject(new Error('simulator exited')));
 });
 const config = join(dir, 'config.json');
-writeFileSync(config, JSON.stringify({ serial: { path, ...(process.env.BENCH_COALESCE_MS ? { readCoalesceMs: Number(process.env.BENCH_COALESCE_MS) } : {}) }, dataDir: dir, log: { records: process.env.BENCH_RECORDS ?? 'all', statsIntervalS: 60 } }));
+writeFileSync(config, JSON.stringify({ serial: { path, ...(process.env.BENCH_COALESCE_MS ? { readCoalesceMs: Number(process.env.BENCH_COALESCE_MS) } : {}) }, dataDir: dir, mqtt: { url: broker.url, ...(process.env.BENCH_NO_UPLOAD ? { enabled: false } : {}) }, ...(process.env.BENCH_SYNC ? { spool: { synchronous: process.env.BENCH_SYNC } } : {}), log: { records: process.env.BENCH_RECORDS ?? 'all', statsIntervalS: 60 } }));
 const agent = spawn(process.execPath, [bin, 'run', '--config', config], { stdio: ['ignore', 'pipe', 'inherit'] });
 let records = 0;
 let partial = '';
@@ -60,6 +65,7 @@ const peakRssKb = status(agent.pid, 'VmHWM');
 const r1 = records;
 agent.kill('SIGTERM');
 sim.kill('SIGTERM');
+broker.stop();
 const exitCode = await new Promise((r) => agent.once('exit', (code) => r(code)));
 const elapsed = Number(t1 - t0) / 1e9;
 console.log(

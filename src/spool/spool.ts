@@ -105,6 +105,12 @@ export class Spool {
   private readonly pending: RecordBatch;
   private readonly insert: Database.Statement;
   private readonly insertGap: Database.Statement;
+  private readonly selectAfter: Database.Statement;
+  private readonly deleteRange: Database.Statement;
+  private readonly selectGaps: Database.Statement;
+  private readonly markGap: Database.Statement;
+  private readonly selectRange: Database.Statement;
+  private readonly countGaps: Database.Statement;
   private readonly writeBatch: (n: number) => void;
   private readonly pageSize: number;
   private records: number;
@@ -133,6 +139,13 @@ export class Spool {
     const cols = ROW_COLUMNS.join(', ');
     this.insert = db.prepare(`INSERT INTO records (${cols}) VALUES (${ROW_COLUMNS.map(() => '?').join(', ')})`);
     this.insertGap = db.prepare('INSERT INTO gaps (first_seq, last_seq, count, reason, at_ms) VALUES (?, ?, ?, ?, ?)');
+    // Prepared once: the uploader reads and acknowledges every second.
+    this.selectAfter = db.prepare(`SELECT ${ROW_COLUMNS.join(', ')} FROM records WHERE seq > ? ORDER BY seq LIMIT ?`).raw(true);
+    this.deleteRange = db.prepare('DELETE FROM records WHERE seq BETWEEN ? AND ?');
+    this.selectGaps = db.prepare('SELECT id, first_seq, last_seq, count, reason, at_ms FROM gaps WHERE reported = 0 ORDER BY first_seq');
+    this.markGap = db.prepare('UPDATE gaps SET reported = 1 WHERE id = ?');
+    this.selectRange = db.prepare('SELECT min(seq) AS oldest, max(seq) AS newest FROM records');
+    this.countGaps = db.prepare('SELECT count(*) AS n FROM gaps WHERE reported = 0');
     const row: (number | null)[] = new Array(ROW_COLUMNS.length).fill(0);
     const p = this.pending;
     const nv = VALUE_COLUMNS.length;
@@ -342,22 +355,19 @@ export class Spool {
 
   /** Committed records after `afterSeq`, oldest first. */
   read(afterSeq: number, limit: number): SpoolRow[] {
-    return this.db
-      .prepare(`SELECT ${ROW_COLUMNS.join(', ')} FROM records WHERE seq > ? ORDER BY seq LIMIT ?`)
-      .raw(true)
-      .all(afterSeq, limit) as SpoolRow[];
+    return this.selectAfter.all(afterSeq, limit) as SpoolRow[];
   }
 
   /** The broker acknowledged seq first..last: delete them. Returns the number deleted. */
   ack(firstSeq: number, lastSeq: number): number {
-    const n = this.db.prepare('DELETE FROM records WHERE seq BETWEEN ? AND ?').run(firstSeq, lastSeq).changes;
+    const n = this.deleteRange.run(firstSeq, lastSeq).changes;
     this.records -= n;
     return n;
   }
 
   unreportedGaps(): Gap[] {
     return (
-      this.db.prepare('SELECT id, first_seq, last_seq, count, reason, at_ms FROM gaps WHERE reported = 0 ORDER BY first_seq').all() as Array<{
+      this.selectGaps.all() as Array<{
         id: number;
         first_seq: number;
         last_seq: number;
@@ -370,13 +380,12 @@ export class Spool {
 
   /** The packet reporting these gaps was acknowledged. */
   markGapsReported(ids: readonly number[]): void {
-    const mark = this.db.prepare('UPDATE gaps SET reported = 1 WHERE id = ?');
-    this.db.transaction(() => ids.forEach((id) => mark.run(id)))();
+    this.db.transaction(() => ids.forEach((id) => this.markGap.run(id)))();
   }
 
   stats(): SpoolStats {
-    const range = this.db.prepare('SELECT min(seq) AS oldest, max(seq) AS newest FROM records').get() as { oldest: number | null; newest: number | null };
-    const gaps = (this.db.prepare('SELECT count(*) AS n FROM gaps WHERE reported = 0').get() as { n: number }).n;
+    const range = this.selectRange.get() as { oldest: number | null; newest: number | null };
+    const gaps = (this.countGaps.get() as { n: number }).n;
     return {
       file: this.file,
       bytes: this.bytes(),
