@@ -13,13 +13,10 @@ import { LiveRecord } from '../../dist/metrics/record.js';
 import { Spool } from '../../dist/spool/spool.js';
 import { Uploader } from '../../dist/upload/uploader.js';
 import { startBroker } from './broker.js';
+import { numberArg } from './args.js';
 
-const arg = (name, def) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : def;
-};
-const total = arg('--records', 864_000);
-const limit = arg('--limit-bytes-per-s', 50_000);
+const total = numberArg('--records', 864_000);
+const limit = numberArg('--limit-bytes-per-s', 50_000);
 const log = createLogger('silent');
 
 const broker = await startBroker(['max_inflight_messages 64']);

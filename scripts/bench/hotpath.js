@@ -3,12 +3,9 @@
 // and GC events during the measured run. Prints one JSON line.
 // Usage: node scripts/bench/hotpath.js [--frames N]   (needs `npm run build`)
 import { measureHotPath } from '../../dist/bench/hotpath.js';
+import { numberArg } from './args.js';
 
-const arg = (name, def) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : def;
-};
-const frames = arg('--frames', 2_000_000);
+const frames = numberArg('--frames', 2_000_000);
 const r = await measureHotPath(frames, 200_000);
 console.log(
   JSON.stringify({

@@ -13,13 +13,10 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { startBroker } from './broker.js';
+import { numberArg } from './args.js';
 
-const arg = (name, def) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : def;
-};
-const seconds = arg('--seconds', 60);
-const rate = arg('--rate', 50);
+const seconds = numberArg('--seconds', 60);
+const rate = numberArg('--rate', 50);
 const warmupS = 5;
 const bin = fileURLToPath(new URL('../../bin/bike-telemetry.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'bench-realtime-'));

@@ -5,7 +5,7 @@
  *
  * Columnar + delta because consecutive 10 Hz records differ little: a column
  * of small differences is mostly 1- and 2-byte CBOR integers, and deflate
- * finds the repeats. No cbor-x extensions (records, typed-array tags): any
+ * finds the repeats. No cbor-x extensions (records, typed-array tags), so every
  * RFC 8949 decoder in any language reads these packets.
  */
 import { Encoder, decode } from 'cbor-x';
