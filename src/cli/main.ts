@@ -5,8 +5,16 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError } from '../config/load.js';
 import { ExitCode } from './exit-codes.js';
+import { AgentNotRunningError, ApiRequestError } from './api-client.js';
+import { captureCommand, replayCommand } from './capture-cmd.js';
+import { liveCommand } from './live.js';
+import { portsCommand } from './ports.js';
+import { rideChartCommand, rideListCommand } from './ride-cmd.js';
 import { runCommand } from './run.js';
+import { selftestCommand } from './selftest.js';
 import { simulateCommand } from './simulate.js';
+import { exportCommand, spoolCommand } from './spool-cmd.js';
+import { statusCommand } from './status.js';
 
 function num(name: string, min: number, max: number, integer = false) {
   return (v: string): number => {
@@ -30,7 +38,97 @@ program
   .option('-c, --config <file>', 'JSON configuration file (embedded defaults when absent)')
   .option('--simulate', 'start the built-in flywheel-board simulator on a pty and connect to it')
   .addOption(new Option('--records <mode>', 'log every 10 Hz record, one per second, or none').choices(['all', '1hz', 'none']))
+  .option('--http-port <port>', 'serve the diagnostics page and browser API on this loopback port (0: off)', num('--http-port', 0, 65535, true))
   .action(runCommand);
+
+const CONFIG_HELP = 'configuration file (default: $BIKE_TELEMETRY_CONFIG, else /etc/bike-telemetry/config.json when present)';
+const SOCKET_HELP = "the agent's API socket (default: from the configuration)";
+
+program
+  .command('status')
+  .description('link, board, spool, upload and ride on one screen; exit 0 healthy, 4 unhealthy, 5 agent not running')
+  .option('-c, --config <file>', CONFIG_HELP)
+  .option('--socket <path>', SOCKET_HELP)
+  .option('--json', 'machine-readable output')
+  .action(statusCommand);
+
+program
+  .command('live')
+  .description('live figures at 10 Hz with one-minute sparklines; q or Ctrl-C quits')
+  .option('-c, --config <file>', CONFIG_HELP)
+  .option('--socket <path>', SOCKET_HELP)
+  .action(liveCommand);
+
+program
+  .command('ports')
+  .description('serial ports present, with USB ids, and the one the configuration names')
+  .option('-c, --config <file>', CONFIG_HELP)
+  .option('--json', 'machine-readable output')
+  .action(portsCommand);
+
+const spool = program
+  .command('spool')
+  .description('the spool: backlog, size, oldest record, gaps (reads the file; the agent need not run)')
+  .option('-c, --config <file>', CONFIG_HELP)
+  .option('--json', 'machine-readable output')
+  .action(spoolCommand);
+spool
+  .command('export')
+  .description('export records as CSV or JSON lines')
+  .option('-c, --config <file>', CONFIG_HELP)
+  .addOption(new Option('--format <format>', 'output format').choices(['csv', 'json']).default('csv'))
+  .option('--from <seq|time>', 'first sequence number or ISO 8601 time')
+  .option('--to <seq|time>', 'last sequence number or ISO 8601 time')
+  .option('--ride <ride>', 'only the records of this ride (id or number)')
+  .option('-o, --out <file>', 'write to a file instead of stdout')
+  // -c may come before or after `export`: the parent's options count too.
+  .action((_opts, cmd: Command) => exportCommand(cmd.optsWithGlobals()));
+
+const ride = program.command('ride').description('rides kept in the spool');
+ride
+  .command('list')
+  .description('the newest rides with their summaries')
+  .option('-c, --config <file>', CONFIG_HELP)
+  .option('--limit <n>', 'how many', num('--limit', 1, 10000, true), 20)
+  .option('--json', 'machine-readable output')
+  .action(rideListCommand);
+ride
+  .command('chart')
+  .description('an SVG chart of power, cadence and heart rate over a ride, with its summary')
+  .argument('<ride>', 'ride id, its number from `ride list`, or "last"')
+  .requiredOption('-o, --out <file>', 'SVG file to write')
+  .option('-c, --config <file>', CONFIG_HELP)
+  .action(rideChartCommand);
+
+program
+  .command('capture')
+  .description('record raw serial bytes with timestamps (through the running agent, else from the port)')
+  .requiredOption('-o, --out <file>', 'capture file to write')
+  .option('--seconds <s>', 'how long', num('--seconds', 0.1, 86400), 10)
+  .option('-c, --config <file>', CONFIG_HELP)
+  .option('--socket <path>', SOCKET_HELP)
+  .option('--json', 'machine-readable summary')
+  .action(captureCommand);
+
+program
+  .command('replay')
+  .description('play a capture or a plain byte dump through the decoder and metrics engine')
+  .argument('<file>', 'capture file (from `capture`) or raw byte dump')
+  .option('--realtime', 'at the pace it was recorded (a dump: at line speed)')
+  .option('--records', 'print every 10 Hz record as a JSON line')
+  .option('--calibration <name|file>', 'bike model calibration (default: from the configuration)')
+  .option('-c, --config <file>', CONFIG_HELP)
+  .option('--json', 'machine-readable summary')
+  .action(replayCommand);
+
+program
+  .command('selftest')
+  .description('check config, spool, serial device and broker; a pass/fail table, exit 4 when a check fails')
+  .option('-c, --config <file>', CONFIG_HELP)
+  .option('--socket <path>', SOCKET_HELP)
+  .option('--timeout <s>', 'seconds to wait for the board and the broker', num('--timeout', 0.5, 120), 5)
+  .option('--json', 'machine-readable output')
+  .action(selftestCommand);
 
 program
   .command('simulate')
@@ -56,6 +154,12 @@ try {
 } catch (err) {
   if (err instanceof CommanderError) {
     process.exitCode = err.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE;
+  } else if (err instanceof AgentNotRunningError) {
+    process.stderr.write(`bike-telemetry: ${err.message}\n`);
+    process.exitCode = ExitCode.NOT_RUNNING;
+  } else if (err instanceof ApiRequestError) {
+    process.stderr.write(`bike-telemetry: the agent refused: ${err.code}: ${err.message}\n`);
+    process.exitCode = ExitCode.FAILURE;
   } else if (err instanceof ConfigError || (err instanceof Error && /^(calibration|ride script) /.test(err.message))) {
     process.stderr.write(`bike-telemetry: configuration error: ${err.message}\n`);
     process.exitCode = ExitCode.CONFIG;

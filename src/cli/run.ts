@@ -1,6 +1,6 @@
 import { Agent } from '../agent/agent.js';
 import { loadConfig } from '../config/load.js';
-import { createLogger } from '../log/logger.js';
+import { createLogger, RecentLog } from '../log/logger.js';
 import { loadCalibration } from '../metrics/calibration.js';
 import { recordToJson } from '../metrics/record.js';
 import { SimBoard } from '../sim/board.js';
@@ -11,6 +11,7 @@ export interface RunOptions {
   config?: string;
   simulate?: boolean;
   records?: 'all' | '1hz' | 'none';
+  httpPort?: number;
 }
 
 /** Stop within this long after SIGTERM even if a stage hangs. */
@@ -19,7 +20,9 @@ const SHUTDOWN_DEADLINE_MS = 5000;
 export async function runCommand(opts: RunOptions): Promise<void> {
   const config = loadConfig(opts.config);
   if (opts.records) config.log.records = opts.records;
-  const log = createLogger(config.log.level, { deviceId: config.device.id });
+  if (opts.httpPort !== undefined) config.api.httpPort = opts.httpPort;
+  const recent = new RecentLog();
+  const log = createLogger(config.log.level, { deviceId: config.device.id }, { recent });
 
   // Signal handlers first: a SIGTERM while starting up must also stop cleanly.
   let sim: SimRunner | undefined;
@@ -56,7 +59,7 @@ export async function runCommand(opts: RunOptions): Promise<void> {
   }
   if (stopping) return;
 
-  agent = new Agent(config, log);
+  agent = new Agent(config, log, recent);
   if (config.log.records !== 'none') {
     const every = config.log.records === 'all' ? 1 : 10;
     let n = 0;
@@ -65,5 +68,6 @@ export async function runCommand(opts: RunOptions): Promise<void> {
     });
   }
   agent.start();
+  await agent.startApi();
   log.info({ serial: config.serial.path, calibration: agent.calibration.model, dataDir: config.dataDir }, 'agent started');
 }

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { ConfigSchema, type AgentConfig } from './schema.js';
 
 /** A configuration problem; the message names the file and the offending key. */
@@ -20,7 +20,18 @@ export function parseConfig(json: unknown, source = 'config'): AgentConfig {
   throw new ConfigError(`${source}: ${lines.join('; ')}`);
 }
 
-export function loadConfig(file?: string): AgentConfig {
+/** Where the configuration is read from when no -c is given. */
+export const SYSTEM_CONFIG_FILE = '/etc/bike-telemetry/config.json';
+
+/** -c FILE, else $BIKE_TELEMETRY_CONFIG, else the system file when it exists, else none (embedded defaults). */
+export function resolveConfigFile(file?: string): string | undefined {
+  if (file) return file;
+  if (process.env.BIKE_TELEMETRY_CONFIG) return process.env.BIKE_TELEMETRY_CONFIG;
+  return existsSync(SYSTEM_CONFIG_FILE) ? SYSTEM_CONFIG_FILE : undefined;
+}
+
+export function loadConfig(fileOption?: string): AgentConfig {
+  const file = resolveConfigFile(fileOption);
   if (!file) return parseConfig({}, 'defaults');
   let text: string;
   try {

@@ -110,6 +110,45 @@ export const ConfigSchema = z
       })
       .strict()
       .default({}),
+    api: z
+      .object({
+        /**
+         * Unix socket of the local API (console app, CLI). Default:
+         * $RUNTIME_DIRECTORY/api.sock under systemd, else /run/bike-telemetry/api.sock
+         * when that folder exists, else <dataDir>/api.sock.
+         */
+        socketPath: z.string().min(1).optional(),
+        /** Loopback TCP port for the browser API (SSE) and the diagnostics page; 0: off. */
+        httpPort: z.number().int().min(0).max(65535).default(0),
+        /** Loopback only: the API is never served on another interface. */
+        httpHost: z.enum(['127.0.0.1', '::1', 'localhost']).default('127.0.0.1'),
+        /** A request line longer than this is refused (the rest of it is discarded). */
+        maxLineBytes: z.number().int().min(256).max(1 << 20).default(65536),
+        /** A client with more than this waiting to be written to it is too slow and is dropped. */
+        clientQueueBytes: z.number().int().min(4096).max(1 << 26).default(1 << 20),
+        maxClients: z.number().int().min(1).max(1000).default(32),
+      })
+      .strict()
+      .default({}),
+    rides: z
+      .object({
+        /** Start a ride when pedalling begins, without a member. */
+        autoStart: z.boolean().default(true),
+        /** End a ride after this long without pedalling. */
+        idleEndS: z.number().int().min(5).max(86400).default(120),
+      })
+      .strict()
+      .default({}),
+    privacy: z
+      .object({
+        /**
+         * Fleet key for member pseudonyms (HMAC-SHA256, at least 32 bytes). Absent:
+         * a random key of this device, created under dataDir.
+         */
+        memberKeyFile: z.string().min(1).optional(),
+      })
+      .strict()
+      .default({}),
     simulator: z
       .object({
         /** Ride script JSON for `run --simulate`; the built-in interval ride when absent. */

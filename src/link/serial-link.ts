@@ -116,10 +116,18 @@ export class SerialLink extends EventEmitter<LinkEvents> {
   }
 
   /** Write bytes to the board; false when the link is not open. */
+  /** Raw bytes as they cross the link (capture for diagnostics); null to stop. */
+  setTap(tap: ((bytes: Buffer, dir: number) => void) | null): void {
+    this.tap = tap;
+  }
+
+  private tap: ((bytes: Buffer, dir: number) => void) | null = null;
+
   write(bytes: Buffer): boolean {
     const port = this.port;
     if (!port || this.currentState !== 'open') return false;
     this.counters.bytesOut += bytes.length;
+    if (this.tap) this.tap(bytes, 1);
     port.write(bytes);
     return true;
   }
@@ -177,6 +185,7 @@ export class SerialLink extends EventEmitter<LinkEvents> {
     });
     const onChunk = (chunk: Buffer): void => {
       counters.bytesIn += chunk.length;
+      if (this.tap) this.tap(chunk, 0);
       parser.write(chunk);
     };
     this.reader = PolledReader.attach(port, onChunk, (reason) => this.lose(port, reason), this.opts.readCoalesceMs);

@@ -3,16 +3,34 @@
  * synchronously to fd 1 here so a crash never loses its last lines.
  */
 import { pino, destination, stdTimeFunctions, type Logger } from 'pino';
+import { RecentLog } from './recent.js';
 
 export type { Logger };
+export { RecentLog };
 
-export function createLogger(level: string, base: Record<string, unknown> = {}): Logger {
+export interface LoggerOptions {
+  /** Keeps the last warnings and errors for `status`, the API and the diagnostics page. */
+  recent?: RecentLog;
+}
+
+export function createLogger(level: string, base: Record<string, unknown> = {}, opts: LoggerOptions = {}): Logger {
+  const recent = opts.recent;
   return pino(
     {
       level,
       base: { svc: 'bike-telemetry', ...base },
       timestamp: stdTimeFunctions.isoTime,
       formatters: { level: (label, number) => ({ level: number, lvl: label }) },
+      ...(recent
+        ? {
+            hooks: {
+              logMethod(args: Parameters<Logger['info']>, method: (...a: unknown[]) => void, level: number) {
+                if (level >= 40) recent.add(level, args as unknown[]);
+                method.apply(this, args);
+              },
+            },
+          }
+        : {}),
     },
     destination({ dest: 1, sync: true }),
   );

@@ -54,6 +54,25 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    description: 'ride summaries, outbox for ride and purge notices',
+    sql: `
+      ALTER TABLE rides ADD COLUMN started_by TEXT NOT NULL DEFAULT 'auto';  -- auto | api
+      ALTER TABLE rides ADD COLUMN end_reason TEXT;                          -- api | idle | replaced | shutdown
+      ALTER TABLE rides ADD COLUMN summary TEXT;                             -- JSON RideSummary, kept current while riding
+      ALTER TABLE rides ADD COLUMN series BLOB;                              -- 1 Hz power, cadence, heart rate (float32 LE) for charts
+      CREATE INDEX rides_by_member ON rides (member);
+      -- Messages for the cloud that must survive a restart: ride summaries and
+      -- purge notices. Deleted when the broker acknowledges them.
+      CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,          -- topic suffix: ride | purge
+        payload BLOB NOT NULL,       -- CBOR, firmware-protocol/packet.cddl
+        created_ms INTEGER NOT NULL
+      );
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

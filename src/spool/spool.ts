@@ -20,6 +20,7 @@ import type { Logger } from '../log/logger.js';
 import type { LiveRecord } from '../metrics/record.js';
 import { RecordBatch } from './batch.js';
 import { NULL_INT, VALUE_COLUMNS } from './columns.js';
+import { Outbox, RideStore, type PurgeResult } from './rides.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './schema.js';
 import { SequenceAllocator, syncDir } from './sequence.js';
 
@@ -83,6 +84,7 @@ export interface SpoolStats {
   evictedRecords: number;
   droppedInMemory: number;
   unreportedGaps: number;
+  outbox: number;
   movedAside: string[];
   schemaVersion: number;
   synchronous: SyncMode;
@@ -100,6 +102,8 @@ const HIGH_WATER = 0.95;
 
 export class Spool {
   readonly file: string;
+  readonly rides: RideStore;
+  readonly outbox: Outbox;
   private readonly db: Database.Database;
   private readonly seq: SequenceAllocator;
   private readonly pending: RecordBatch;
@@ -130,6 +134,8 @@ export class Spool {
     this.db = db;
     this.file = join(opts.dir, SPOOL_FILE);
     this.pageSize = db.pragma('page_size', { simple: true }) as number;
+    this.rides = new RideStore(db);
+    this.outbox = new Outbox(db);
     const max = db.prepare('SELECT max(seq) AS s FROM (SELECT max(seq) AS seq FROM records UNION ALL SELECT max(last_seq) FROM gaps)').get() as {
       s: number | null;
     };
@@ -365,6 +371,17 @@ export class Spool {
     return n;
   }
 
+  /**
+   * Delete every ride of one (pseudonymised) member and all their records,
+   * queued ones included (committed first so none escapes).
+   */
+  purgeMember(member: string): PurgeResult {
+    this.flush();
+    const result = this.rides.purgeMember(member);
+    this.records -= result.records;
+    return result;
+  }
+
   unreportedGaps(): Gap[] {
     return (
       this.selectGaps.all() as Array<{
@@ -401,6 +418,7 @@ export class Spool {
       evictedRecords: this.evicted,
       droppedInMemory: this.droppedInMemory + this.pending.dropped,
       unreportedGaps: gaps,
+      outbox: this.outbox.size(),
       movedAside: this.movedAside,
       schemaVersion: this.db.pragma('user_version', { simple: true }) as number,
       synchronous: this.opts.synchronous,

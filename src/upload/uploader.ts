@@ -65,6 +65,8 @@ export class UploaderCounters {
   bytesSent = 0;
   maxInflightSeen = 0;
   protocolFallbacks = 0;
+  noticesSent = 0;
+  noticesAcked = 0;
 }
 
 /** Room for the PUBLISH fixed header, topic and properties within the broker's maximum. */
@@ -85,6 +87,9 @@ export class Uploader {
   /** Live: highest sequence number sent on this connection from liveFrom on. */
   private liveCursor = 0;
   private readonly gapsInFlight = new Set<number>();
+  private outboxInflight = false;
+  /** Outbox messages up to this id were sent on this connection. */
+  private outboxCursor = 0;
   private readonly backoff: Backoff;
   private readonly bucket: TokenBucket;
   private timer: NodeJS.Timeout | null = null;
@@ -182,6 +187,8 @@ export class Uploader {
     this.liveFrom = (this.spool.stats().newestSeq ?? 0) + 1;
     this.liveCursor = this.liveFrom - 1;
     this.gapsInFlight.clear();
+    this.outboxInflight = false;
+    this.outboxCursor = 0;
     this.opts.log.info({ url: this.opts.url, protocolVersion: this.protocolVersion, window: this.window, maxPacketBytes: this.maxPacket }, 'uploader connected');
     client.publish(this.statusTopic, this.statusPayload('online'), { qos: 1, retain: true });
     this.pollTimer = setInterval(() => this.pumpSafely(), this.opts.pollMs);
@@ -234,12 +241,20 @@ export class Uploader {
         // The backlog is sent; from here on everything is one stream.
         if (rows.length === 0) this.cursor = this.liveFrom - 1;
       }
-      if (rows.length === 0) return;
+      if (rows.length === 0) {
+        this.pumpOutbox(client);
+        return;
+      }
+      // One ride per packet: the packet's `ride` names it.
+      const ride = rows[0][1];
+      const cut = rows.findIndex((r) => r[1] !== ride);
+      if (cut > 0) rows = rows.slice(0, cut);
+      const rideUuid = this.spool.rides.uuidOf(ride);
       const gaps = this.spool.unreportedGaps().filter((g) => !this.gapsInFlight.has(g.id));
       let n = rows.length;
       let bytes: Buffer;
       for (;;) {
-        bytes = encodePacket({ deviceId: this.opts.deviceId, ride: null, rows: n === rows.length ? rows : rows.slice(0, n), gaps, deflate: this.opts.deflate });
+        bytes = encodePacket({ deviceId: this.opts.deviceId, ride: rideUuid, rows: n === rows.length ? rows : rows.slice(0, n), gaps, deflate: this.opts.deflate });
         if (bytes.length + PUBLISH_OVERHEAD <= this.maxPacket || n === 1) break;
         n = Math.ceil(n / 2);
       }
@@ -250,6 +265,41 @@ export class Uploader {
       }
       this.send(client, bytes, rows[0][0], rows[n - 1][0], gaps.map((g) => g.id));
     }
+  }
+
+  /**
+   * Ride summaries and purge notices, one at a time (they are few), after the
+   * telemetry has caught up. Deleted from the outbox on acknowledgement.
+   */
+  private pumpOutbox(client: MqttClient): void {
+    if (this.outboxInflight) return;
+    const [msg] = this.spool.outbox.peek(this.outboxCursor, 1);
+    if (!msg) return;
+    const wait = this.bucket.take(msg.payload.length);
+    if (wait > 0) {
+      if (!this.timer) this.timer = setTimeout(() => ((this.timer = null), this.pumpSafely()), wait);
+      return;
+    }
+    this.outboxInflight = true;
+    this.outboxCursor = msg.id;
+    this.counters.noticesSent++;
+    client.publish(`${this.opts.topicPrefix}/${this.opts.deviceId}/${msg.kind}`, msg.payload, { qos: 1 }, (err) => {
+      if (this.client !== client) return;
+      this.outboxInflight = false;
+      if (err) {
+        this.outboxCursor = msg.id - 1;
+        this.lastError = err.message;
+        this.opts.log.warn({ err: err.message, kind: msg.kind }, 'broker refused a notice');
+        return;
+      }
+      try {
+        this.spool.outbox.delete(msg.id);
+        this.counters.noticesAcked++;
+      } catch (e) {
+        this.lastError = (e as Error).message;
+      }
+      this.pumpSafely();
+    });
   }
 
   private send(client: MqttClient, bytes: Buffer, first: number, last: number, gapIds: number[]): void {

@@ -1,0 +1,386 @@
+/**
+ * The local API, independent of transport: newline-delimited JSON requests
+ * in, responses and events out. The Unix socket and the loopback HTTP server
+ * (SSE + POST) are thin transports around this.
+ *
+ * Request:  {"id": 1, "method": "ride.start", "params": {"member": "...", "classId": "..."}}
+ * Response: {"id": 1, "result": {...}}  or  {"id": 1, "error": {"code": "bad_request", "message": "..."}}
+ * Event:    {"event": "live", "data": {...}}
+ *
+ * A client is never allowed to slow the pipeline: every send checks the
+ * client's queued bytes and drops a client over its limit, with a reason.
+ */
+import { z } from 'zod';
+import type { RecentEntry } from '../log/recent.js';
+import type { LiveRecord } from '../metrics/record.js';
+import type { RideSummary } from '../spool/rides.js';
+
+export const API_VERSION = 1;
+
+export const STREAMS = ['live', 'summary', 'health', 'rides', 'log', 'capture'] as const;
+export type Stream = (typeof STREAMS)[number];
+
+export type ApiErrorCode =
+  | 'parse_error'
+  | 'bad_request'
+  | 'unknown_method'
+  | 'line_too_long'
+  | 'no_ride'
+  | 'not_found'
+  | 'unavailable'
+  | 'busy'
+  | 'internal';
+
+export class ApiError extends Error {
+  constructor(
+    readonly code: ApiErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** What the hub needs from the agent. */
+export interface ApiBackend {
+  readonly deviceId: string;
+  readonly agentVersion: string;
+  health(): { healthy: boolean; problems: string[] };
+  startRide(member: string | null, classId: string | null): { started: RideSummary; ended: RideSummary | null };
+  endRide(): RideSummary | null;
+  currentRide(): RideSummary | null;
+  listRides(q: { limit: number; beforeMs?: number; member?: string }): RideSummary[];
+  getRide(ride: string): RideSummary | null;
+  purgeMember(member: string): { member: string; rides: number; records: number };
+  history(seconds: number): Record<string, Array<number | null>>;
+  recentLog(): RecentEntry[];
+  /** Tee raw serial bytes to `onChunk` for `seconds`; returns a stop function. */
+  startCapture(seconds: number, onChunk: (tMs: number, dir: number, bytes: Buffer) => void, onEnd: (reason: string) => void): () => void;
+}
+
+/** One connected client, whatever its transport. */
+export interface ApiConnection {
+  readonly id: number;
+  readonly transport: 'unix' | 'sse' | 'http';
+  /** Bytes queued to the client and not yet written out. */
+  queuedBytes(): number;
+  write(line: string): void;
+  close(reason: string): void;
+  subscriptions: Set<Stream>;
+  capture?: () => void;
+}
+
+export interface HubCounters {
+  connections: number;
+  requests: number;
+  errors: number;
+  droppedSlow: number;
+  eventsSent: number;
+}
+
+const RequestSchema = z
+  .object({
+    id: z.union([z.string().max(64), z.number(), z.null()]).optional(),
+    method: z.string().min(1).max(64),
+    params: z.record(z.unknown()).optional(),
+  })
+  .strict();
+
+const text = (max: number) => z.string().min(1).max(max).regex(/^[\x20-\x7e\u00a0-\uffff]+$/, 'printable characters only');
+
+const PARAMS = {
+  hello: z.object({}).strict(),
+  health: z.object({}).strict(),
+  subscribe: z.object({ streams: z.array(z.enum(STREAMS)).min(1) }).strict(),
+  unsubscribe: z.object({ streams: z.array(z.enum(STREAMS)).min(1) }).strict(),
+  'ride.start': z.object({ member: text(128).optional(), classId: text(128).optional() }).strict(),
+  'ride.end': z.object({}).strict(),
+  'ride.current': z.object({}).strict(),
+  'rides.list': z
+    .object({
+      limit: z.number().int().min(1).max(500).default(20),
+      before: z.union([z.number().int().nonnegative(), z.string().datetime({ offset: true })]).optional(),
+      member: text(128).optional(),
+    })
+    .strict(),
+  'rides.get': z.object({ ride: text(64) }).strict(),
+  'member.purge': z.object({ member: text(128) }).strict(),
+  'live.history': z.object({ seconds: z.number().int().min(1).max(120).default(60) }).strict(),
+  'log.recent': z.object({}).strict(),
+  'capture.start': z.object({ seconds: z.number().min(0.1).max(3600) }).strict(),
+  'capture.stop': z.object({}).strict(),
+} as const;
+
+export type Method = keyof typeof PARAMS;
+export const METHODS = Object.keys(PARAMS) as Method[];
+
+const zodMessage = (e: z.ZodError): string => e.issues.map((i) => `${i.path.join('.') || '(params)'}: ${i.message}`).join('; ');
+
+export interface HubOptions {
+  clientQueueBytes: number;
+  log: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
+}
+
+export class ApiHub {
+  readonly counters: HubCounters = { connections: 0, requests: 0, errors: 0, droppedSlow: 0, eventsSent: 0 };
+  private readonly clients = new Set<ApiConnection>();
+  private nextId = 1;
+  /** Subscribers per stream, so a tick with no subscribers costs nothing. */
+  private readonly subscribers: Record<Stream, number> = { live: 0, summary: 0, health: 0, rides: 0, log: 0, capture: 0 };
+  private summaryEvery = 0;
+  private readonly powerSum = new Float64Array(2);
+
+  constructor(
+    private readonly backend: ApiBackend,
+    private readonly opts: HubOptions,
+  ) {}
+
+  newConnectionId(): number {
+    return this.nextId++;
+  }
+
+  get clientCount(): number {
+    return this.clients.size;
+  }
+
+  stats() {
+    return { clients: this.clients.size, ...this.counters };
+  }
+
+  attach(c: ApiConnection): void {
+    this.clients.add(c);
+    this.counters.connections++;
+    this.send(c, { event: 'hello', data: { api: API_VERSION, agent: this.backend.agentVersion, deviceId: this.backend.deviceId, methods: METHODS, streams: STREAMS } });
+  }
+
+  detach(c: ApiConnection): void {
+    if (!this.clients.delete(c)) return;
+    for (const s of c.subscriptions) this.subscribers[s]--;
+    c.subscriptions.clear();
+    c.capture?.();
+    c.capture = undefined;
+  }
+
+  /** One request line from a client; the reply goes back on the same connection. */
+  handleLine(c: ApiConnection, line: string): void {
+    const trimmed = line.trim();
+    if (trimmed === '') return;
+    this.send(c, this.respond(c, trimmed));
+  }
+
+  /** The response object for one request text (HTTP POST sends it as its body). */
+  respond(c: ApiConnection, text: string): { id: string | number | null; result?: unknown; error?: { code: ApiErrorCode; message: string } } {
+    this.counters.requests++;
+    let id: string | number | null = null;
+    try {
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch (err) {
+        throw new ApiError('parse_error', `not valid JSON: ${(err as Error).message}`);
+      }
+      if (json && typeof json === 'object' && !Array.isArray(json)) {
+        const maybeId = (json as { id?: unknown }).id;
+        if (typeof maybeId === 'string' || typeof maybeId === 'number') id = maybeId;
+      }
+      const req = RequestSchema.safeParse(json);
+      if (!req.success) throw new ApiError('bad_request', `request must be {"id", "method", "params"}: ${zodMessage(req.error)}`);
+      return { id, result: this.call(c, req.data.method, req.data.params ?? {}) ?? null };
+    } catch (err) {
+      this.counters.errors++;
+      const e = err instanceof ApiError ? err : new ApiError('internal', (err as Error).message);
+      if (e.code === 'internal') this.opts.log.warn({ err: e.message, client: c.id }, 'api request failed');
+      return { id, error: { code: e.code, message: e.message } };
+    }
+  }
+
+  /** A request line was longer than the limit; its bytes were discarded. */
+  lineTooLong(c: ApiConnection, limit: number): void {
+    this.counters.requests++;
+    this.counters.errors++;
+    this.send(c, { id: null, error: { code: 'line_too_long', message: `request line longer than ${limit} bytes; discarded` } });
+  }
+
+  /** Run one request and return its result (HTTP POST uses this directly). */
+  call(c: ApiConnection, method: string, rawParams: Record<string, unknown>): unknown {
+    if (!(method in PARAMS)) throw new ApiError('unknown_method', `unknown method "${method}"; methods: ${METHODS.join(', ')}`);
+    const m = method as Method;
+    const parsed = PARAMS[m].safeParse(rawParams);
+    if (!parsed.success) throw new ApiError('bad_request', `${method}: ${zodMessage(parsed.error)}`);
+    const p = parsed.data as Record<string, unknown>;
+    const b = this.backend;
+    switch (m) {
+      case 'hello':
+        return { api: API_VERSION, agent: b.agentVersion, deviceId: b.deviceId };
+      case 'health':
+        return b.health();
+      case 'subscribe':
+      case 'unsubscribe': {
+        for (const s of p.streams as Stream[]) {
+          if (s === 'capture') throw new ApiError('bad_request', 'use capture.start for the capture stream');
+          const has = c.subscriptions.has(s);
+          if (m === 'subscribe' && !has) {
+            c.subscriptions.add(s);
+            this.subscribers[s]++;
+          } else if (m === 'unsubscribe' && has) {
+            c.subscriptions.delete(s);
+            this.subscribers[s]--;
+          }
+        }
+        return { subscriptions: [...c.subscriptions] };
+      }
+      case 'ride.start': {
+        const r = b.startRide((p.member as string | undefined) ?? null, (p.classId as string | undefined) ?? null);
+        return r;
+      }
+      case 'ride.end': {
+        const s = b.endRide();
+        if (!s) throw new ApiError('no_ride', 'no ride in progress');
+        return s;
+      }
+      case 'ride.current':
+        return b.currentRide();
+      case 'rides.list': {
+        const before = p.before === undefined ? undefined : typeof p.before === 'number' ? p.before : Date.parse(p.before as string);
+        return b.listRides({ limit: p.limit as number, beforeMs: before, member: p.member as string | undefined });
+      }
+      case 'rides.get': {
+        const s = b.getRide(p.ride as string);
+        if (!s) throw new ApiError('not_found', `no ride ${String(p.ride)}`);
+        return s;
+      }
+      case 'member.purge':
+        return b.purgeMember(p.member as string);
+      case 'live.history':
+        return b.history(p.seconds as number);
+      case 'log.recent':
+        return b.recentLog();
+      case 'capture.start': {
+        if (c.transport === 'http') throw new ApiError('bad_request', 'capture needs a streaming connection (Unix socket or SSE)');
+        if (c.capture) throw new ApiError('busy', 'a capture is already running on this connection');
+        c.subscriptions.add('capture');
+        this.subscribers.capture++;
+        const stop = b.startCapture(
+          p.seconds as number,
+          (tMs, dir, bytes) => this.send(c, { event: 'capture', data: { tMs, dir, b64: bytes.toString('base64') } }),
+          (reason) => {
+            if (c.subscriptions.delete('capture')) this.subscribers.capture--;
+            c.capture = undefined;
+            this.send(c, { event: 'capture.end', data: { reason } });
+          },
+        );
+        c.capture = stop;
+        return { seconds: p.seconds };
+      }
+      case 'capture.stop': {
+        if (!c.capture) throw new ApiError('not_found', 'no capture running on this connection');
+        c.capture();
+        return { stopped: true };
+      }
+    }
+  }
+
+  /** Per 10 Hz record: live to its subscribers, a 1 Hz summary every tenth. Free when nobody listens. */
+  onRecord(r: LiveRecord): void {
+    if (this.subscribers.summary > 0) {
+      const p = r.powerW;
+      if (p === p) {
+        this.powerSum[0] += p;
+        this.powerSum[1]++;
+      }
+    }
+    if (this.subscribers.live > 0) this.broadcast('live', liveLine(r));
+    if (++this.summaryEvery >= 10) {
+      this.summaryEvery = 0;
+      if (this.subscribers.summary > 0) {
+        const n = this.powerSum[1];
+        const ride = this.backend.currentRide();
+        const data = {
+          tUs: r.tUs,
+          powerW: n > 0 ? Math.round((this.powerSum[0] / n) * 10) / 10 : null,
+          cadenceRpm: fin(r.cadenceRpm, 1),
+          hrBpm: fin(r.hrBpm, 0),
+          speedKmh: fin(r.speedKmh, 2),
+          resistancePct: fin(r.resistancePct, 1),
+          distanceM: fin(r.distanceM, 1),
+          energyKj: fin(r.energyKj, 3),
+          ride: ride ? { ride: ride.ride, durationS: ride.durationS, avgPowerW: ride.avgPowerW, member: ride.member !== null } : null,
+        };
+        this.powerSum.fill(0);
+        this.broadcast('summary', JSON.stringify({ event: 'summary', data }));
+      }
+    }
+  }
+
+  /** Once a second from the agent. */
+  tickHealth(): void {
+    if (this.subscribers.health > 0) this.broadcast('health', JSON.stringify({ event: 'health', data: this.backend.health() }));
+  }
+
+  rideEvent(state: 'started' | 'ended', summary: RideSummary): void {
+    if (this.subscribers.rides > 0) this.broadcast('rides', JSON.stringify({ event: 'ride', data: { state, ...summary } }));
+  }
+
+  logEvent(e: RecentEntry): void {
+    if (this.subscribers.log > 0) this.broadcast('log', JSON.stringify({ event: 'log', data: e }));
+  }
+
+  closeAll(reason: string): void {
+    for (const c of [...this.clients]) {
+      c.close(reason);
+      this.detach(c);
+    }
+  }
+
+  private broadcast(stream: Stream, line: string): void {
+    for (const c of this.clients) {
+      if (c.subscriptions.has(stream)) this.sendLine(c, line);
+    }
+  }
+
+  private send(c: ApiConnection, msg: unknown): void {
+    this.sendLine(c, JSON.stringify(msg));
+  }
+
+  private sendLine(c: ApiConnection, line: string): void {
+    if (!this.clients.has(c)) return;
+    if (c.queuedBytes() + line.length > this.opts.clientQueueBytes) {
+      this.counters.droppedSlow++;
+      const reason = `slow client: more than ${this.opts.clientQueueBytes} bytes waiting to be read`;
+      this.opts.log.warn({ client: c.id, transport: c.transport, queuedBytes: c.queuedBytes(), reason }, 'api client dropped');
+      this.detach(c);
+      c.close(reason);
+      return;
+    }
+    this.counters.eventsSent++;
+    c.write(line);
+  }
+}
+
+const fin = (v: number, digits: number): number | null => (Number.isFinite(v) ? Number(v.toFixed(digits)) : null);
+
+function liveLine(r: LiveRecord): string {
+  // Built by hand: one string per tick for all subscribers, no intermediate object.
+  return (
+    '{"event":"live","data":{"tUs":' +
+    r.tUs +
+    ',"cadenceRpm":' +
+    fin(r.cadenceRpm, 1) +
+    ',"powerW":' +
+    fin(r.powerW, 1) +
+    ',"resistancePct":' +
+    fin(r.resistancePct, 1) +
+    ',"flywheelRpm":' +
+    fin(r.flywheelRpm, 1) +
+    ',"speedKmh":' +
+    fin(r.speedKmh, 2) +
+    ',"hrBpm":' +
+    fin(r.hrBpm, 0) +
+    ',"distanceM":' +
+    fin(r.distanceM, 1) +
+    ',"energyKj":' +
+    fin(r.energyKj, 3) +
+    ',"flags":' +
+    r.flags +
+    '}}'
+  );
+}

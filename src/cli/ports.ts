@@ -1,0 +1,65 @@
+/** `bike-telemetry ports`: the serial ports present, their USB ids, and which one the config names. */
+import { existsSync, realpathSync } from 'node:fs';
+import { SerialPort } from 'serialport';
+import { loadConfig } from '../config/load.js';
+import { ExitCode } from './exit-codes.js';
+import { json, out, table } from './format.js';
+
+export interface PortsOptions {
+  config?: string;
+  json?: boolean;
+}
+
+export interface PortEntry {
+  path: string;
+  manufacturer: string | null;
+  vendorId: string | null;
+  productId: string | null;
+  serialNumber: string | null;
+  configured: boolean;
+}
+
+export async function portsCommand(opts: PortsOptions): Promise<void> {
+  const config = loadConfig(opts.config);
+  const configuredPath = config.serial.path;
+  const exists = existsSync(configuredPath);
+  let real: string | null = null;
+  try {
+    real = exists ? realpathSync(configuredPath) : null;
+  } catch {
+    real = null;
+  }
+  const listed = await SerialPort.list();
+  const ports: PortEntry[] = listed.map((p) => ({
+    path: p.path,
+    manufacturer: p.manufacturer ?? null,
+    vendorId: p.vendorId ?? null,
+    productId: p.productId ?? null,
+    serialNumber: p.serialNumber ?? null,
+    configured: p.path === configuredPath || p.path === real,
+  }));
+  const configured = { path: configuredPath, exists, resolvesTo: real, listed: ports.some((p) => p.configured) };
+  if (opts.json) json({ configured, ports });
+  else {
+    if (ports.length === 0) out('No serial ports found (USB adapters and on-board UARTs are listed; pseudo-terminals are not).');
+    else {
+      out(
+        table([
+          ['PATH', 'USB ID', 'MANUFACTURER', 'SERIAL', ''],
+          ...ports.map((p) => [
+            p.path,
+            p.vendorId ? `${p.vendorId}:${p.productId ?? '????'}` : '–',
+            p.manufacturer ?? '–',
+            p.serialNumber ?? '–',
+            p.configured ? '← configured (serial.path)' : '',
+          ]),
+        ]),
+      );
+    }
+    out('');
+    if (!exists) out(`Configured serial.path ${configuredPath} does not exist: is the board plugged in, and does the udev rule name it?`);
+    else if (!configured.listed) out(`Configured serial.path ${configuredPath}${real !== configuredPath ? ` -> ${real}` : ''} exists (not a listed USB/UART port: a pty or another device).`);
+    else out(`Configured serial.path ${configuredPath}${real !== configuredPath ? ` -> ${real}` : ''} is present.`);
+  }
+  process.exitCode = exists ? ExitCode.OK : ExitCode.NOT_FOUND;
+}

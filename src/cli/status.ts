@@ -1,0 +1,85 @@
+/**
+ * `bike-telemetry status`: one screen for a technician, `--json` for
+ * scripts. Exit 0 healthy, 4 unhealthy, 5 agent not running (the spool file
+ * is still summarised then).
+ */
+import type { AgentHealth } from '../agent/agent.js';
+import { loadConfig } from '../config/load.js';
+import { SpoolReader } from '../spool/reader.js';
+import { AgentNotRunningError, ApiClient } from './api-client.js';
+import { ExitCode } from './exit-codes.js';
+import { ago, bytes, duration, json, num, out, table } from './format.js';
+
+export interface StatusOptions {
+  config?: string;
+  socket?: string;
+  json?: boolean;
+}
+
+export async function statusCommand(opts: StatusOptions): Promise<void> {
+  const config = loadConfig(opts.config);
+  let client: ApiClient;
+  try {
+    client = await ApiClient.forConfig(config, opts.socket);
+  } catch (err) {
+    if (!(err instanceof AgentNotRunningError)) throw err;
+    let spool: ReturnType<SpoolReader['summary']> | { error: string };
+    try {
+      const r = SpoolReader.open(config.dataDir);
+      spool = r.summary();
+      r.close();
+    } catch (e) {
+      spool = { error: (e as Error).message };
+    }
+    if (opts.json) json({ running: false, healthy: false, error: err.message, spool });
+    else {
+      out(`AGENT NOT RUNNING: ${err.message}`);
+      if ('error' in spool) out(`Spool     ${spool.error}`);
+      else out(`Spool     ${bytes(spool.bytes)} · ${num(spool.records)} records waiting (oldest ${spool.oldestTime ?? '–'}) · ${spool.gaps.length} gaps · ${spool.rides} rides`);
+      out('Start it with: systemctl start bike-telemetry (or bike-telemetry run)');
+    }
+    process.exitCode = ExitCode.NOT_RUNNING;
+    return;
+  }
+  try {
+    const h = await client.request<AgentHealth>('health');
+    if (opts.json) json({ running: true, ...h });
+    else printStatus(h);
+    process.exitCode = h.healthy ? ExitCode.OK : ExitCode.UNHEALTHY;
+  } finally {
+    client.close();
+  }
+}
+
+function printStatus(h: AgentHealth): void {
+  const l = h.link;
+  const c = l.counters;
+  const errors = Object.values(h.protocol.errors).reduce((a, b) => a + b, 0);
+  const rows: string[][] = [];
+  rows.push(['Link', `${l.state} ${l.path} since ${ago(l.since)} · ${num(c.framesIn)} frames · ${num(errors)} decode errors · ${num(h.protocol.lostFrames)} lost · opened ${c.opens}×`]);
+  if (l.lastError) rows.push(['', `last link error: ${l.lastError}`]);
+  const hello = h.board.hello;
+  rows.push(['Board', hello ? `firmware ${hello.firmware} · serial ${hello.serial} · hw rev ${hello.hwRev} · ${hello.sampleRateHz} Hz` : 'no hello received']);
+  if (h.board.status) {
+    const s = h.board.status;
+    rows.push(['', `up ${duration(s.uptimeS)} · ${num(s.temperatureC, 1)} °C · ${num(s.supplyV, 2)} V · faults 0x${s.faults.toString(16)}`]);
+  }
+  const sp = h.spool;
+  if (sp.state === 'open') {
+    rows.push(['Spool', `${bytes(sp.bytes)} of ${bytes(sp.maxBytes)} · backlog ${num(sp.records)} records${sp.oldestSeq !== null ? ` (seq ${sp.oldestSeq}–${sp.newestSeq})` : ''} · next seq ${sp.nextSeq} · gaps unreported ${sp.unreportedGaps} · schema ${sp.schemaVersion}`]);
+    if (sp.writeFailing) rows.push(['', `WRITES FAILING: ${sp.lastWriteError}`]);
+  } else rows.push(['Spool', `UNAVAILABLE: ${sp.error}`]);
+  const u = h.upload;
+  if (u.state === 'disabled') rows.push(['Upload', 'disabled (mqtt.enabled is false)']);
+  else {
+    rows.push(['Upload', `${u.state} ${u.url} · MQTT ${u.protocolVersion === 5 ? '5' : '3.1.1'} · ${num(u.counters.recordsAcked)} records acked · ${num(u.counters.packetsAcked)} packets · in flight ${u.inflight}/${u.window} · ${num(u.rateBytesPerS)} B/s`]);
+    if (u.lastError) rows.push(['', `last upload error: ${u.lastError}`]);
+  }
+  const r = h.ride;
+  rows.push(['Ride', r ? `${r.startedBy === 'api' ? 'started by the app' : 'auto'} ${duration(r.durationS)} · ${num(r.distanceM / 1000, 2)} km · avg ${num(r.avgPowerW)} W · ${r.member ? 'member (pseudonymised)' : 'anonymous'}` : 'none in progress']);
+  rows.push(['API', `${h.api.clients} clients · socket ${h.api.socket ?? '–'}${h.api.httpPort ? ` · http://127.0.0.1:${h.api.httpPort}/` : ''} · ${h.api.droppedSlow} slow clients dropped`]);
+  rows.push(['Last error', h.lastError ? `${h.lastError.time} ${h.lastError.level}: ${h.lastError.msg}` : 'none']);
+  out(`${h.deviceId} · agent ${h.agentVersion} · ${h.healthy ? 'HEALTHY' : 'UNHEALTHY'}`);
+  for (const p of h.problems) out(`  ! ${p}`);
+  out(table(rows));
+}
