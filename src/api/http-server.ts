@@ -102,12 +102,13 @@ export class HttpApiServer {
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (d: Buffer) => {
+      if (res.headersSent) return; // refused already: the rest is read and discarded
       size += d.length;
       if (size > this.opts.maxBodyBytes) {
-        res.writeHead(413, { 'content-type': 'application/json' }).end(
+        chunks.length = 0;
+        res.writeHead(413, { 'content-type': 'application/json', connection: 'close' }).end(
           JSON.stringify({ id: null, error: { code: 'line_too_long', message: `request longer than ${this.opts.maxBodyBytes} bytes` } }),
         );
-        req.destroy();
         return;
       }
       chunks.push(d);

@@ -9,6 +9,7 @@ export const DIAGNOSTICS_PAGE = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>bike-telemetry diagnostics</title>
+<link rel="icon" href="data:,">
 <style>
   body { font: 14px/1.4 system-ui, sans-serif; margin: 0; background: #111; color: #eee; }
   header { padding: 8px 16px; background: #222; display: flex; gap: 24px; align-items: baseline; }

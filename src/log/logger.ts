@@ -11,6 +11,8 @@ export { RecentLog };
 export interface LoggerOptions {
   /** Keeps the last warnings and errors for `status`, the API and the diagnostics page. */
   recent?: RecentLog;
+  /** Where the JSON lines go: stdout (default) or a file path. */
+  destination?: string;
 }
 
 export function createLogger(level: string, base: Record<string, unknown> = {}, opts: LoggerOptions = {}): Logger {
@@ -32,6 +34,6 @@ export function createLogger(level: string, base: Record<string, unknown> = {}, 
           }
         : {}),
     },
-    destination({ dest: 1, sync: true }),
+    destination({ dest: opts.destination ?? 1, sync: true }),
   );
 }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from '../../src/agent/agent.js';
 import { parseConfig } from '../../src/config/load.js';
-import { createLogger } from '../../src/log/logger.js';
+import { createLogger, RecentLog } from '../../src/log/logger.js';
 import { recordToJson } from '../../src/metrics/record.js';
 import type { RecordRow } from './ride.js';
 
@@ -21,7 +21,9 @@ export function startAgent(path: string, overrides: Record<string, unknown> = {}
     mqtt: { enabled: false },
     ...overrides,
   });
-  const agent = new Agent(config, createLogger('silent'));
+  // Warnings and errors reach agent.recent (as in production); the lines themselves go nowhere.
+  const recent = new RecentLog();
+  const agent = new Agent(config, createLogger('warn', {}, { recent, destination: '/dev/null' }), recent);
   const records: RecordRow[] = [];
   const states: string[] = [];
   agent.addRecordSink((r) => records.push(recordToJson(r)));
