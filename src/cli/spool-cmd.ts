@@ -82,6 +82,13 @@ export class BoundError extends Error {}
 
 const csvCell = (v: unknown): string => (v === null || v === undefined ? '' : typeof v === 'string' && /[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : String(v));
 
+function drawProgress(n: number, total: number): void {
+  const frac = total ? Math.min(1, n / total) : 1;
+  const width = 30;
+  const filled = Math.round(frac * width);
+  process.stderr.write(`\rexporting [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${num(n)}/${num(total)} records`);
+}
+
 export async function exportCommand(opts: ExportOptions): Promise<void> {
   const config = loadConfig(opts.config);
   let from: ReturnType<typeof parseBound>;
@@ -120,15 +127,15 @@ export async function exportCommand(opts: ExportOptions): Promise<void> {
       const row = rec as unknown as Record<string, unknown>;
       await write(opts.format === 'csv' ? `${EXPORT_FIELDS.map((f) => csvCell(row[f])).join(',')}\n` : `${JSON.stringify(rec)}\n`);
       n++;
-      if (showProgress && (n === total || Date.now() - lastDraw > 100)) {
+      if (showProgress && Date.now() - lastDraw > 100) {
         lastDraw = Date.now();
-        const frac = total ? n / total : 1;
-        const width = 30;
-        const filled = Math.round(frac * width);
-        process.stderr.write(`\rexporting [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${num(n)}/${num(total)} records`);
+        drawProgress(n, total);
       }
     }
-    if (showProgress) process.stderr.write('\n');
+    if (showProgress) {
+      drawProgress(n, total);
+      process.stderr.write('\n');
+    }
     if (opts.out) {
       (sink as WriteStream).end();
       await once(sink, 'finish');

@@ -88,8 +88,6 @@ export class Uploader {
   private liveCursor = 0;
   private readonly gapsInFlight = new Set<number>();
   private outboxInflight = false;
-  /** Outbox messages up to this id were sent on this connection. */
-  private outboxCursor = 0;
   private readonly backoff: Backoff;
   private readonly bucket: TokenBucket;
   private timer: NodeJS.Timeout | null = null;
@@ -188,7 +186,6 @@ export class Uploader {
     this.liveCursor = this.liveFrom - 1;
     this.gapsInFlight.clear();
     this.outboxInflight = false;
-    this.outboxCursor = 0;
     this.opts.log.info({ url: this.opts.url, protocolVersion: this.protocolVersion, window: this.window, maxPacketBytes: this.maxPacket }, 'uploader connected');
     client.publish(this.statusTopic, this.statusPayload('online'), { qos: 1, retain: true });
     this.pollTimer = setInterval(() => this.pumpSafely(), this.opts.pollMs);
@@ -273,7 +270,8 @@ export class Uploader {
    */
   private pumpOutbox(client: MqttClient): void {
     if (this.outboxInflight) return;
-    const [msg] = this.spool.outbox.peek(this.outboxCursor, 1);
+    // One at a time, oldest first: what is acknowledged is deleted, so the oldest left is the next.
+    const [msg] = this.spool.outbox.peek(0, 1);
     if (!msg) return;
     const wait = this.bucket.take(msg.payload.length);
     if (wait > 0) {
@@ -281,13 +279,11 @@ export class Uploader {
       return;
     }
     this.outboxInflight = true;
-    this.outboxCursor = msg.id;
     this.counters.noticesSent++;
     client.publish(`${this.opts.topicPrefix}/${this.opts.deviceId}/${msg.kind}`, msg.payload, { qos: 1 }, (err) => {
       if (this.client !== client) return;
       this.outboxInflight = false;
       if (err) {
-        this.outboxCursor = msg.id - 1;
         this.lastError = err.message;
         this.opts.log.warn({ err: err.message, kind: msg.kind }, 'broker refused a notice');
         return;

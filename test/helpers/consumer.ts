@@ -5,6 +5,7 @@ import { validatePacket } from '../../src/upload/packet-validate.js';
 
 export interface Received {
   range: [number, number];
+  ride: string | null;
   bytes: number;
   seqs: number[];
 }
@@ -16,6 +17,9 @@ export class Consumer {
   readonly status: Array<Record<string, unknown>> = [];
   /** Gaps reported by packets, in arrival order. */
   readonly gaps: PacketGap[] = [];
+  /** Ride summaries and purge notices (decoded CBOR), in arrival order. */
+  readonly rideSummaries: Array<Record<string, unknown>> = [];
+  readonly purges: Array<Record<string, unknown>> = [];
   private constructor(readonly client: MqttClient) {}
 
   static async connect(url: string, id = `consumer-${process.pid}-${Date.now()}`, extra: IClientOptions = {}): Promise<Consumer> {
@@ -23,7 +27,7 @@ export class Consumer {
     const c = new Consumer(client);
     client.on('message', (topic, payload) => c.onMessage(topic, payload));
     await new Promise<void>((resolve, reject) => {
-      client.once('connect', () => client.subscribe(['bike/+/telemetry', 'bike/+/status'], { qos: 1 }, (err) => (err ? reject(err) : resolve())));
+      client.once('connect', () => client.subscribe(['bike/+/telemetry', 'bike/+/status', 'bike/+/ride', 'bike/+/purge'], { qos: 1 }, (err) => (err ? reject(err) : resolve())));
       client.once('error', reject);
     });
     return c;
@@ -34,6 +38,10 @@ export class Consumer {
       this.status.push(JSON.parse(payload.toString()) as Record<string, unknown>);
       return;
     }
+    if (topic.endsWith('/ride') || topic.endsWith('/purge')) {
+      (topic.endsWith('/ride') ? this.rideSummaries : this.purges).push(decodePacketBytes(payload) as Record<string, unknown>);
+      return;
+    }
     const v = validatePacket(decodePacketBytes(payload));
     if (!v.ok) {
       this.invalid.push(v.errors.join('; '));
@@ -41,7 +49,7 @@ export class Consumer {
     }
     const seqs = decodeRecords(v.packet).map((r) => r.seq);
     this.gaps.push(...v.packet.gaps);
-    this.packets.push({ range: v.packet.seq, bytes: payload.length, seqs });
+    this.packets.push({ range: v.packet.seq, ride: v.packet.ride, bytes: payload.length, seqs });
     for (const s of seqs) this.seen.set(s, (this.seen.get(s) ?? 0) + 1);
   }
 
