@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { measureHotPath } from '../../src/bench/hotpath.js';
 import { createLogger } from '../../src/log/logger.js';
 import { Spool } from '../../src/spool/spool.js';
+import { ApiHub, type ApiBackend } from '../../src/api/hub.js';
+import { RideTracker } from '../../src/rides/ride-tracker.js';
 import { tempDir } from '../helpers/agent.js';
 
 const HEAP_ALLOWANCE = 1024 * 1024;
@@ -41,5 +43,27 @@ describe('hot path discipline', () => {
     } finally {
       spool.close();
     }
+  });
+
+  it('with the ride tracker and the API hub (no subscribers) as record sinks: zero GC events', async () => {
+    const log = createLogger('silent');
+    const tracker = new RideTracker({ idleEndMs: 1e12, autoStart: false, store: null, resetTotals: () => {}, log });
+    // The hub only asks its backend for anything when a client subscribed; none is here.
+    const backend = {} as ApiBackend;
+    const hub = new ApiHub(backend, { clientQueueBytes: 1 << 20, log });
+    tracker.start('m1.AAAAAAAAAAAAAAAAAAAAAA', 'gc-class');
+    let seq = 0;
+    const r = await measureHotPath(1_000_000, 200_000, (rec) => {
+      tracker.onRecord(rec);
+      tracker.noteSeq(++seq);
+      hub.onRecord(rec);
+    });
+    expect(r.records).toBeGreaterThanOrEqual(199_999);
+    expect(r.gcEvents).toBe(0);
+    expect(r.heapDeltaBytes).toBeLessThan(HEAP_ALLOWANCE);
+    // The tracker really ran: a ride of every record, with a 5-minute best.
+    const s = tracker.current()!;
+    expect(s.records).toBeGreaterThanOrEqual(239_999); // warm-up and measured records
+    expect(s.best5minW).toBeGreaterThan(0);
   });
 });
