@@ -242,9 +242,10 @@ export class Uploader {
         this.pumpOutbox(client);
         return;
       }
-      // One ride per packet: the packet's `ride` names it.
+      // One ride per packet (the packet's `ride` names it), and one engine epoch: after an
+      // agent restart engine time starts again, and a packet's t_ms never goes backwards.
       const ride = rows[0][1];
-      const cut = rows.findIndex((r) => r[1] !== ride);
+      const cut = rows.findIndex((r, i) => r[1] !== ride || (i > 0 && r[2] < rows[i - 1][2]));
       if (cut > 0) rows = rows.slice(0, cut);
       const rideUuid = this.spool.rides.uuidOf(ride);
       const gaps = this.spool.unreportedGaps().filter((g) => !this.gapsInFlight.has(g.id));
