@@ -63,6 +63,7 @@ program
   .command('ports')
   .description('serial ports present, with USB ids, and the one the configuration names')
   .option('-c, --config <file>', CONFIG_HELP)
+  .option('--socket <path>', SOCKET_HELP)
   .option('--json', 'machine-readable output')
   .action(portsCommand);
 

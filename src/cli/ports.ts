@@ -2,11 +2,13 @@
 import { existsSync, realpathSync } from 'node:fs';
 import { SerialPort } from 'serialport';
 import { loadConfig } from '../config/load.js';
+import { AgentNotRunningError, ApiClient } from './api-client.js';
 import { ExitCode } from './exit-codes.js';
 import { json, out, table } from './format.js';
 
 export interface PortsOptions {
   config?: string;
+  socket?: string;
   json?: boolean;
 }
 
@@ -19,9 +21,25 @@ export interface PortEntry {
   configured: boolean;
 }
 
+/** The path the running agent has open, when it runs (with --simulate it differs from the config). */
+async function agentPath(config: ReturnType<typeof loadConfig>, socket?: string): Promise<string | null> {
+  try {
+    const c = await ApiClient.forConfig(config, socket, 1000);
+    try {
+      return (await c.request<{ link: { path: string } }>('health')).link.path;
+    } finally {
+      c.close();
+    }
+  } catch (err) {
+    if (err instanceof AgentNotRunningError) return null;
+    throw err;
+  }
+}
+
 export async function portsCommand(opts: PortsOptions): Promise<void> {
   const config = loadConfig(opts.config);
-  const configuredPath = config.serial.path;
+  const inUse = await agentPath(config, opts.socket);
+  const configuredPath = inUse ?? config.serial.path;
   const exists = existsSync(configuredPath);
   let real: string | null = null;
   try {
@@ -38,7 +56,7 @@ export async function portsCommand(opts: PortsOptions): Promise<void> {
     serialNumber: p.serialNumber ?? null,
     configured: p.path === configuredPath || p.path === real,
   }));
-  const configured = { path: configuredPath, exists, resolvesTo: real, listed: ports.some((p) => p.configured) };
+  const configured = { path: configuredPath, exists, resolvesTo: real, listed: ports.some((p) => p.configured), agentRunning: inUse !== null };
   if (opts.json) json({ configured, ports });
   else {
     if (ports.length === 0) out('No serial ports found (USB adapters and on-board UARTs are listed; pseudo-terminals are not).');
@@ -57,9 +75,11 @@ export async function portsCommand(opts: PortsOptions): Promise<void> {
       );
     }
     out('');
-    if (!exists) out(`Configured serial.path ${configuredPath} does not exist: is the board plugged in, and does the udev rule name it?`);
-    else if (!configured.listed) out(`Configured serial.path ${configuredPath}${real !== configuredPath ? ` -> ${real}` : ''} exists (not a listed USB/UART port: a pty or another device).`);
-    else out(`Configured serial.path ${configuredPath}${real !== configuredPath ? ` -> ${real}` : ''} is present.`);
+    if (inUse) out(`The running agent has ${inUse} open${inUse !== config.serial.path ? ` (the configuration names ${config.serial.path})` : ''}.`);
+    const what = inUse ? 'Serial device' : 'Configured serial.path';
+    if (!exists) out(`${what} ${configuredPath} does not exist: is the board plugged in, and does the udev rule name it?`);
+    else if (!configured.listed) out(`${what} ${configuredPath}${real !== configuredPath ? ` -> ${real}` : ''} exists (not a listed USB/UART port: a pty or another device).`);
+    else out(`${what} ${configuredPath}${real !== configuredPath ? ` -> ${real}` : ''} is present.`);
   }
   process.exitCode = exists ? ExitCode.OK : ExitCode.NOT_FOUND;
 }
