@@ -139,6 +139,16 @@ describe('status', () => {
     const live = await run(['live', '-c', sick]);
     expect(live.code).toBe(5);
     expect(live.err).toMatch(/is not running/);
+    // What works from the spool file alone still works.
+    const spool = await runJson(['spool', '-c', sick]);
+    expect(spool.code).toBe(0);
+    expect(spool.json).toMatchObject({ deviceId: 'sick-bike', schemaVersion: 2 });
+    const rides = await runJson(['ride', 'list', '-c', sick]);
+    expect(rides.code).toBe(0);
+    expect(rides.json).toEqual([]);
+    const exported = await run(['spool', 'export', '-c', sick]);
+    expect(exported.code).toBe(0);
+    expect(exported.out.split('\n')[0]).toMatch(/^seq,ride,wallTime/);
   });
 });
 
@@ -333,6 +343,15 @@ describe('ports and selftest', () => {
     expect(byName.agent.detail).toMatch(/not running/);
     expect(byName.serial).toMatchObject({ result: 'pass', detail: expect.stringMatching(/firmware 1\.0\.0/) });
     expect(byName.broker).toMatchObject({ result: 'fail', detail: expect.stringMatching(/mqtt:\/\/127\.0\.0\.1:1: .*ECONNREFUSED/) });
+    // capture with no agent reads the port itself.
+    const capFile = join(dir, 'direct.cap');
+    const cap = await runJson(['capture', '-c', alone, '--out', capFile, '--seconds', '1']);
+    expect(cap.code).toBe(0);
+    expect(cap.json).toMatchObject({ source: 'port', path: simPath });
+    expect(cap.json.bytesFromBoard).toBeGreaterThan(500);
+    const rep = await runJson(['replay', capFile]);
+    expect(rep.code).toBe(0);
+    expect(rep.json.frames).toBeGreaterThan(30);
     sim.proc.kill('SIGTERM');
 
     const noTty = writeConfig('notty.json', { dataDir: join(dir, 'alone'), serial: { path: join(dir, 'ttyGONE') }, api: { socketPath: join(dir, 'alone.sock') }, mqtt: { enabled: false } });
