@@ -21,8 +21,10 @@ import { loadCalibration, type Calibration } from '../metrics/calibration.js';
 import { MetricsEngine } from '../metrics/engine.js';
 import type { LiveRecord } from '../metrics/record.js';
 import { createSpeedModel } from '../metrics/speed-model.js';
-import { LogLevel, MAX_WIRE_FRAME, RequestOp } from '../protocol/fwp/codec.js';
-import { FwpDriver } from '../protocol/fwp/driver.js';
+import type { ProtocolDriver, ProtocolHealth } from '../protocol/driver.js';
+import type { FwpDriver } from '../protocol/fwp/driver.js';
+import { FwpProtocol } from '../protocol/fwp/protocol.js';
+import { createProtocol } from '../protocol/select.js';
 import { Spool, type SpoolStats } from '../spool/spool.js';
 import { Uploader } from '../upload/uploader.js';
 import { AGENT_VERSION } from '../version.js';
@@ -35,16 +37,9 @@ export interface AgentHealth {
   /** Why the agent is not healthy; empty when it is. */
   problems: string[];
   link: ReturnType<SerialLink['snapshot']> & { path: string };
-  protocol: {
-    frames: number;
-    samples: number;
-    errors: Record<string, number>;
-    lostFrames: number;
-    seqGaps: number;
-    boardResets: number;
-    requestTimeouts: number;
-  };
-  board: { hello: FwpDriver['hello']; status: FwpDriver['status'] };
+  protocol: ProtocolHealth;
+  /** fwp: hello and status; peloton: the calibration table in use. */
+  board: { hello: FwpDriver['hello']; status: FwpDriver['status']; calibration?: { source: 'default' | 'bike'; error: string | null; table: number[] } };
   engine: MetricsEngine['counters'];
   spool: (SpoolStats & { state: 'open' }) | { state: 'unavailable'; error: string };
   upload: ReturnType<Uploader['stats']> | { state: 'disabled' };
@@ -80,7 +75,7 @@ export class Agent implements ApiBackend {
   private healthTicks = 0;
   private captureStop: (() => void) | null = null;
   readonly engine: MetricsEngine;
-  readonly driver: FwpDriver;
+  readonly protocol: ProtocolDriver;
   readonly link: SerialLink;
   private readonly sinks: RecordSink[] = [];
   private statsTimer: NodeJS.Timeout | null = null;
@@ -107,15 +102,17 @@ export class Agent implements ApiBackend {
         for (let i = 0; i < sinks.length; i++) sinks[i](record);
       },
     });
+    const send = (b: Uint8Array): boolean => this.link.write(b as Buffer);
+    this.protocol = createProtocol(config, this.engine, this.calibration, send, this.log);
+    const framing = this.protocol.framing;
     this.link = new SerialLink({
       path: config.serial.path,
       baudRate: config.serial.baudRate,
-      maxFrame: MAX_WIRE_FRAME - 1,
+      framing,
       reopenBaseMs: config.serial.reopenBaseMs,
       reopenCapMs: config.serial.reopenCapMs,
       silenceTimeoutMs: config.serial.silenceTimeoutMs,
       readCoalesceMs: config.serial.readCoalesceMs,
-      onFrame: (frame) => this.driver.onFrame(frame),
     });
     this.hub = new ApiHub(this, { clientQueueBytes: config.api.clientQueueBytes, log: this.log });
     this.recent.onEntry((e) => this.hub.logEvent(e));
@@ -127,21 +124,6 @@ export class Agent implements ApiBackend {
       onStarted: (s) => this.hub.rideEvent('started', s),
       onEnded: (s) => this.rideEnded(s),
       log: this.log,
-    });
-    this.driver = new FwpDriver(this.engine, (b) => this.link.write(b), {
-      onHello: (hello, atBoot) => {
-        this.log.info({ hello, atBoot }, atBoot ? 'board booted' : 'board hello');
-        if (hello.ticksPerRev !== this.calibration.ticksPerRev) {
-          this.log.error(
-            { boardTicksPerRev: hello.ticksPerRev, calibrationTicksPerRev: this.calibration.ticksPerRev, calibration: this.calibration.model },
-            'board and calibration disagree on flywheel ticks per revolution: wrong calibration for this bike',
-          );
-        }
-      },
-      onLog: (level, text) => {
-        const fn = level >= LogLevel.ERROR ? 'error' : level === LogLevel.WARN ? 'warn' : level === LogLevel.INFO ? 'info' : 'debug';
-        this.log[fn]({ board: true }, text);
-      },
     });
   }
 
@@ -227,14 +209,9 @@ export class Agent implements ApiBackend {
     this.link.on('state', (state: LinkState, detail) => {
       const lvl = state === 'waiting' ? 'warn' : 'info';
       this.log[lvl]({ link: state, path: this.link.path, ...detail }, `link ${state}`);
-      if (state !== 'open') this.driver.cancelAll(`link ${state}`);
+      if (state !== 'open') this.protocol.linkLost(`link ${state}`);
     });
-    this.link.on('open', () => {
-      this.driver.linkOpened();
-      this.driver
-        .request(RequestOp.GET_HELLO, undefined, { timeoutMs: this.config.serial.requestTimeoutMs, retries: this.config.serial.requestRetries })
-        .catch((err: Error) => this.log.warn({ err: err.message }, 'board did not answer hello'));
-    });
+    this.link.on('open', () => this.protocol.linkOpened());
     this.link.start();
     const every = this.config.log.statsIntervalS;
     if (every > 0) {
@@ -243,8 +220,14 @@ export class Agent implements ApiBackend {
     }
   }
 
+  /** The fwp driver (tests and tools that speak fwp); throws for another protocol. */
+  get driver(): FwpDriver {
+    if (!(this.protocol instanceof FwpProtocol)) throw new Error(`serial.protocol is ${this.protocol.name}, not fwp`);
+    return this.protocol.driver;
+  }
+
   health(): AgentHealth {
-    const c = this.driver.counters;
+    const c = this.protocol.health();
     const link = { ...this.link.snapshot(), path: this.link.path };
     const spoolStats = this.spool ? this.spool.stats() : null;
     const problems: string[] = [];
@@ -257,16 +240,8 @@ export class Agent implements ApiBackend {
       agentVersion: AGENT_VERSION,
       problems,
       link,
-      protocol: {
-        frames: c.frames,
-        samples: c.samples,
-        errors: c.errorsByName(),
-        lostFrames: c.lostFrames,
-        seqGaps: c.seqGaps,
-        boardResets: c.boardResets,
-        requestTimeouts: c.requestTimeouts,
-      },
-      board: { hello: this.driver.hello, status: this.driver.status },
+      protocol: c,
+      board: this.protocol.board() as AgentHealth['board'],
       engine: this.engine.counters,
       spool: spoolStats ? { state: 'open', ...spoolStats } : { state: 'unavailable', error: this.spoolError },
       upload: this.uploader ? this.uploader.stats() : { state: 'disabled' },
@@ -444,7 +419,7 @@ export class Agent implements ApiBackend {
     this.unixApi = null;
     this.httpApi = null;
     this.rides.end('shutdown');
-    this.driver.cancelAll('agent stopping');
+    this.protocol.linkLost('agent stopping');
     await this.link.stop();
     await this.uploader?.stop(2000);
     this.uploader = null;

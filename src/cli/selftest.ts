@@ -12,8 +12,8 @@ import { SerialLink } from '../link/serial-link.js';
 import { loadCalibration } from '../metrics/calibration.js';
 import { MetricsEngine } from '../metrics/engine.js';
 import { createSpeedModel } from '../metrics/speed-model.js';
-import { MAX_WIRE_FRAME, RequestOp } from '../protocol/fwp/codec.js';
-import { FwpDriver } from '../protocol/fwp/driver.js';
+import { createLogger } from '../log/logger.js';
+import { createProtocol } from '../protocol/select.js';
 import { SpoolMissingError, SpoolReader } from '../spool/reader.js';
 import { AgentNotRunningError, ApiClient } from './api-client.js';
 import { ExitCode } from './exit-codes.js';
@@ -133,45 +133,49 @@ function serialFromAgent(h: AgentHealth): [Result, string] {
 async function serialDirect(cfg: AgentConfig, timeoutS: number): Promise<[Result, string]> {
   const calibration = loadCalibration(cfg.metrics.calibration);
   const engine = new MetricsEngine({ calibration, speedModel: createSpeedModel(calibration.spec.speedModel), onRecord: () => {} });
-  let driver: FwpDriver | null = null;
-  const link = new SerialLink({
+  const quiet = createLogger('silent');
+  // The driver writes through the link made just after it (a late-bound send, as in the agent).
+  let link: SerialLink | null = null;
+  const p = createProtocol(cfg, engine, calibration, (b) => link?.write(b as Buffer) ?? false, quiet);
+  link = new SerialLink({
     path: cfg.serial.path,
     baudRate: cfg.serial.baudRate,
-    maxFrame: MAX_WIRE_FRAME - 1,
+    framing: p.framing,
     reopenBaseMs: 60_000,
     reopenCapMs: 60_000,
     silenceTimeoutMs: timeoutS * 1000,
     readCoalesceMs: 0,
-    onFrame: (f) => driver?.onFrame(f),
   });
-  driver = new FwpDriver(engine, (b) => link.write(b));
-  const d = driver;
+  const l = link;
   try {
     return await new Promise<[Result, string]>((resolve) => {
-      const timer = setTimeout(() => resolve(['fail', `${cfg.serial.path}: no answer within ${timeoutS} s`]), timeoutS * 1000);
-      link.on('state', (state, detail) => {
+      const deadline = setTimeout(() => resolve(['fail', `${cfg.serial.path}: opens, but no answer from the board within ${timeoutS} s (${cfg.serial.protocol})`]), timeoutS * 1000);
+      const check = setInterval(() => {
+        const h = p.health();
+        const board = p.board() as { hello?: { firmware: string; serial: string } | null; calibration?: { source: string } };
+        if (board.hello) {
+          clearTimeout(deadline);
+          clearInterval(check);
+          resolve(['pass', `${cfg.serial.path}: firmware ${board.hello.firmware}, serial ${board.hello.serial}`]);
+        } else if (p.name === 'peloton' && h.samples >= 3) {
+          clearTimeout(deadline);
+          clearInterval(check);
+          resolve(['pass', `${cfg.serial.path}: the bike answers polls (${h.samples} values), calibration table: ${board.calibration?.source ?? '?'}`]);
+        }
+      }, 50);
+      l.on('state', (state, detail) => {
         if (state === 'waiting') {
-          clearTimeout(timer);
+          clearTimeout(deadline);
+          clearInterval(check);
           resolve(['fail', detail.reason ?? `${cfg.serial.path}: cannot open`]);
         }
       });
-      link.on('open', () => {
-        d.linkOpened();
-        d.request(RequestOp.GET_HELLO, undefined, { timeoutMs: Math.min(1000, (timeoutS * 1000) / 3), retries: 2 })
-          .then(() => {
-            clearTimeout(timer);
-            const h = d.hello;
-            resolve(['pass', `${cfg.serial.path}: firmware ${h?.firmware ?? '?'}, serial ${h?.serial ?? '?'}`]);
-          })
-          .catch((err: Error) => {
-            clearTimeout(timer);
-            resolve(['fail', `${cfg.serial.path} opens, but no hello: ${err.message}`]);
-          });
-      });
-      link.start();
+      l.on('open', () => p.linkOpened());
+      l.start();
     });
   } finally {
-    await link.stop();
+    p.linkLost('selftest done');
+    await l.stop();
   }
 }
 

@@ -28,8 +28,14 @@ export const ConfigSchema = z
     serial: z
       .object({
         path: z.string().min(1).default('/dev/flywheel'),
-        baudRate: z.number().int().positive().max(4_000_000).default(115200),
-        protocol: z.enum(['fwp']).default('fwp'),
+        /** Default by protocol: fwp 115200, peloton 19200. */
+        baudRate: z.number().int().positive().max(4_000_000).optional(),
+        /** fwp: our flywheel board; peloton: the original bike's polled bus (the agent polls as its head unit). */
+        protocol: z.enum(['fwp', 'peloton']).default('fwp'),
+        /** peloton: one poll per this long (the original head unit: 100 ms). */
+        pollIntervalMs: z.number().int().min(20).max(1000).default(100),
+        /** peloton: while on the default resistance table, read the bike's again this often. */
+        calibrationRetryS: z.number().int().min(1).max(86400).default(30),
         reopenBaseMs: ms(250),
         reopenCapMs: ms(5000),
         /** Reopen an open port that has delivered nothing for this long (the board streams at 50 Hz). 0 disables. */
@@ -159,6 +165,7 @@ export const ConfigSchema = z
       .strict()
       .default({}),
   })
-  .strict();
+  .strict()
+  .transform((c) => ({ ...c, serial: { ...c.serial, baudRate: c.serial.baudRate ?? (c.serial.protocol === 'peloton' ? 19200 : 115200) } }));
 
 export type AgentConfig = z.infer<typeof ConfigSchema>;

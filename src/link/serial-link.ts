@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { SerialPort } from 'serialport';
 import { Backoff } from './backoff.js';
+import type { Framing } from '../protocol/driver.js';
 import { BoundedDelimiterParser } from './bounded-delimiter.js';
 import { PolledReader } from './polled-reader.js';
 
@@ -14,8 +15,8 @@ export type LinkState = 'closed' | 'opening' | 'open' | 'waiting' | 'stopped';
 export interface SerialLinkOptions {
   path: string;
   baudRate: number;
-  /** Longest frame accepted between delimiters, in bytes. */
-  maxFrame: number;
+  /** How the bytes become frames: split at 0x00 under a length cap, or handed to the driver as they come. */
+  framing: Framing;
   reopenBaseMs: number;
   reopenCapMs: number;
   /**
@@ -29,8 +30,6 @@ export interface SerialLinkOptions {
    * PolledReader). Adds at most this much latency; 0 reads as soon as possible.
    */
   readCoalesceMs: number;
-  /** Called once per frame with the bytes between two delimiters. */
-  onFrame: (frame: Buffer) => void;
 }
 
 export class LinkCounters {
@@ -177,16 +176,21 @@ export class SerialLink extends EventEmitter<LinkEvents> {
     this.counters.opens++;
     this.backoff.reset();
     const counters = this.counters;
-    const parser = new BoundedDelimiterParser(this.opts.maxFrame, () => counters.oversized++);
-    const onFrame = this.opts.onFrame;
-    parser.on('data', (frame: Buffer) => {
-      counters.framesIn++;
-      onFrame(frame);
-    });
+    const framing = this.opts.framing;
+    let deliver: (chunk: Buffer) => void;
+    if (framing.kind === 'delimited') {
+      const parser = new BoundedDelimiterParser(framing.maxFrame, () => counters.oversized++);
+      const onFrame = framing.onFrame;
+      parser.on('data', (frame: Buffer) => {
+        counters.framesIn++;
+        onFrame(frame);
+      });
+      deliver = (chunk) => parser.write(chunk);
+    } else deliver = framing.onData;
     const onChunk = (chunk: Buffer): void => {
       counters.bytesIn += chunk.length;
       if (this.tap) this.tap(chunk, 0);
-      parser.write(chunk);
+      deliver(chunk);
     };
     this.reader = PolledReader.attach(port, onChunk, (reason) => this.lose(port, reason), this.opts.readCoalesceMs);
     // Platforms whose binding cannot be polled read through serialport's stream.

@@ -81,7 +81,7 @@ export class MetricsEngine {
   private readonly staleAfterUs: number;
   private readonly expireAfterUs: number;
   private readonly maxGapUs: number;
-  private readonly baseFlags: number;
+  private baseFlags: number;
 
   /** Latest value and engine time of its last update, per channel. */
   private readonly value = new Float64Array(CHANNELS);
@@ -264,6 +264,11 @@ export class MetricsEngine {
     this.haveFly = false;
     this.flywheelRpm = 0;
     this.gapPending = true;
+  }
+
+  /** The driver fell back to (or recovered from) a safe default calibration; records say so. */
+  setDefaultCalibration(on: boolean): void {
+    this.baseFlags = on ? this.baseFlags | RecordFlag.DEFAULT_CALIBRATION : this.baseFlags & ~RecordFlag.DEFAULT_CALIBRATION;
   }
 
   /** Start a new ride: distance and energy from zero. */
