@@ -1,6 +1,9 @@
 /**
  * Play captured bytes through the real decoder and metrics engine, as fast
- * as possible or at the pace they were recorded.
+ * as possible or at the pace they were recorded. fwp captures hold what the
+ * board sent; a polled-bus (peloton) capture or dump holds both directions,
+ * and the driver decodes it as a listener: requests give the time, replies
+ * are matched to them.
  */
 import type { Logger } from '../log/logger.js';
 import { loadCalibration } from '../metrics/calibration.js';
@@ -9,11 +12,16 @@ import type { LiveRecord } from '../metrics/record.js';
 import { createSpeedModel } from '../metrics/speed-model.js';
 import { MAX_WIRE_FRAME } from '../protocol/fwp/codec.js';
 import { FwpDriver } from '../protocol/fwp/driver.js';
+import { PelotonCmd, PelotonParser } from '../protocol/peloton/codec.js';
+import { PelotonDriver } from '../protocol/peloton/driver.js';
 import { RideTracker } from '../rides/ride-tracker.js';
 import type { RideSummary } from '../spool/rides.js';
 import type { Capture } from './format.js';
 
+export type ReplayProtocol = 'fwp' | 'peloton';
+
 export interface ReplayOptions {
+  protocol: ReplayProtocol;
   calibration: string;
   /** Pace chunks by their timestamps (a plain dump: by the baud rate). */
   realtime: boolean;
@@ -22,7 +30,14 @@ export interface ReplayOptions {
   log: Pick<Logger, 'info' | 'warn' | 'error'>;
 }
 
+export interface SeriesStats {
+  count: number;
+  min: number | null;
+  max: number | null;
+}
+
 export interface ReplayResult {
+  protocol: ReplayProtocol;
   format: 'capture' | 'dump';
   bytesFromBoard: number;
   bytesToBoard: number;
@@ -34,10 +49,41 @@ export interface ReplayResult {
   records: number;
   boardSeconds: number;
   hello: FwpDriver['hello'];
+  /** peloton: the values on the wire, per command (power in 0.1 W, cadence rpm, raw resistance). */
+  wire: Record<string, SeriesStats> | null;
+  /** From the 10 Hz records. */
+  series: Record<'powerW' | 'cadenceRpm' | 'resistancePct' | 'hrBpm', SeriesStats>;
+  /** peloton: where the resistance table came from (a recording of the head unit's boot holds the bike's). */
+  calibration: 'bike' | 'default' | null;
   rides: RideSummary[];
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+class Stats {
+  count = 0;
+  min = Infinity;
+  max = -Infinity;
+  add(v: number): void {
+    if (v !== v) return;
+    this.count++;
+    if (v < this.min) this.min = v;
+    if (v > this.max) this.max = v;
+  }
+  json(): SeriesStats {
+    // Float32 ring values print as 92.30000305: two decimals say what was measured.
+    const r = (v: number): number => Math.round(v * 100) / 100;
+    return { count: this.count, min: this.count ? r(this.min) : null, max: this.count ? r(this.max) : null };
+  }
+}
+
+/** A plain dump that parses as the polled bus (a few frames, no errors) is one. */
+export function looksLikePeloton(bytes: Uint8Array): boolean {
+  let frames = 0;
+  const p = new PelotonParser({ onRequest: () => frames++, onReply: () => frames++ });
+  p.feed(bytes, 0, Math.min(bytes.length, 512));
+  return frames >= 4 && p.errorTotal === 0 && p.errors[4] <= 8;
+}
 
 export async function replayCapture(capture: Capture, opts: ReplayOptions): Promise<ReplayResult> {
   const calibration = loadCalibration(opts.calibration);
@@ -45,6 +91,7 @@ export async function replayCapture(capture: Capture, opts: ReplayOptions): Prom
   let firstT = Number.NaN;
   let lastT = Number.NaN;
   const rides: RideSummary[] = [];
+  const series = { powerW: new Stats(), cadenceRpm: new Stats(), resistancePct: new Stats(), hrBpm: new Stats() };
   const tracker = new RideTracker({
     idleEndMs: 120_000,
     autoStart: true,
@@ -60,61 +107,105 @@ export async function replayCapture(capture: Capture, opts: ReplayOptions): Prom
       records++;
       if (firstT !== firstT) firstT = r.tUs;
       lastT = r.tUs;
+      series.powerW.add(r.powerW);
+      series.cadenceRpm.add(r.cadenceRpm);
+      series.resistancePct.add(r.resistancePct);
+      series.hrBpm.add(r.hrBpm);
       tracker.onRecord(r);
       opts.onRecord?.(r);
     },
   });
-  // Replies to requests are in the capture already; nothing is sent.
-  const driver = new FwpDriver(engine, () => false);
-  const maxFrame = MAX_WIRE_FRAME - 1;
-  const carry = Buffer.alloc(maxFrame);
-  let carried = 0;
-  let discarding = false;
-  let oversized = 0;
-  const feed = (b: Buffer): void => {
-    let start = 0;
-    for (let i = 0; i < b.length; i++) {
-      if (b[i] !== 0) continue;
-      if (discarding) discarding = false;
-      else if (carried > 0) {
-        const room = maxFrame - carried;
-        if (i - start > room) oversized++;
-        else {
-          b.copy(carry, carried, start, i);
-          driver.decode(carry, 0, carried + (i - start));
-        }
-      } else if (i - start > maxFrame) oversized++;
-      else driver.decode(b, start, i);
-      carried = 0;
-      start = i + 1;
-    }
-    if (discarding || start >= b.length) return;
-    const tail = b.length - start;
-    if (carried + tail > maxFrame) {
-      oversized++;
-      discarding = true;
-      carried = 0;
-      return;
-    }
-    b.copy(carry, carried, start);
-    carried += tail;
-  };
+
+  let feed: (b: Buffer, dir: number) => void;
+  let finish: () => Pick<ReplayResult, 'frames' | 'samples' | 'decodeErrors' | 'oversized' | 'lostFrames' | 'hello' | 'wire' | 'calibration'>;
+  if (opts.protocol === 'peloton') {
+    const wire = { power: new Stats(), cadence: new Stats(), resistanceRaw: new Stats() };
+    const driver = new PelotonDriver(engine, {
+      mode: 'listen',
+      pollIntervalMs: 100,
+      requestTimeoutMs: 0,
+      requestRetries: 0,
+      calibrationRetryMs: 0,
+      send: () => false,
+      log: opts.log,
+      onValue: (cmd, v) => (cmd === PelotonCmd.POWER ? wire.power : cmd === PelotonCmd.CADENCE ? wire.cadence : wire.resistanceRaw).add(v),
+    });
+    // Both directions, in order: the requests are half the conversation.
+    feed = (b) => driver.feed(b, 0, b.length);
+    finish = () => {
+      const h = driver.health();
+      return {
+        frames: h.frames,
+        samples: h.samples,
+        decodeErrors: h.errors,
+        oversized: 0,
+        lostFrames: driver.counters.timeouts,
+        hello: null,
+        wire: { power: wire.power.json(), cadence: wire.cadence.json(), resistanceRaw: wire.resistanceRaw.json() },
+        calibration: driver.calibrationSource,
+      };
+    };
+  } else {
+    // Replies to requests are in the capture already; nothing is sent.
+    const driver = new FwpDriver(engine, () => false);
+    const maxFrame = MAX_WIRE_FRAME - 1;
+    const carry = Buffer.alloc(maxFrame);
+    let carried = 0;
+    let discarding = false;
+    let oversized = 0;
+    feed = (b, dir) => {
+      if (dir === 1) return; // the console's requests
+      let start = 0;
+      for (let i = 0; i < b.length; i++) {
+        if (b[i] !== 0) continue;
+        if (discarding) discarding = false;
+        else if (carried > 0) {
+          if (i - start > maxFrame - carried) oversized++;
+          else {
+            b.copy(carry, carried, start, i);
+            driver.decode(carry, 0, carried + (i - start));
+          }
+        } else if (i - start > maxFrame) oversized++;
+        else driver.decode(b, start, i);
+        carried = 0;
+        start = i + 1;
+      }
+      if (discarding || start >= b.length) return;
+      const tail = b.length - start;
+      if (carried + tail > maxFrame) {
+        oversized++;
+        discarding = true;
+        carried = 0;
+        return;
+      }
+      b.copy(carry, carried, start);
+      carried += tail;
+    };
+    finish = () => ({
+      frames: driver.counters.frames,
+      samples: driver.counters.samples,
+      decodeErrors: driver.counters.errorsByName(),
+      oversized,
+      lostFrames: driver.counters.lostFrames,
+      hello: driver.hello,
+      wire: null,
+      calibration: null,
+    });
+  }
 
   let fromBoard = 0;
   let toBoard = 0;
   const t0 = performance.now();
   const plain = capture.header === null;
   for (const c of capture.chunks) {
-    if (c.dir === 1) {
-      toBoard += c.bytes.length;
-      continue;
-    }
+    if (c.dir === 1) toBoard += c.bytes.length;
     if (opts.realtime && plain) {
       // A dump has no timestamps: play it at line speed (10 bits per byte), 100 ms at a time.
       const perSlice = Math.max(1, Math.round(opts.baudRate / 10 / 10));
       for (let at = 0; at < c.bytes.length; at += perSlice) {
-        feed(c.bytes.subarray(at, at + perSlice));
-        fromBoard += Math.min(perSlice, c.bytes.length - at);
+        const slice = c.bytes.subarray(at, at + perSlice);
+        feed(slice, c.dir);
+        fromBoard += slice.length;
         await sleep(100);
       }
       continue;
@@ -123,23 +214,20 @@ export async function replayCapture(capture: Capture, opts: ReplayOptions): Prom
       const wait = c.tMs - (performance.now() - t0);
       if (wait > 0) await sleep(wait);
     }
-    fromBoard += c.bytes.length;
-    feed(c.bytes);
+    if (c.dir === 0) fromBoard += c.bytes.length;
+    feed(c.bytes, c.dir);
   }
   // A ride still open at the end of the capture ends there (onEnded collects it).
   tracker.end('shutdown');
   return {
+    protocol: opts.protocol,
     format: plain ? 'dump' : 'capture',
     bytesFromBoard: fromBoard,
     bytesToBoard: toBoard,
-    frames: driver.counters.frames,
-    samples: driver.counters.samples,
-    decodeErrors: driver.counters.errorsByName(),
-    oversized,
-    lostFrames: driver.counters.lostFrames,
     records,
     boardSeconds: records > 0 ? (lastT - firstT) / 1e6 : 0,
-    hello: driver.hello,
+    series: { powerW: series.powerW.json(), cadenceRpm: series.cadenceRpm.json(), resistancePct: series.resistancePct.json(), hrBpm: series.hrBpm.json() },
     rides,
+    ...finish(),
   };
 }

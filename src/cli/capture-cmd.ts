@@ -10,7 +10,7 @@ import { loadConfig } from '../config/load.js';
 import { recordToJson } from '../metrics/record.js';
 import { createLogger } from '../log/logger.js';
 import { CaptureFormatError, encodeChunk, encodeHeader, parseCapture } from '../capture/format.js';
-import { replayCapture } from '../capture/replay.js';
+import { looksLikePeloton, replayCapture, type ReplayProtocol } from '../capture/replay.js';
 import { AgentNotRunningError, ApiClient } from './api-client.js';
 import { ExitCode } from './exit-codes.js';
 import { duration, json, num, out, table } from './format.js';
@@ -81,6 +81,7 @@ async function captureFromPort(path: string, baudRate: number, seconds: number, 
 
 export interface ReplayOptions {
   config?: string;
+  protocol?: 'fwp' | 'peloton';
   realtime?: boolean;
   records?: boolean;
   json?: boolean;
@@ -106,12 +107,15 @@ export async function replayCommand(fileName: string, opts: ReplayOptions): Prom
     process.exitCode = ExitCode.FAILURE;
     return;
   }
-  if (capture.header && capture.header.protocol !== 'fwp') {
-    process.stderr.write(`bike-telemetry replay: ${fileName} was captured with protocol ${capture.header.protocol}, which replay does not decode\n`);
+  // The capture says which protocol; a plain dump is recognised by its frames, else the configuration decides.
+  const protocol = opts.protocol ?? (capture.header?.protocol as ReplayProtocol | undefined) ?? (looksLikePeloton(bytes) ? 'peloton' : config.serial.protocol);
+  if (protocol !== 'fwp' && protocol !== 'peloton') {
+    process.stderr.write(`bike-telemetry replay: ${fileName} was captured with protocol ${String(protocol)}, which replay does not decode\n`);
     process.exitCode = ExitCode.FAILURE;
     return;
   }
   const result = await replayCapture(capture, {
+    protocol,
     calibration: opts.calibration ?? config.metrics.calibration,
     realtime: opts.realtime === true,
     baudRate: capture.header?.baudRate ?? config.serial.baudRate,
@@ -125,10 +129,15 @@ export async function replayCommand(fileName: string, opts: ReplayOptions): Prom
     const errors = Object.entries(result.decodeErrors).filter(([, n]) => n > 0);
     out(
       table([
-        ['File', `${fileName} (${result.format === 'dump' ? 'plain byte dump' : 'capture'})`],
+        ['File', `${fileName} (${result.format === 'dump' ? 'plain byte dump' : 'capture'}, ${result.protocol})`],
         ['Bytes', `${num(result.bytesFromBoard)} from the board, ${num(result.bytesToBoard)} to it`],
         ['Frames', `${num(result.frames)} (${num(result.samples)} samples) · ${errors.length ? errors.map(([k, n]) => `${k} ${n}`).join(', ') : 'no decode errors'} · ${result.oversized} oversized · ${result.lostFrames} lost`],
-        ['Board', result.hello ? `firmware ${result.hello.firmware} · serial ${result.hello.serial}` : 'no hello in the capture'],
+        result.protocol === 'peloton'
+          ? ['Board', `polled bus · resistance table ${result.calibration === 'bike' ? "from the bike's boot in the capture" : 'not in the capture: the default, records flagged'}`]
+          : ['Board', result.hello ? `firmware ${result.hello.firmware} · serial ${result.hello.serial}` : 'no hello in the capture'],
+        ...(result.wire
+          ? Object.entries(result.wire).map(([k, v]) => [`  ${k}`, `${num(v.count)} replies, ${num(v.min)} to ${num(v.max)} on the wire`])
+          : []),
         ['Records', `${num(result.records)} at 10 Hz over ${duration(result.boardSeconds)} of board time`],
       ]),
     );

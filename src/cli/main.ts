@@ -39,6 +39,7 @@ program
   .option('--simulate', 'start the built-in flywheel-board simulator on a pty and connect to it')
   .addOption(new Option('--records <mode>', 'log every 10 Hz record, one per second, or none').choices(['all', '1hz', 'none']))
   .option('--http-port <port>', 'serve the diagnostics page and browser API on this loopback port (0: off)', num('--http-port', 0, 65535, true))
+  .addOption(new Option('--protocol <name>', 'wire protocol (overrides serial.protocol)').choices(['fwp', 'peloton']))
   .action(runCommand);
 
 const CONFIG_HELP = 'configuration file (default: $BIKE_TELEMETRY_CONFIG, else /etc/bike-telemetry/config.json when present)';
@@ -117,6 +118,7 @@ program
   .argument('<file>', 'capture file (from `capture`) or raw byte dump')
   .option('--realtime', 'at the pace it was recorded (a dump: at line speed)')
   .option('--records', 'print every 10 Hz record as a JSON line')
+  .addOption(new Option('--protocol <name>', "the capture's protocol (default: from the capture, or recognised in a dump)").choices(['fwp', 'peloton']))
   .option('--calibration <name|file>', 'bike model calibration (default: from the configuration)')
   .option('-c, --config <file>', CONFIG_HELP)
   .option('--json', 'machine-readable summary')
@@ -148,6 +150,8 @@ program
   .option('--unplug-every <s>', 'pull the cable every S seconds', num('--unplug-every', 0.1, 1e9))
   .option('--unplug-for <s>', 'and plug it back in after S seconds', num('--unplug-for', 0.1, 1e9), 2)
   .option('--clock-start <us>', 'board clock at boot (test the 32-bit wrap)', num('--clock-start', 0, 2 ** 32 - 1, true), 0)
+  .addOption(new Option('--protocol <name>', 'fwp (our flywheel board) or peloton (the original bike, answering polls)').choices(['fwp', 'peloton']).default('fwp'))
+  .option('--refuse-calibration', 'peloton: do not answer calibration-table requests')
   .action(simulateCommand);
 
 try {

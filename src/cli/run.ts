@@ -5,27 +5,29 @@ import { loadCalibration } from '../metrics/calibration.js';
 import { recordToJson } from '../metrics/record.js';
 import { SimBoard } from '../sim/board.js';
 import { DEMO_RIDE, loadRideScript } from '../sim/ride-script.js';
-import { SimRunner } from '../sim/runner.js';
+import { PelotonSimBoard } from '../sim/peloton-board.js';
+import { SimRunner, type SimulatedBoard } from '../sim/runner.js';
 
 export interface RunOptions {
   config?: string;
   simulate?: boolean;
   records?: 'all' | '1hz' | 'none';
   httpPort?: number;
+  protocol?: 'fwp' | 'peloton';
 }
 
 /** Stop within this long after SIGTERM even if a stage hangs. */
 const SHUTDOWN_DEADLINE_MS = 5000;
 
 export async function runCommand(opts: RunOptions): Promise<void> {
-  const config = loadConfig(opts.config);
+  const config = loadConfig(opts.config, { serial: { protocol: opts.protocol } });
   if (opts.records) config.log.records = opts.records;
   if (opts.httpPort !== undefined) config.api.httpPort = opts.httpPort;
   const recent = new RecentLog();
   const log = createLogger(config.log.level, { deviceId: config.device.id }, { recent });
 
   // Signal handlers first: a SIGTERM while starting up must also stop cleanly.
-  let sim: SimRunner | undefined;
+  let sim: SimRunner<SimulatedBoard> | undefined;
   let agent: Agent | undefined;
   let stopping = false;
   const shutdown = (signal: string): void => {
@@ -49,13 +51,14 @@ export async function runCommand(opts: RunOptions): Promise<void> {
 
   if (opts.simulate) {
     const script = config.simulator.script ? loadRideScript(config.simulator.script) : DEMO_RIDE;
-    const board = new SimBoard(loadCalibration(config.metrics.calibration), script, {
-      sampleRateHz: config.simulator.sampleRateHz,
-      seed: config.simulator.seed,
-    });
-    sim = new SimRunner({ board });
+    const calibration = loadCalibration(config.metrics.calibration);
+    const board: SimulatedBoard =
+      config.serial.protocol === 'peloton'
+        ? new PelotonSimBoard(calibration, script, { seed: config.simulator.seed })
+        : new SimBoard(calibration, script, { sampleRateHz: config.simulator.sampleRateHz, seed: config.simulator.seed });
+    sim = new SimRunner<SimulatedBoard>({ board });
     config.serial.path = await sim.startOnPty(undefined, config.serial.baudRate);
-    log.info({ path: config.serial.path, script: script.name }, 'simulator started');
+    log.info({ path: config.serial.path, script: script.name, protocol: config.serial.protocol }, 'simulator started');
   }
   if (stopping) return;
 

@@ -1,7 +1,8 @@
 import { loadCalibration } from '../metrics/calibration.js';
 import { SimBoard } from '../sim/board.js';
 import { DEMO_RIDE, loadRideScript } from '../sim/ride-script.js';
-import { SimRunner } from '../sim/runner.js';
+import { PelotonSimBoard } from '../sim/peloton-board.js';
+import { SimRunner, type SimulatedBoard } from '../sim/runner.js';
 
 export interface SimulateOptions {
   script?: string;
@@ -18,6 +19,8 @@ export interface SimulateOptions {
   unplugEvery?: number;
   unplugFor: number;
   clockStart: number;
+  protocol: 'fwp' | 'peloton';
+  refuseCalibration?: boolean;
 }
 
 /** Human messages go to stderr so stdout stays the data channel (pty path or raw bytes). */
@@ -27,13 +30,20 @@ function note(event: string, detail: Record<string, unknown>): void {
 
 export async function simulateCommand(o: SimulateOptions): Promise<void> {
   const script = o.script ? loadRideScript(o.script) : DEMO_RIDE;
-  const board = new SimBoard(loadCalibration(o.calibration), script, {
-    sampleRateHz: o.rate,
-    seed: o.seed,
-    clockStartUs: o.clockStart,
-    faults: { noiseBytesPerS: o.noise, badCrcRate: o.badCrc, dropRate: o.drop },
-  });
-  const runner = new SimRunner({
+  const calibration = loadCalibration(o.calibration);
+  const board: SimulatedBoard & { counters: object } =
+    o.protocol === 'peloton'
+      ? new PelotonSimBoard(calibration, script, {
+          seed: o.seed,
+          faults: { noiseBytesPerS: o.noise, badChecksumRate: o.badCrc, dropRate: o.drop, refuseCalibration: o.refuseCalibration === true },
+        })
+      : new SimBoard(calibration, script, {
+          sampleRateHz: o.rate,
+          seed: o.seed,
+          clockStartUs: o.clockStart,
+          faults: { noiseBytesPerS: o.noise, badCrcRate: o.badCrc, dropRate: o.drop },
+        });
+  const runner = new SimRunner<SimulatedBoard>({
     board,
     durationS: o.duration,
     unplug: o.unplugEvery ? { everyS: o.unplugEvery, forS: o.unplugFor } : undefined,
@@ -43,7 +53,7 @@ export async function simulateCommand(o: SimulateOptions): Promise<void> {
     runner.startOnStream(process.stdout);
     note('simulator streaming to stdout', { script: script.name, rateHz: o.rate });
   } else {
-    const path = await runner.startOnPty(o.dir, o.baud);
+    const path = await runner.startOnPty(o.dir, o.protocol === 'peloton' && o.baud === 115200 ? 19200 : o.baud);
     process.stdout.write(`${path}\n`);
     note('simulator ready', { path, script: script.name, rateHz: o.rate });
   }

@@ -59,7 +59,9 @@ function printStatus(h: AgentHealth): void {
   rows.push(['Link', `${l.state} ${l.path} since ${ago(l.since)} · ${num(c.framesIn)} frames · ${num(errors)} decode errors · ${num(h.protocol.lostFrames)} lost · opened ${c.opens}×`]);
   if (l.lastError) rows.push(['', `last link error: ${l.lastError}`]);
   const hello = h.board.hello;
-  rows.push(['Board', hello ? `firmware ${hello.firmware} · serial ${hello.serial} · hw rev ${hello.hwRev} · ${hello.sampleRateHz} Hz` : 'no hello received']);
+  const cal = h.board.calibration;
+  if (cal) rows.push(['Board', `polled bus (peloton) · resistance table ${cal.source === 'bike' ? "read from the bike" : `DEFAULT (records flagged)${cal.error ? `: ${cal.error}` : ''}`} · ${num(h.protocol.requestTimeouts)} polls unanswered`]);
+  else rows.push(['Board', hello ? `firmware ${hello.firmware} · serial ${hello.serial} · hw rev ${hello.hwRev} · ${hello.sampleRateHz} Hz` : 'no hello received']);
   if (h.board.status) {
     const s = h.board.status;
     rows.push(['', `up ${duration(s.uptimeS)} · ${num(s.temperatureC, 1)} °C · ${num(s.supplyV, 2)} V · faults 0x${s.faults.toString(16)}`]);

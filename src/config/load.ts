@@ -30,9 +30,21 @@ export function resolveConfigFile(file?: string): string | undefined {
   return existsSync(SYSTEM_CONFIG_FILE) ? SYSTEM_CONFIG_FILE : undefined;
 }
 
-export function loadConfig(fileOption?: string): AgentConfig {
+/** Command-line settings that override the file's, applied before validation (so defaults that depend on them follow). */
+export interface ConfigOverrides {
+  serial?: { protocol?: string };
+}
+
+function withOverrides(json: unknown, o: ConfigOverrides): unknown {
+  if (!o.serial?.protocol || !json || typeof json !== 'object' || Array.isArray(json)) return json;
+  const j = json as Record<string, unknown>;
+  const serial = j.serial && typeof j.serial === 'object' ? (j.serial as Record<string, unknown>) : {};
+  return { ...j, serial: { ...serial, protocol: o.serial.protocol } };
+}
+
+export function loadConfig(fileOption?: string, overrides: ConfigOverrides = {}): AgentConfig {
   const file = resolveConfigFile(fileOption);
-  if (!file) return parseConfig({}, 'defaults');
+  if (!file) return parseConfig(withOverrides({}, overrides), 'defaults');
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -45,5 +57,5 @@ export function loadConfig(fileOption?: string): AgentConfig {
   } catch (err) {
     throw new ConfigError(`${file}: not valid JSON: ${(err as Error).message}`);
   }
-  return parseConfig(json, file);
+  return parseConfig(withOverrides(json, overrides), file);
 }

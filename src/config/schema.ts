@@ -40,8 +40,11 @@ export const ConfigSchema = z
         reopenCapMs: ms(5000),
         /** Reopen an open port that has delivered nothing for this long (the board streams at 50 Hz). 0 disables. */
         silenceTimeoutMs: z.number().int().min(0).default(3000),
-        /** Pause between reads so the frames of one 10 Hz period cost one wakeup; the most latency it adds to live figures. */
-        readCoalesceMs: z.number().int().min(0).max(250).default(100),
+        /**
+         * Pause between reads so the frames of one 10 Hz period cost one wakeup; the most latency it adds to live
+         * figures. Default by protocol: fwp 100; peloton 5 (a reply must be read before the next poll, 100 ms later).
+         */
+        readCoalesceMs: z.number().int().min(0).max(250).optional(),
         requestTimeoutMs: ms(500),
         requestRetries: z.number().int().min(0).max(10).default(3),
       })
@@ -166,6 +169,9 @@ export const ConfigSchema = z
       .default({}),
   })
   .strict()
-  .transform((c) => ({ ...c, serial: { ...c.serial, baudRate: c.serial.baudRate ?? (c.serial.protocol === 'peloton' ? 19200 : 115200) } }));
+  .transform((c) => {
+    const peloton = c.serial.protocol === 'peloton';
+    return { ...c, serial: { ...c.serial, baudRate: c.serial.baudRate ?? (peloton ? 19200 : 115200), readCoalesceMs: c.serial.readCoalesceMs ?? (peloton ? 5 : 100) } };
+  });
 
 export type AgentConfig = z.infer<typeof ConfigSchema>;

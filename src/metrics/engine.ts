@@ -417,18 +417,20 @@ export class MetricsEngine {
     r.flags = this.baseFlags | this.intervalFlags;
     if (this.gapPending) r.flags |= RecordFlag.GAP_BEFORE;
 
-    // Resistance: the bike's brake position through the calibration, else a % the board computed.
+    // Resistance: a % the driver computed (a polled bike converts with its own table) when there is one,
+    // else the brake position through this engine's calibration.
     this.resolveChannel(CH_RES_RAW, RecordFlag.RESISTANCE_STALE);
     const raw = cur[CH_RES_RAW];
     const io = this.io;
-    let pct: number;
-    if (raw === raw) {
+    let pct = NaN;
+    if (!this.counterMode) {
+      this.resolveChannel(CH_RES_PCT, RecordFlag.RESISTANCE_STALE);
+      pct = cur[CH_RES_PCT];
+    }
+    if (pct !== pct && raw === raw) {
       io[0] = raw;
       cal.resistancePctIO(io);
       pct = io[0];
-    } else {
-      this.resolveChannel(CH_RES_PCT, RecordFlag.RESISTANCE_STALE);
-      pct = cur[CH_RES_PCT];
     }
     r.resistancePct = pct;
 

@@ -7,16 +7,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SerialPort } from 'serialport';
 import type { Writable } from 'node:stream';
-import { SimBoard } from './board.js';
+import type { SimBoard } from './board.js';
 import { PtyPair } from './pty.js';
+
+/** A simulated board: what it sends as time passes, and its replies to what it receives. */
+export interface SimulatedBoard {
+  boot(): Buffer[];
+  advanceTo(elapsedUs: number): Buffer[];
+  receive(chunk: Buffer): Buffer[];
+}
 
 export interface UnplugPlan {
   everyS: number;
   forS: number;
 }
 
-export interface SimRunnerOptions {
-  board: SimBoard;
+export interface SimRunnerOptions<B extends SimulatedBoard = SimBoard> {
+  board: B;
   /** Timer period; frames due are computed from elapsed time, so timer jitter does not change the data. */
   tickMs?: number;
   unplug?: UnplugPlan;
@@ -25,7 +32,7 @@ export interface SimRunnerOptions {
   onEvent?: (event: string, detail: Record<string, unknown>) => void;
 }
 
-export class SimRunner {
+export class SimRunner<B extends SimulatedBoard = SimBoard> {
   private timer: NodeJS.Timeout | null = null;
   private startNs = 0n;
   private port: SerialPort | null = null;
@@ -38,11 +45,11 @@ export class SimRunner {
   readonly done: Promise<void>;
   private resolveDone!: () => void;
 
-  constructor(private readonly opts: SimRunnerOptions) {
+  constructor(private readonly opts: SimRunnerOptions<B>) {
     this.done = new Promise((r) => (this.resolveDone = r));
   }
 
-  get board(): SimBoard {
+  get board(): B {
     return this.opts.board;
   }
 

@@ -33,6 +33,8 @@ export interface PelotonDriverOptions {
   /** Writes to the bike (poll mode). */
   send: (bytes: Uint8Array) => boolean;
   log: Pick<Logger, 'info' | 'warn' | 'error'>;
+  /** Every matched value reply as it is on the wire (replay statistics); small integers only. */
+  onValue?: (cmd: number, value: number) => void;
 }
 
 export class PelotonCounters {
@@ -159,6 +161,7 @@ export class PelotonDriver implements ProtocolDriver, PelotonFrameSink {
       return;
     }
     this.pending = NO_REQUEST;
+    this.opts.onValue?.(cmd, value);
     if (this.opts.mode === 'poll') this.stamp();
     const e = this.engine;
     const ring = e.samples;
@@ -168,7 +171,8 @@ export class PelotonDriver implements ProtocolDriver, PelotonFrameSink {
     ring.powerW[s] = NaN;
     ring.resistanceRaw[s] = NaN;
     ring.resistancePct[s] = NaN;
-    ring.hrBpm[s] = NaN;
+    // The bus carries no heart rate: 0 says "none" (fresh), not "unknown for a while".
+    ring.hrBpm[s] = 0;
     ring.flags[s] = 0;
     ring.boardT32[s] = 0;
     ring.flyTicks[s] = 0;
@@ -209,7 +213,7 @@ export class PelotonDriver implements ProtocolDriver, PelotonFrameSink {
 
   /** Engine time now in poll mode: the tablet's monotonic clock. */
   private stamp(): void {
-    this.now[0] = (performance.now() - this.t0) * 1000;
+    this.now[0] = Math.round((performance.now() - this.t0) * 1000);
   }
 
   // --- polling ------------------------------------------------------------
@@ -240,7 +244,7 @@ export class PelotonDriver implements ProtocolDriver, PelotonFrameSink {
     ring.powerW[s] = NaN;
     ring.resistanceRaw[s] = NaN;
     ring.resistancePct[s] = NaN;
-    ring.hrBpm[s] = NaN;
+    ring.hrBpm[s] = 0;
     ring.flags[s] = 0;
     e.commitValues(s);
     this.pending = cmd;
