@@ -116,7 +116,8 @@ export async function replayCommand(fileName: string, opts: ReplayOptions): Prom
   }
   const result = await replayCapture(capture, {
     protocol,
-    calibration: opts.calibration ?? config.metrics.calibration,
+    // The configured calibration belongs to the configured protocol; another protocol's capture gets its own default.
+    calibration: opts.calibration ?? (protocol === config.serial.protocol ? config.metrics.calibration : protocol === 'peloton' ? 'peloton-v1' : 'sim-bike-v1'),
     realtime: opts.realtime === true,
     baudRate: capture.header?.baudRate ?? config.serial.baudRate,
     onRecord: opts.records ? (r) => process.stdout.write(`${JSON.stringify(recordToJson(r))}\n`) : undefined,

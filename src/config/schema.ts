@@ -102,7 +102,7 @@ export const ConfigSchema = z
     metrics: z
       .object({
         /** A shipped model name (firmware-protocol/calibration/NAME.json) or a path to a JSON file. */
-        calibration: z.string().min(1).default('sim-bike-v1'),
+        calibration: z.string().min(1).optional(),
         cadenceTimeoutMs: ms(3000),
         staleAfterMs: ms(1000),
         expireAfterMs: ms(5000),
@@ -171,7 +171,11 @@ export const ConfigSchema = z
   .strict()
   .transform((c) => {
     const peloton = c.serial.protocol === 'peloton';
-    return { ...c, serial: { ...c.serial, baudRate: c.serial.baudRate ?? (peloton ? 19200 : 115200), readCoalesceMs: c.serial.readCoalesceMs ?? (peloton ? 5 : 100) } };
+    return {
+      ...c,
+      serial: { ...c.serial, baudRate: c.serial.baudRate ?? (peloton ? 19200 : 115200), readCoalesceMs: c.serial.readCoalesceMs ?? (peloton ? 5 : 100) },
+      metrics: { ...c.metrics, calibration: c.metrics.calibration ?? (peloton ? 'peloton-v1' : 'sim-bike-v1') },
+    };
   });
 
 export type AgentConfig = z.infer<typeof ConfigSchema>;
