@@ -52,6 +52,8 @@ export class PelotonSimBoard implements SimulatedBoard {
   private readonly rand: () => number;
   private readonly parser: PelotonParser;
   private out: Buffer[] = [];
+  /** The last requests' (type << 8 | cmd), oldest first, for tests that check the polling. */
+  readonly requestLog: number[] = [];
   private elapsedUs = 0;
   private noiseCarry = 0;
 
@@ -126,6 +128,8 @@ export class PelotonSimBoard implements SimulatedBoard {
 
   private onRequest(type: number, cmd: number): void {
     this.counters.requests++;
+    this.requestLog.push((type << 8) | cmd);
+    if (this.requestLog.length > 1000) this.requestLog.shift();
     if (this.faults.silent) return;
     let reply: Buffer | null = null;
     if (type === REQ_READ && REPLY_DIGITS[cmd]) {

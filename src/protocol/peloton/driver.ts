@@ -96,6 +96,11 @@ export class PelotonDriver implements ProtocolDriver, PelotonFrameSink {
     this.pending = NO_REQUEST;
     if (this.opts.mode !== 'poll') return;
     const gen = ++this.generation;
+    // A table once read stays: a reopen after a hiccup goes straight back to polling.
+    if (this.calibrationSource === 'bike') {
+      this.startPolling();
+      return;
+    }
     void this.loadCalibration(gen).then(() => {
       if (gen === this.generation) this.startPolling();
     });
