@@ -3,7 +3,8 @@
 // at 50 Hz: CPU % of one core and peak RSS of the agent process, measured
 // from /proc after a warm-up, with the spool and the uploader (to a private
 // Mosquitto) running as in production; records are logged to a pipe.
-// Prints one JSON line. Usage: node scripts/bench/realtime.js [--seconds 60] [--rate 50]
+// Prints one JSON line. Usage: node scripts/bench/realtime.js [--seconds 60] [--rate 50] [--protocol fwp|peloton]
+// (peloton: the simulated original bike answering the agent's polls at 19200 baud; --rate does not apply).
 // To attribute the cost: BENCH_RECORDS=all|1hz|none (record logging), BENCH_NO_UPLOAD=1,
 // BENCH_SYNC=FULL|NORMAL (spool.synchronous), BENCH_COALESCE_MS=N (serial.readCoalesceMs).
 import { spawn } from 'node:child_process';
@@ -18,17 +19,23 @@ import { numberArg } from './args.js';
 const seconds = numberArg('--seconds', 60);
 const rate = numberArg('--rate', 50);
 const warmupS = 5;
+const pi = process.argv.indexOf('--protocol');
+const protocol = pi > 0 ? process.argv[pi + 1] : 'fwp';
+if (protocol !== 'fwp' && protocol !== 'peloton') {
+  console.error('--protocol must be fwp or peloton');
+  process.exit(2);
+}
 const bin = fileURLToPath(new URL('../../bin/bike-telemetry.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'bench-realtime-'));
 
 const broker = await startBroker();
-const sim = spawn(process.execPath, [bin, 'simulate', '--dir', dir, '--rate', String(rate)], { stdio: ['ignore', 'pipe', 'ignore'] });
+const sim = spawn(process.execPath, [bin, 'simulate', '--dir', dir, '--rate', String(rate), '--protocol', protocol], { stdio: ['ignore', 'pipe', 'ignore'] });
 const path = await new Promise((resolve, reject) => {
   sim.stdout.once('data', (d) => resolve(d.toString().trim()));
   sim.once('exit', () => reject(new Error('simulator exited')));
 });
 const config = join(dir, 'config.json');
-writeFileSync(config, JSON.stringify({ serial: { path, ...(process.env.BENCH_COALESCE_MS ? { readCoalesceMs: Number(process.env.BENCH_COALESCE_MS) } : {}) }, dataDir: dir, mqtt: { url: broker.url, ...(process.env.BENCH_NO_UPLOAD ? { enabled: false } : {}) }, ...(process.env.BENCH_SYNC ? { spool: { synchronous: process.env.BENCH_SYNC } } : {}), log: { records: process.env.BENCH_RECORDS ?? 'all', statsIntervalS: 60 } }));
+writeFileSync(config, JSON.stringify({ serial: { path, protocol, ...(process.env.BENCH_COALESCE_MS ? { readCoalesceMs: Number(process.env.BENCH_COALESCE_MS) } : {}) }, dataDir: dir, mqtt: { url: broker.url, ...(process.env.BENCH_NO_UPLOAD ? { enabled: false } : {}) }, ...(process.env.BENCH_SYNC ? { spool: { synchronous: process.env.BENCH_SYNC } } : {}), log: { records: process.env.BENCH_RECORDS ?? 'all', statsIntervalS: 60 } }));
 const agent = spawn(process.execPath, [bin, 'run', '--config', config], { stdio: ['ignore', 'pipe', 'inherit'] });
 let records = 0;
 let partial = '';
@@ -68,8 +75,8 @@ const elapsed = Number(t1 - t0) / 1e9;
 console.log(
   JSON.stringify({
     bench: 'realtime',
-    protocol: 'fwp',
-    sampleRateHz: rate,
+    protocol,
+    sampleRateHz: protocol === 'peloton' ? null : rate,
     seconds: Number(elapsed.toFixed(1)),
     cpuPercent: Number(((100 * (c1 - c0)) / 1e9 / elapsed).toFixed(2)),
     peakRssMB: Number((peakRssKb / 1024).toFixed(1)),

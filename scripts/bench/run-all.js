@@ -3,10 +3,17 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const benches = ['hotpath.js', 'realtime.js', 'drain.js'];
+// The core benchmarks run for both wire protocols; the drain benchmark does not touch the serial side.
+const benches = [
+  ['hotpath.js', '--protocol', 'fwp'],
+  ['hotpath.js', '--protocol', 'peloton'],
+  ['realtime.js', '--protocol', 'fwp'],
+  ['realtime.js', '--protocol', 'peloton'],
+  ['drain.js'],
+];
 let failed = 0;
-for (const b of benches) {
-  const r = spawnSync(process.execPath, [fileURLToPath(new URL(b, import.meta.url)), ...process.argv.slice(2)], { stdio: 'inherit' });
+for (const [b, ...args] of benches) {
+  const r = spawnSync(process.execPath, [fileURLToPath(new URL(b, import.meta.url)), ...args, ...process.argv.slice(2)], { stdio: 'inherit' });
   if (r.status !== 0) failed++;
 }
 process.exitCode = failed ? 1 : 0;

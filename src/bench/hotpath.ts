@@ -13,6 +13,8 @@ import { MetricsEngine } from '../metrics/engine.js';
 import type { LiveRecord } from '../metrics/record.js';
 import { createSpeedModel } from '../metrics/speed-model.js';
 import { FwpDriver } from '../protocol/fwp/driver.js';
+import { encodeReply, encodeRequest, PelotonCmd, REPLY_DIGITS, REQ_READ } from '../protocol/peloton/codec.js';
+import { PelotonDriver } from '../protocol/peloton/driver.js';
 import { SimBoard } from '../sim/board.js';
 import type { RideScript } from '../sim/ride-script.js';
 
@@ -110,5 +112,93 @@ export async function measureHotPath(frames: number, warmupFrames = 200_000, sin
     gcEvents,
     heapDeltaBytes: heapAfter - heapBefore,
     decodeErrors: driver.counters.errors.reduce((a, b) => a + b, 0),
+  };
+}
+
+/** Wire bytes of `pairs` poll/reply exchanges of a ride, and where each frame starts and ends. */
+function pelotonStream(pairs: number): { bytes: Buffer; starts: Uint32Array; ends: Uint32Array } {
+  const cmds = [PelotonCmd.POWER, PelotonCmd.RESISTANCE_RAW, PelotonCmd.CADENCE];
+  const parts: Buffer[] = [];
+  const starts = new Uint32Array(pairs * 2);
+  const ends = new Uint32Array(pairs * 2);
+  let at = 0;
+  for (let i = 0; i < pairs; i++) {
+    const cmd = cmds[i % 3];
+    const req = encodeRequest(REQ_READ, cmd);
+    const k = Math.floor(i / 3);
+    const value = cmd === PelotonCmd.POWER ? 1500 + (k % 900) : cmd === PelotonCmd.CADENCE ? 60 + (k % 50) : 300 + (k % 600);
+    const rep = encodeReply(cmd, value, REPLY_DIGITS[cmd]);
+    starts[2 * i] = at;
+    ends[2 * i] = at + req.length;
+    at += req.length;
+    starts[2 * i + 1] = at;
+    ends[2 * i + 1] = at + rep.length;
+    at += rep.length;
+    parts.push(req, rep);
+  }
+  return { bytes: Buffer.concat(parts), starts, ends };
+}
+
+/**
+ * The polled bus's hot path: byte parser -> peloton driver -> ring buffer ->
+ * 10 Hz engine, over a recorded-style stream of both directions (the driver
+ * in listen mode, as replay runs it; poll mode adds one timer per poll).
+ */
+export async function measurePelotonHotPath(frames: number, warmupFrames = 200_000, sink?: (r: LiveRecord) => void): Promise<HotPathResult> {
+  const calibration = loadCalibration('peloton-v1');
+  let records = 0;
+  const engine = new MetricsEngine({
+    calibration,
+    speedModel: createSpeedModel(calibration.spec.speedModel),
+    onRecord: (r) => {
+      records++;
+      if (sink) sink(r);
+    },
+  });
+  const driver = new PelotonDriver(engine, {
+    mode: 'listen',
+    pollIntervalMs: 100,
+    requestTimeoutMs: 0,
+    requestRetries: 0,
+    calibrationRetryMs: 0,
+    send: () => false,
+    log: { info() {}, warn() {}, error() {} },
+  });
+  const warm = pelotonStream(warmupFrames / 2);
+  const data = pelotonStream(frames / 2);
+  const feed = (d: { bytes: Buffer; starts: Uint32Array; ends: Uint32Array }, from: number, to: number): void => {
+    const { bytes, starts, ends } = d;
+    for (let i = from; i < to; i++) driver.feed(bytes, starts[i], ends[i]);
+  };
+  const chunk = 5000;
+  for (let i = 0; i < warm.starts.length; i += chunk) feed(warm, i, Math.min(warm.starts.length, i + chunk));
+  await sleep(50);
+  collectGarbage();
+  await sleep(20);
+  let gcEvents = 0;
+  const obs = new PerformanceObserver((list) => {
+    gcEvents += list.getEntries().length;
+  });
+  obs.observe({ entryTypes: ['gc'] });
+  await sleep(20);
+  gcEvents = 0;
+  records = 0;
+  const heapBefore = process.memoryUsage().heapUsed;
+  const t0 = process.hrtime.bigint();
+  feed(data, 0, data.starts.length);
+  const t1 = process.hrtime.bigint();
+  const heapAfter = process.memoryUsage().heapUsed;
+  await sleep(100);
+  obs.disconnect();
+  const seconds = Number(t1 - t0) / 1e9;
+  return {
+    frames: data.starts.length,
+    records,
+    seconds,
+    framesPerS: Math.round(data.starts.length / seconds),
+    nsPerFrame: Number(((seconds * 1e9) / data.starts.length).toFixed(1)),
+    gcEvents,
+    heapDeltaBytes: heapAfter - heapBefore,
+    decodeErrors: driver.parser.errorTotal + driver.counters.unmatched,
   };
 }

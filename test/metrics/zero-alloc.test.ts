@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { measureHotPath } from '../../src/bench/hotpath.js';
+import { measureHotPath, measurePelotonHotPath } from '../../src/bench/hotpath.js';
 import { createLogger } from '../../src/log/logger.js';
 import { Spool } from '../../src/spool/spool.js';
 import { ApiHub, type ApiBackend } from '../../src/api/hub.js';
@@ -65,5 +65,16 @@ describe('hot path discipline', () => {
     const s = tracker.current()!;
     expect(s.records).toBeGreaterThanOrEqual(239_999); // warm-up and measured records
     expect(s.best5minW).toBeGreaterThan(0);
+  });
+});
+
+describe('hot path discipline, polled bus', () => {
+  it('1,000,000 frames of the polled bus through the parser, the peloton driver, the ring buffer and the engine cause zero GC events', async () => {
+    const r = await measurePelotonHotPath(1_000_000);
+    expect(r.decodeErrors).toBe(0);
+    // One record per poll/reply pair (100 ms per poll).
+    expect(r.records).toBe(500_000);
+    expect(r.gcEvents).toBe(0);
+    expect(r.heapDeltaBytes).toBeLessThan(HEAP_ALLOWANCE);
   });
 });

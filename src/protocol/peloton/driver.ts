@@ -18,7 +18,7 @@ import type { MetricsEngine } from '../../metrics/engine.js';
 import { ReadingKind } from '../../metrics/sample-ring.js';
 import type { Framing, ProtocolDriver, ProtocolHealth } from '../driver.js';
 import { encodeRequestInto, PelotonCmd, PelotonParser, REQ_CALIBRATION, REQ_READ, type PelotonFrameSink } from './codec.js';
-import { DEFAULT_RESISTANCE_TABLE, resistancePct, TABLE_ENTRIES, tableProblem } from './resistance.js';
+import { DEFAULT_RESISTANCE_TABLE, TABLE_ENTRIES, tableProblem, writeResistancePct } from './resistance.js';
 
 export interface PelotonDriverOptions {
   mode: 'poll' | 'listen';
@@ -188,7 +188,7 @@ export class PelotonDriver implements ProtocolDriver, PelotonFrameSink {
     else if (cmd === PelotonCmd.CADENCE) ring.cadenceRpm[s] = value;
     else if (cmd === PelotonCmd.RESISTANCE_RAW) {
       ring.resistanceRaw[s] = value;
-      ring.resistancePct[s] = resistancePct(this.table, value);
+      writeResistancePct(this.table, value, ring.resistancePct, s);
     } else if (cmd === PelotonCmd.RESISTANCE_PCT) ring.resistancePct[s] = value;
     this.counters.values++;
     e.commitValues(s);
