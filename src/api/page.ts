@@ -78,7 +78,7 @@ function onHealth(h) {
   const l = h.link, c = l.counters;
   rows("link", [["state", l.state, l.state === "open" ? "ok" : "bad"], ["path", l.path], ["frames in", c.framesIn],
     ["bytes in", c.bytesIn], ["reopens", c.opens], ["last error", l.lastError || "–"],
-    ["board", h.board.hello ? "fw " + h.board.hello.firmware + " · serial " + h.board.hello.serial : "no hello yet"],
+    ["board", h.board.hello ? "fw " + h.board.hello.firmware + " · serial " + h.board.hello.serial : h.board.calibration ? "polled bus · resistance table " + (h.board.calibration.source === "bike" ? "from the bike" : "DEFAULT") : "no hello yet"],
     ["decode errors", Object.values(h.protocol.errors).reduce((a, b) => a + b, 0)]]);
   const u = h.upload, s = h.spool;
   rows("upload", [["state", u.state, u.state === "connected" ? "ok" : u.state === "disabled" ? "" : "warn"],

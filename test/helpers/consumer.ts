@@ -62,7 +62,7 @@ export class Consumer {
   }
 
   /**
-   * True when records arrived twice only as whole packets: any two packets that
+   * True when records arrived twice only as whole packets. Two packets that
    * share a record nest (one's sequence range contains the other's), so a re-sent
    * packet always carries whole earlier packets, never a slice of one.
    */
