@@ -25,6 +25,7 @@ import type { ProtocolDriver, ProtocolHealth } from '../protocol/driver.js';
 import type { FwpDriver } from '../protocol/fwp/driver.js';
 import { FwpProtocol } from '../protocol/fwp/protocol.js';
 import { createProtocol } from '../protocol/select.js';
+import type { PipelineSnapshot } from '../service/pipeline-watch.js';
 import { Spool, type SpoolStats } from '../spool/spool.js';
 import { Uploader } from '../upload/uploader.js';
 import { AGENT_VERSION } from '../version.js';
@@ -395,6 +396,24 @@ export class Agent implements ApiBackend {
     this.captureStop = () => stop('stopped');
     this.log.info({ seconds }, 'capture started');
     return this.captureStop;
+  }
+
+  /** What the watchdog checks (service/pipeline-watch.ts): cheap counters, no queries. */
+  pipelineSnapshot(): PipelineSnapshot {
+    return {
+      nowMs: Date.now(),
+      linkOpen: this.link.state === 'open',
+      frames: this.protocol.health().frames,
+      records: this.engine.counters.records,
+      spoolLastFlushMs: this.spool ? this.spool.lastFlushMs : null,
+    };
+  }
+
+  /** One line for systemd's STATUS= (shown by `systemctl status`). */
+  statusLine(): string {
+    const h = this.health();
+    const backlog = h.spool.state === 'open' ? `backlog ${h.spool.records}` : 'spool unavailable';
+    return `${h.healthy ? 'recording' : `unhealthy: ${h.problems[0]}`}; link ${h.link.state}; upload ${h.upload.state}; ${backlog}`;
   }
 
   private logStats(): void {

@@ -1,6 +1,8 @@
 import { Agent } from '../agent/agent.js';
 import { loadConfig } from '../config/load.js';
-import { createLogger, RecentLog } from '../log/logger.js';
+import { createLogger, RecentLog, type Logger } from '../log/logger.js';
+import { PipelineWatch } from '../service/pipeline-watch.js';
+import { SystemdNotifier } from '../service/systemd-notify.js';
 import { loadCalibration } from '../metrics/calibration.js';
 import { recordToJson } from '../metrics/record.js';
 import { SimBoard } from '../sim/board.js';
@@ -26,6 +28,13 @@ export async function runCommand(opts: RunOptions): Promise<void> {
   const recent = new RecentLog();
   const log = createLogger(config.log.level, { deviceId: config.device.id }, { recent });
 
+  let notifier: SystemdNotifier | null = null;
+  try {
+    notifier = SystemdNotifier.fromEnv();
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'cannot notify systemd');
+  }
+
   // Signal handlers first: a SIGTERM while starting up must also stop cleanly.
   let sim: SimRunner<SimulatedBoard> | undefined;
   let agent: Agent | undefined;
@@ -34,6 +43,7 @@ export async function runCommand(opts: RunOptions): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping');
+    notifier?.stopping(`stopping on ${signal}`);
     const deadline = setTimeout(() => {
       log.error({ deadlineMs: SHUTDOWN_DEADLINE_MS }, 'shutdown deadline passed; exiting');
       process.exit(1);
@@ -73,4 +83,33 @@ export async function runCommand(opts: RunOptions): Promise<void> {
   agent.start();
   await agent.startApi();
   log.info({ serial: config.serial.path, calibration: agent.calibration.model, dataDir: config.dataDir }, 'agent started');
+  if (notifier) superviseBySystemd(notifier, agent, log);
+}
+
+/**
+ * READY once the spool is open and the pipeline runs; then, when systemd set a
+ * watchdog, a ping every half period but only while the pipeline is alive: a
+ * stuck event loop cannot ping, and a dead pipeline does not, so systemd
+ * restarts the agent.
+ */
+function superviseBySystemd(notifier: SystemdNotifier, agent: Agent, log: Logger): void {
+  notifier.ready(agent.statusLine());
+  log.info({ notifySocket: notifier.path, watchdogIntervalMs: notifier.watchdogIntervalMs }, 'systemd notified: ready');
+  const every = notifier.watchdogIntervalMs;
+  if (!every) return;
+  // A pipeline is dead after 3 watchdog periods of frames without records, or of no spool commit.
+  const watch = new PipelineWatch(every * 6, Math.max(every * 6, 10_000));
+  let wasAlive = true;
+  const timer = setInterval(() => {
+    const v = watch.check(agent.pipelineSnapshot());
+    if (v.alive) {
+      notifier.watchdog(agent.statusLine());
+      if (!wasAlive) log.info('pipeline alive again: watchdog pings resumed');
+    } else if (wasAlive) {
+      log.error({ reason: v.reason }, 'pipeline dead: withholding watchdog pings so systemd restarts the agent');
+      notifier.notify(`STATUS=pipeline dead: ${v.reason ?? ''}`);
+    }
+    wasAlive = v.alive;
+  }, every);
+  timer.unref();
 }

@@ -125,6 +125,8 @@ export class Spool {
   private droppedInMemory = 0;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
+  /** When flush() last ran (the watchdog checks the commit loop is alive). */
+  lastFlushMs = Date.now();
 
   private constructor(
     private readonly opts: SpoolOptions,
@@ -286,6 +288,7 @@ export class Spool {
    */
   flush(): number {
     if (this.closed) return 0;
+    this.lastFlushMs = Date.now();
     const p = this.pending;
     if (this.offsetKnown) this.measureWallOffset(this.lastTUs);
     const n = p.length;

@@ -15,10 +15,10 @@ export interface Child {
 }
 
 /** Run `bike-telemetry ARGS`, collecting stdout lines and stderr. */
-export function cli(args: string[], opts: { cwd?: string } = {}): Child {
+export function cli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Child {
   // A scratch working directory, so the default dataDir (./data) never lands in the checkout.
   const cwd = opts.cwd ?? mkdtempSync(join(tmpdir(), 'cli-cwd-'));
-  const proc = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   const stdout: string[] = [];
   let err = '';
   let partial = '';
