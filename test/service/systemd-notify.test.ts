@@ -125,3 +125,19 @@ describe('pipeline watch (what the watchdog asks before each ping)', () => {
     expect(v.reason).toMatch(/spool has not committed for 15 s/);
   });
 });
+
+describe('logs for journald', () => {
+  it('each JSON line carries its syslog priority when stdout is the journal (<6> info, <4> warning, <3> error)', async () => {
+    const { createLogger } = await import('../../src/log/logger.js');
+    const { readFileSync } = await import('node:fs');
+    const file = join(tempDir('journal-'), 'log');
+    const log = createLogger('debug', { deviceId: 'j' }, { journald: true, destination: file });
+    log.debug('d');
+    log.info('i');
+    log.warn({ x: 1 }, 'w');
+    log.error('e');
+    const lines = readFileSync(file, 'utf8').trim().split('\n');
+    expect(lines.map((l) => l.slice(0, 3))).toEqual(['<7>', '<6>', '<4>', '<3>']);
+    for (const l of lines) expect(JSON.parse(l.slice(3))).toMatchObject({ svc: 'bike-telemetry', deviceId: 'j' });
+  });
+});

@@ -1,0 +1,76 @@
+/** scripts/install into a folder, and the units it lays out checked by systemd's own tools. */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/agent.js';
+
+const REPO = fileURLToPath(new URL('../..', import.meta.url));
+const version = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
+const install = (root: string, ...args: string[]) => spawnSync('bash', [join(REPO, 'scripts/install'), '--root', root, ...args], { encoding: 'utf8' });
+
+describe('scripts/install --root', () => {
+  it('lays out the version, the current symlink, the command, the config, the unit and the udev rule; a second run keeps the config', () => {
+    const root = tempDir('install-');
+    const r = install(root, '--device-id', 'bike-test-7');
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain(`done: ${root}/opt/bike-telemetry/current -> versions/${version}`);
+    const opt = join(root, 'opt/bike-telemetry');
+    expect(readlinkSync(join(opt, 'current'))).toBe(`versions/${version}`);
+    for (const f of ['bin/bike-telemetry.js', 'dist/cli/main.js', 'package.json', 'node_modules/better-sqlite3', 'firmware-protocol/calibration/peloton-v1.json']) {
+      expect(existsSync(join(opt, 'current', f)), f).toBe(true);
+    }
+    expect(readlinkSync(join(root, 'usr/local/bin/bike-telemetry'))).toBe('/opt/bike-telemetry/current/bin/bike-telemetry.js');
+    // The installed agent runs.
+    const v = spawnSync(process.execPath, [join(opt, 'current/bin/bike-telemetry.js'), '--version'], { encoding: 'utf8' });
+    expect(v.status).toBe(0);
+    expect(v.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+    const conf = join(root, 'etc/bike-telemetry/config.json');
+    expect(JSON.parse(readFileSync(conf, 'utf8'))).toMatchObject({ device: { id: 'bike-test-7' }, serial: { path: '/dev/flywheel' }, dataDir: '/var/lib/bike-telemetry' });
+    expect(readFileSync(join(root, 'etc/systemd/system/bike-telemetry.service'), 'utf8')).toContain('Type=notify');
+    expect(readFileSync(join(root, 'etc/udev/rules.d/90-bike-telemetry.rules'), 'utf8')).toMatch(/SYMLINK\+="flywheel".*TAG\+="systemd"/);
+    // No leftovers from the staging or the symlink swap.
+    expect(spawnSync('find', [opt, '-maxdepth', '2', '-name', '.*'], { encoding: 'utf8' }).stdout.trim()).toBe('');
+
+    writeFileSync(conf, JSON.stringify({ device: { id: 'edited-by-hand' } }));
+    const again = install(root);
+    expect(again.status).toBe(0);
+    expect(JSON.parse(readFileSync(conf, 'utf8'))).toEqual({ device: { id: 'edited-by-hand' } });
+    expect(readlinkSync(join(opt, 'current'))).toBe(`versions/${version}`);
+  });
+
+  it('refuses a source that is not built, and unknown options, with a reason', () => {
+    const empty = tempDir('install-src-');
+    const r = install(tempDir('install-'), '--source', empty);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/dist\/cli\/main.js is missing \(build first/);
+    const u = install(tempDir('install-'), '--frobnicate');
+    expect(u.status).toBe(2);
+    expect(u.stderr).toMatch(/unknown option --frobnicate/);
+  });
+});
+
+describe('the systemd unit', () => {
+  const unit = join(REPO, 'systemd/bike-telemetry.service');
+
+  it('passes systemd-analyze verify', () => {
+    const r = spawnSync('systemd-analyze', ['verify', unit], { encoding: 'utf8' });
+    expect(r.stderr.trim()).toBe('');
+    expect(r.status).toBe(0);
+  });
+
+  it('is hardened: systemd-analyze security rates its exposure 2.0 or lower ("OK")', () => {
+    const r = spawnSync('systemd-analyze', ['security', '--offline=yes', unit], { encoding: 'utf8' });
+    const m = /Overall exposure level for bike-telemetry.service: ([\d.]+) (\w+)/.exec(r.stdout);
+    expect(m, r.stdout.slice(-500)).not.toBeNull();
+    expect(Number(m![1])).toBeLessThanOrEqual(2.0);
+    const text = readFileSync(unit, 'utf8');
+    for (const line of ['Type=notify', 'WatchdogSec=', 'NotifyAccess=main', 'User=bike-telemetry', 'SupplementaryGroups=dialout', 'StateDirectory=', 'RuntimeDirectory=', 'ProtectSystem=strict', 'ProtectHome=yes', 'PrivateTmp=yes', 'NoNewPrivileges=yes', 'MemoryHigh=', 'MemoryMax=', 'StartLimitBurst=', 'Restart=']) {
+      expect(text, line).toContain(line);
+    }
+    // V8 writes executable code: this one would break Node.
+    expect(text).not.toMatch(/^MemoryDenyWriteExecute=yes/m);
+  });
+});
