@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError } from '../config/load.js';
+import { AGENT_VERSION } from '../version.js';
 import { ExitCode } from './exit-codes.js';
 import { AgentNotRunningError, ApiRequestError } from './api-client.js';
 import { captureCommand, replayCommand } from './capture-cmd.js';
@@ -28,7 +29,7 @@ function num(name: string, min: number, max: number, integer = false) {
 
 const program = new Command('bike-telemetry')
   .description('Edge telemetry agent for connected exercise bikes')
-  .version(process.env.npm_package_version ?? '0.1.0')
+  .version(AGENT_VERSION)
   .exitOverride()
   .configureOutput({ outputError: (str, write) => write(str) });
 

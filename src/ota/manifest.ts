@@ -1,0 +1,158 @@
+/**
+ * Release bundles: a folder holding the agent (compiled JS, production
+ * node_modules with native addons, calibration files, units), a manifest
+ * naming every file with its sha256, and the manifest's Ed25519 signature.
+ *
+ * Trust: a device holds public keys only (`ota.trustedKeys`), several at a
+ * time so keys can rotate: a bundle is accepted when its signature verifies
+ * under any trusted key whose id it names. The signature covers the exact
+ * bytes of manifest.json; the manifest covers every other file, and a file
+ * that is not listed is refused too (nothing rides along unsigned).
+ */
+import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { lstatSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { join, relative, sep } from 'node:path';
+
+export const MANIFEST_FILE = 'manifest.json';
+export const SIGNATURE_FILE = 'manifest.sig';
+export const BUNDLE_FORMAT = 1;
+
+export interface Manifest {
+  format: number;
+  name: 'bike-telemetry';
+  version: string;
+  /** The Node.js platform and architecture its native addons were built for. */
+  platform: string;
+  arch: string;
+  /** The spool schema this version writes (and the newest it reads). */
+  spoolSchema: number;
+  /** The oldest spool schema it can migrate from. */
+  minSpoolSchema: number;
+  createdAt: string;
+  /** Path (forward slashes) -> sha256 hex; symlinks as "link:<target>". */
+  files: Record<string, string>;
+}
+
+export interface ManifestSignature {
+  alg: 'ed25519';
+  keyId: string;
+  /** base64 signature over the bytes of manifest.json */
+  sig: string;
+}
+
+export interface TrustedKey {
+  id: string;
+  /** PEM (SPKI) public key. */
+  publicKeyPem: string;
+}
+
+export class BundleError extends Error {
+  override name = 'BundleError';
+}
+
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/** Every file under dir (relative, forward slashes), manifest files excluded, sorted. */
+export function listFiles(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      const st = lstatSync(p);
+      if (st.isDirectory()) walk(p);
+      else out.push(relative(dir, p).split(sep).join('/'));
+    }
+  };
+  walk(dir);
+  return out.filter((f) => f !== MANIFEST_FILE && f !== SIGNATURE_FILE).sort();
+}
+
+function digest(dir: string, file: string): string {
+  const p = join(dir, file);
+  const st = lstatSync(p);
+  if (st.isSymbolicLink()) return `link:${readlinkSync(p)}`;
+  return sha256(readFileSync(p));
+}
+
+export function buildManifest(dir: string, fields: Omit<Manifest, 'format' | 'name' | 'files' | 'createdAt'>): Manifest {
+  const files: Record<string, string> = {};
+  for (const f of listFiles(dir)) files[f] = digest(dir, f);
+  return { format: BUNDLE_FORMAT, name: 'bike-telemetry', createdAt: new Date().toISOString(), ...fields, files };
+}
+
+/** Write manifest.json and manifest.sig into dir. */
+export function signBundle(dir: string, manifest: Manifest, privateKeyPem: string, keyId: string): void {
+  const bytes = Buffer.from(`${JSON.stringify(manifest, null, 1)}\n`, 'utf8');
+  const key = createPrivateKey(privateKeyPem);
+  if (key.asymmetricKeyType !== 'ed25519') throw new BundleError(`signing key ${keyId} is ${key.asymmetricKeyType}, not ed25519`);
+  const sig: ManifestSignature = { alg: 'ed25519', keyId, sig: sign(null, bytes, key).toString('base64') };
+  writeFileSync(join(dir, MANIFEST_FILE), bytes);
+  writeFileSync(join(dir, SIGNATURE_FILE), `${JSON.stringify(sig)}\n`);
+}
+
+function publicKey(k: TrustedKey): KeyObject {
+  const key = createPublicKey(k.publicKeyPem);
+  if (key.asymmetricKeyType !== 'ed25519') throw new BundleError(`trusted key ${k.id} is ${key.asymmetricKeyType}, not ed25519`);
+  return key;
+}
+
+/** Verify a signature made by one of the trusted keys over `bytes`; returns the key id or throws. */
+export function verifySignature(bytes: Buffer, sig: ManifestSignature, trusted: readonly TrustedKey[], what: string): string {
+  if (sig.alg !== 'ed25519') throw new BundleError(`${what}: signature algorithm ${String(sig.alg)} is not ed25519`);
+  const key = trusted.find((k) => k.id === sig.keyId);
+  if (!key) throw new BundleError(`${what}: signed with key "${sig.keyId}", which this device does not trust (trusted: ${trusted.map((k) => k.id).join(', ') || 'none'})`);
+  if (!verify(null, bytes, publicKey(key), Buffer.from(sig.sig, 'base64'))) throw new BundleError(`${what}: signature does not verify under key "${sig.keyId}"`);
+  return key.id;
+}
+
+/**
+ * Check an unpacked bundle: the manifest's signature under a trusted key,
+ * then every file against the manifest, and no file the manifest does not
+ * name. Returns the manifest; throws BundleError naming the first problem.
+ */
+export function verifyBundle(dir: string, trusted: readonly TrustedKey[]): Manifest & { signedBy: string } {
+  let bytes: Buffer;
+  let sig: ManifestSignature;
+  try {
+    bytes = readFileSync(join(dir, MANIFEST_FILE));
+  } catch {
+    throw new BundleError(`no ${MANIFEST_FILE} in the bundle`);
+  }
+  try {
+    sig = JSON.parse(readFileSync(join(dir, SIGNATURE_FILE), 'utf8')) as ManifestSignature;
+  } catch {
+    throw new BundleError(`unsigned bundle: no readable ${SIGNATURE_FILE}`);
+  }
+  const signedBy = verifySignature(bytes, sig, trusted, MANIFEST_FILE);
+  let manifest: Manifest;
+  try {
+    manifest = JSON.parse(bytes.toString('utf8')) as Manifest;
+  } catch (err) {
+    throw new BundleError(`${MANIFEST_FILE} is not JSON: ${(err as Error).message}`);
+  }
+  if (manifest.format !== BUNDLE_FORMAT || manifest.name !== 'bike-telemetry') throw new BundleError(`not a bike-telemetry bundle of format ${BUNDLE_FORMAT}`);
+  const present = new Set(listFiles(dir));
+  for (const [file, want] of Object.entries(manifest.files)) {
+    if (!present.has(file)) throw new BundleError(`${file} is missing`);
+    const got = digest(dir, file);
+    if (got !== want) throw new BundleError(`${file} does not match the manifest (sha256 ${got.slice(0, 12)}…, expected ${want.slice(0, 12)}…)`);
+    present.delete(file);
+  }
+  if (present.size > 0) throw new BundleError(`files not in the manifest: ${[...present].slice(0, 5).join(', ')}`);
+  return { ...manifest, signedBy };
+}
+
+/** Compare dotted versions numerically (1.10.0 > 1.9.3); pre-release suffixes compare as text. */
+export function compareVersions(a: string, b: string): number {
+  const pa = a.split(/[.+-]/);
+  const pb = b.split(/[.+-]/);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const x = pa[i] ?? '0';
+    const y = pb[i] ?? '0';
+    const nx = Number(x);
+    const ny = Number(y);
+    const c = Number.isFinite(nx) && Number.isFinite(ny) ? nx - ny : x.localeCompare(y);
+    if (c !== 0) return Math.sign(c);
+  }
+  return 0;
+}
