@@ -16,6 +16,7 @@ import { selftestCommand } from './selftest.js';
 import { simulateCommand } from './simulate.js';
 import { exportCommand, spoolCommand } from './spool-cmd.js';
 import { statusCommand } from './status.js';
+import { updaterCommand } from './updater-cmd.js';
 
 function num(name: string, min: number, max: number, integer = false) {
   return (v: string): number => {
@@ -124,6 +125,12 @@ program
   .option('-c, --config <file>', CONFIG_HELP)
   .option('--json', 'machine-readable summary')
   .action(replayCommand);
+
+program
+  .command('updater')
+  .description('the over-the-air updater service: takes signed offers, installs, health-checks, rolls back')
+  .option('-c, --config <file>', CONFIG_HELP)
+  .action(updaterCommand);
 
 program
   .command('selftest')

@@ -5,6 +5,10 @@
  */
 import type { AgentHealth } from '../agent/agent.js';
 import { loadConfig } from '../config/load.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { AgentConfig } from '../config/schema.js';
+import { Updater, type OtaState } from '../ota/updater.js';
 import { SpoolReader } from '../spool/reader.js';
 import { AgentNotRunningError, ApiClient } from './api-client.js';
 import { ExitCode } from './exit-codes.js';
@@ -43,15 +47,21 @@ export async function statusCommand(opts: StatusOptions): Promise<void> {
   }
   try {
     const h = await client.request<AgentHealth>('health');
-    if (opts.json) json({ running: true, ...h });
-    else printStatus(h);
+    if (opts.json) json({ running: true, ...h, update: readOtaState(config.ota.root) });
+    else printStatus(h, config);
     process.exitCode = h.healthy ? ExitCode.OK : ExitCode.UNHEALTHY;
   } finally {
     client.close();
   }
 }
 
-function printStatus(h: AgentHealth): void {
+function readOtaState(root: string | undefined): OtaState | null {
+  if (!root) return null;
+  const file = join(root, 'ota', 'state.json');
+  return existsSync(file) ? Updater.readState(file) : null;
+}
+
+function printStatus(h: AgentHealth, config?: AgentConfig): void {
   const l = h.link;
   const c = l.counters;
   const errors = Object.values(h.protocol.errors).reduce((a, b) => a + b, 0);
@@ -80,6 +90,11 @@ function printStatus(h: AgentHealth): void {
   const r = h.ride;
   rows.push(['Ride', r ? `${r.startedBy === 'api' ? 'started by the app' : 'auto'} ${duration(r.durationS)} · ${num(r.distanceM / 1000, 2)} km · avg ${num(r.avgPowerW)} W · ${r.member ? 'member (pseudonymised)' : 'anonymous'}` : 'none in progress']);
   rows.push(['API', `${h.api.clients} clients · socket ${h.api.socket ?? '–'}${h.api.httpPort ? ` · http://127.0.0.1:${h.api.httpPort}/` : ''} · ${h.api.droppedSlow} slow clients dropped`]);
+  const ota = readOtaState(config?.ota.root);
+  if (ota) {
+    const last = ota.last ? `last: ${ota.last.result} ${ota.last.version}${ota.last.reason ? ` (${ota.last.reason})` : ''} at ${ota.last.at}` : 'no update yet';
+    rows.push(['Update', `${ota.phase === 'idle' ? 'idle' : `${ota.phase} ${ota.offer?.version ?? ''}`} · ${last}`]);
+  }
   rows.push(['Last error', h.lastError ? `${h.lastError.time} ${h.lastError.level}: ${h.lastError.msg}` : 'none']);
   out(`${h.deviceId} · agent ${h.agentVersion} · ${h.healthy ? 'HEALTHY' : 'UNHEALTHY'}`);
   for (const p of h.problems) out(`  ! ${p}`);

@@ -158,6 +158,25 @@ export const ConfigSchema = z
       })
       .strict()
       .default({}),
+    ota: z
+      .object({
+        /** The updater (`bike-telemetry updater`, its own unit) listens for offers. */
+        enabled: z.boolean().default(false),
+        /** Where versions/, current, previous and the updater's state live. */
+        root: z.string().min(1).default('/opt/bike-telemetry'),
+        /** Offers name the class of console they are for. */
+        deviceClass: z.string().min(1).default('bike-v1'),
+        /** Public keys that may sign bundles and offers; several while keys rotate. */
+        trustedKeys: z.array(z.object({ id: z.string().min(1), publicKeyFile: z.string().min(1) }).strict()).default([]),
+        /** The new version must be healthy within this long after the switch, or it is rolled back. */
+        healthDeadlineS: z.number().int().min(5).max(3600).default(120),
+        /** How the agent's service is restarted after a switch. */
+        restartCommand: z.array(z.string().min(1)).min(1).default(['systemctl', 'restart', 'bike-telemetry.service']),
+        /** Fleet-wide offers (besides <prefix>/<device>/ota). */
+        fleetTopic: z.string().min(1).optional(),
+      })
+      .strict()
+      .default({}),
     simulator: z
       .object({
         /** Ride script JSON for `run --simulate`; the built-in interval ride when absent. */

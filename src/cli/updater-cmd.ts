@@ -1,0 +1,15 @@
+import { loadConfig } from '../config/load.js';
+import { createLogger } from '../log/logger.js';
+import { UpdaterService } from '../ota/updater-service.js';
+
+export async function updaterCommand(opts: { config?: string }): Promise<void> {
+  const config = loadConfig(opts.config);
+  const log = createLogger(config.log.level, { deviceId: config.device.id, svc: 'bike-telemetry-updater' });
+  const service = new UpdaterService(config, log);
+  const stop = (): void => {
+    void service.stop().then(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  await service.start();
+}

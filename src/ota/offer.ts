@@ -1,0 +1,81 @@
+/**
+ * Update offers: a signed JSON message on `<prefix>/<device>/ota` or the
+ * fleet topic naming a version, where to get it, its size and sha256. The
+ * signature (Ed25519, a trusted key id) covers the canonical JSON of `offer`
+ * (keys sorted), so the cloud can sign with any JSON library.
+ */
+import { z } from 'zod';
+import { BundleError, compareVersions, verifySignature, type TrustedKey } from './manifest.js';
+
+export const OfferSchema = z
+  .object({
+    /** Unique per offer: an offer id is acted on once (a retained message re-delivered is a replay). */
+    id: z.string().min(8).max(64),
+    deviceClass: z.string().min(1).max(64),
+    /** A device id, or "*" for every device of the class. */
+    target: z.string().min(1).max(64),
+    version: z.string().regex(/^\d+\.\d+\.\d+([.+-][0-9A-Za-z.-]+)?$/),
+    url: z.string().url().refine((u) => /^https?:\/\//.test(u), 'http or https'),
+    size: z.number().int().positive().max(2 ** 31),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/),
+    expiresAt: z.string().datetime({ offset: true }),
+    /** Install even if not newer than the running version (a deliberate downgrade). */
+    allowDowngrade: z.boolean().default(false),
+  })
+  .strict();
+export type Offer = z.infer<typeof OfferSchema>;
+
+const SignedOfferSchema = z.object({ offer: z.record(z.unknown()), keyId: z.string().min(1), sig: z.string().min(1) }).strict();
+
+export function canonicalJson(x: unknown): string {
+  if (Array.isArray(x)) return `[${x.map(canonicalJson).join(',')}]`;
+  if (x && typeof x === 'object') {
+    return `{${Object.keys(x)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((x as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(x);
+}
+
+export interface OfferContext {
+  deviceId: string;
+  deviceClass: string;
+  currentVersion: string;
+  trustedKeys: readonly TrustedKey[];
+  nowMs: number;
+  /** Offer ids already acted on (persisted by the updater). */
+  seen: ReadonlySet<string>;
+}
+
+export type OfferVerdict = { ok: true; offer: Offer; signedBy: string } | { ok: false; reason: string; offerId: string | null };
+
+export function validateOffer(payload: Buffer | string, ctx: OfferContext): OfferVerdict {
+  let json: unknown;
+  try {
+    json = JSON.parse(payload.toString());
+  } catch {
+    return { ok: false, reason: 'malformed: not JSON', offerId: null };
+  }
+  const signed = SignedOfferSchema.safeParse(json);
+  if (!signed.success) return { ok: false, reason: 'malformed: expected {offer, keyId, sig}', offerId: null };
+  const rawId = signed.data.offer.id;
+  const offerId = typeof rawId === 'string' ? rawId : null;
+  let signedBy: string;
+  try {
+    signedBy = verifySignature(Buffer.from(canonicalJson(signed.data.offer), 'utf8'), { alg: 'ed25519', keyId: signed.data.keyId, sig: signed.data.sig }, ctx.trustedKeys, 'offer');
+  } catch (err) {
+    return { ok: false, reason: err instanceof BundleError ? err.message : String(err), offerId };
+  }
+  const parsed = OfferSchema.safeParse(signed.data.offer);
+  if (!parsed.success) return { ok: false, reason: `malformed offer: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`, offerId };
+  const o = parsed.data;
+  if (ctx.seen.has(o.id)) return { ok: false, reason: `replayed: offer ${o.id} was already handled`, offerId };
+  if (Date.parse(o.expiresAt) <= ctx.nowMs) return { ok: false, reason: `expired at ${o.expiresAt}`, offerId };
+  if (o.deviceClass !== ctx.deviceClass) return { ok: false, reason: `for device class ${o.deviceClass}, this is ${ctx.deviceClass}`, offerId };
+  if (o.target !== '*' && o.target !== ctx.deviceId) return { ok: false, reason: `for device ${o.target}`, offerId };
+  const cmp = compareVersions(o.version, ctx.currentVersion);
+  if (cmp === 0) return { ok: false, reason: `already running ${o.version}`, offerId };
+  if (cmp < 0 && !o.allowDowngrade) return { ok: false, reason: `downgrade from ${ctx.currentVersion} to ${o.version} without allowDowngrade`, offerId };
+  return { ok: true, offer: o, signedBy };
+}

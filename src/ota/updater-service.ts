@@ -1,0 +1,105 @@
+/**
+ * `bike-telemetry updater`: the updater as a long-running service. It
+ * finishes whatever a crash or power cut interrupted, then listens for
+ * offers on `<prefix>/<device>/ota` and the fleet topic, and reports each
+ * step and every refusal (with its reason) on `<prefix>/<device>/status/ota`
+ * (retained).
+ */
+import { readFileSync } from 'node:fs';
+import mqtt, { type MqttClient } from 'mqtt';
+import { resolveSocketPath } from '../agent/agent.js';
+import type { AgentConfig } from '../config/schema.js';
+import type { Logger } from '../log/logger.js';
+import type { TrustedKey } from './manifest.js';
+import { validateOffer } from './offer.js';
+import { Updater, type OtaState } from './updater.js';
+
+export function loadTrustedKeys(config: AgentConfig): TrustedKey[] {
+  return config.ota.trustedKeys.map((k) => ({ id: k.id, publicKeyPem: readFileSync(k.publicKeyFile, 'utf8') }));
+}
+
+export class UpdaterService {
+  readonly updater: Updater;
+  private client: MqttClient | null = null;
+  private readonly statusTopic: string;
+  private readonly topics: string[];
+
+  constructor(
+    private readonly config: AgentConfig,
+    private readonly log: Logger,
+  ) {
+    const m = config.mqtt;
+    this.statusTopic = `${m.topicPrefix}/${config.device.id}/status/ota`;
+    this.topics = [`${m.topicPrefix}/${config.device.id}/ota`, config.ota.fleetTopic ?? `${m.topicPrefix}/fleet/ota`];
+    this.updater = new Updater({
+      root: config.ota.root,
+      trustedKeys: loadTrustedKeys(config),
+      dataDir: config.dataDir,
+      socketPath: resolveSocketPath(config),
+      healthDeadlineMs: config.ota.healthDeadlineS * 1000,
+      restartCommand: config.ota.restartCommand,
+      log,
+      report: (state, detail) => this.report(state, detail),
+    });
+  }
+
+  private report(state: OtaState, detail: Record<string, unknown>): void {
+    const payload = JSON.stringify({ phase: state.phase, version: state.offer?.version ?? null, from: state.from, last: state.last, ...detail, at: new Date().toISOString() });
+    this.log.info({ ota: JSON.parse(payload) as unknown }, 'update status');
+    this.client?.publish(this.statusTopic, payload, { qos: 1, retain: true });
+  }
+
+  async start(): Promise<void> {
+    const m = this.config.mqtt;
+    const client = mqtt.connect(m.url, {
+      clientId: `${this.config.device.id}-updater`,
+      protocolVersion: 5,
+      clean: true,
+      reconnectPeriod: 5000,
+      ...(m.tls?.caFile ? { ca: readFileSync(m.tls.caFile) } : {}),
+      ...(m.tls?.certFile ? { cert: readFileSync(m.tls.certFile) } : {}),
+      ...(m.tls?.keyFile ? { key: readFileSync(m.tls.keyFile) } : {}),
+    });
+    this.client = client;
+    client.on('connect', () => {
+      client.subscribe(this.topics, { qos: 1 });
+      this.log.info({ topics: this.topics }, 'updater listening for offers');
+    });
+    client.on('error', (err) => this.log.warn({ err: err.message }, 'updater broker error'));
+    client.on('message', (_topic, payload) => void this.onOffer(payload));
+    // Finish what a crash or power cut interrupted before taking new offers (they wait while busy):
+    // the agent must end up on a healthy version. Reports queue until the broker is reached.
+    await this.updater.resume();
+  }
+
+  private async onOffer(payload: Buffer): Promise<void> {
+    const u = this.updater;
+    if (u.isBusy) {
+      this.log.warn('offer ignored: an update is in progress');
+      return;
+    }
+    const verdict = validateOffer(payload, {
+      deviceId: this.config.device.id,
+      deviceClass: this.config.ota.deviceClass,
+      currentVersion: u.currentVersion(),
+      trustedKeys: loadTrustedKeys(this.config),
+      nowMs: Date.now(),
+      seen: new Set(u.state.seenOffers),
+    });
+    if (!verdict.ok) {
+      this.log.warn({ offer: verdict.offerId, reason: verdict.reason }, 'update offer refused');
+      // A replay is not recorded again (it would push real offers out of the seen list).
+      if (verdict.offerId && !verdict.reason.startsWith('replayed')) u.noteOffer(verdict.offerId, { version: '?', reason: verdict.reason });
+      else this.report(u.state, { refused: verdict.reason });
+      return;
+    }
+    this.log.info({ offer: verdict.offer.id, version: verdict.offer.version, signedBy: verdict.signedBy }, 'update offer accepted');
+    await u.apply(verdict.offer);
+  }
+
+  async stop(): Promise<void> {
+    const c = this.client;
+    this.client = null;
+    if (c) await c.endAsync();
+  }
+}

@@ -1,0 +1,400 @@
+/**
+ * The over-the-air updater: a process of its own (unit
+ * bike-telemetry-updater.service), the only one that writes the versions
+ * folder. For each accepted offer:
+ *
+ *   downloading -> staging -> switching -> checking -> idle
+ *                                  \-> rolling-back -> idle (version marked failed)
+ *
+ * Every phase is recorded in state.json (written atomically) before its work
+ * starts and every phase's work can be done twice, so a power cut or kill -9
+ * anywhere resumes where it stopped. `current` is a symlink replaced by one
+ * rename, so it always names a complete, verified version; `previous` names
+ * the one to go back to.
+ */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { closeSync, createReadStream, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { get as httpGet, type IncomingMessage } from 'node:http';
+import { get as httpsGet } from 'node:https';
+import { basename, join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Logger } from '../log/logger.js';
+import { ApiClient } from '../cli/api-client.js';
+import type { AgentHealth } from '../agent/agent.js';
+import { SCHEMA_VERSION } from '../spool/schema.js';
+import { BundleError, verifyBundle, type TrustedKey } from './manifest.js';
+import type { Offer } from './offer.js';
+
+export type OtaPhase = 'idle' | 'downloading' | 'staging' | 'switching' | 'checking' | 'rolling-back';
+
+export interface OtaState {
+  phase: OtaPhase;
+  offer: Offer | null;
+  /** The version `current` named before the switch. */
+  from: string | null;
+  /** What the agent looked like before the switch: the new version must do at least as well. */
+  baseline: { linkOpen: boolean; uploadConnected: boolean } | null;
+  /** The last outcome, for `status` and the status topic. */
+  last: { version: string; result: 'updated' | 'rolled-back' | 'refused' | 'failed'; reason: string | null; at: string } | null;
+  seenOffers: string[];
+  failedVersions: string[];
+}
+
+export interface UpdaterOptions {
+  root: string;
+  trustedKeys: readonly TrustedKey[];
+  dataDir: string;
+  socketPath: string;
+  healthDeadlineMs: number;
+  restartCommand: readonly string[];
+  log: Pick<Logger, 'info' | 'warn' | 'error'>;
+  /** Progress and results (the status topic). */
+  report: (state: OtaState, detail: Record<string, unknown>) => void;
+}
+
+export class OtaError extends Error {
+  override name = 'OtaError';
+}
+
+const DOWNLOAD_ATTEMPTS = 6;
+const STEP_DELAY_MS = Number(process.env.BIKE_TELEMETRY_OTA_STEP_DELAY_MS ?? 0) || 0;
+
+const EMPTY: OtaState = { phase: 'idle', offer: null, from: null, baseline: null, last: null, seenOffers: [], failedVersions: [] };
+
+export class Updater {
+  readonly versions: string;
+  readonly current: string;
+  readonly previous: string;
+  readonly stateDir: string;
+  private readonly stateFile: string;
+  state: OtaState;
+  private busy = false;
+
+  constructor(private readonly o: UpdaterOptions) {
+    this.versions = join(o.root, 'versions');
+    this.current = join(o.root, 'current');
+    this.previous = join(o.root, 'previous');
+    this.stateDir = join(o.root, 'ota');
+    this.stateFile = join(this.stateDir, 'state.json');
+    mkdirSync(this.stateDir, { recursive: true });
+    this.state = Updater.readState(this.stateFile);
+  }
+
+  static readState(file: string): OtaState {
+    try {
+      return { ...EMPTY, ...(JSON.parse(readFileSync(file, 'utf8')) as Partial<OtaState>) };
+    } catch {
+      return { ...EMPTY };
+    }
+  }
+
+  /** The version `current` names (its folder's name). */
+  currentVersion(): string {
+    return basename(readlinkSync(this.current));
+  }
+
+  get isBusy(): boolean {
+    return this.busy;
+  }
+
+  private save(patch: Partial<OtaState>, detail: Record<string, unknown> = {}): void {
+    this.state = { ...this.state, ...patch };
+    const tmp = `${this.stateFile}.tmp`;
+    const fd = openSync(tmp, 'w');
+    writeFileSync(fd, `${JSON.stringify(this.state, null, 1)}\n`);
+    fsyncSync(fd);
+    closeSync(fd);
+    renameSync(tmp, this.stateFile);
+    this.o.report(this.state, detail);
+  }
+
+  /** Remember an offer id (acted on once) and, for a refusal, say why. */
+  noteOffer(id: string, refusal?: { version: string; reason: string }): void {
+    const seen = [...this.state.seenOffers.filter((x) => x !== id), id].slice(-500);
+    this.save({
+      seenOffers: seen,
+      ...(refusal ? { last: { version: refusal.version, result: 'refused' as const, reason: refusal.reason, at: new Date().toISOString() } } : {}),
+    });
+  }
+
+  /** Act on a validated offer: download, verify, stage, switch, check, and roll back on failure. */
+  async apply(offer: Offer): Promise<void> {
+    if (this.busy) throw new OtaError('an update is already in progress');
+    this.noteOffer(offer.id);
+    this.save({ phase: 'downloading', offer, from: this.currentVersion(), baseline: null }, { version: offer.version });
+    await this.resume();
+  }
+
+  /** Carry on from the recorded phase (after apply, or at start after a crash or power cut). */
+  async resume(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      for (;;) {
+        const s = this.state;
+        const offer = s.offer;
+        if (s.phase === 'idle' || !offer) return;
+        // Fault injection for the power-cut tests: a pause after each recorded phase, so a kill lands inside it.
+        if (STEP_DELAY_MS > 0) await new Promise((r) => setTimeout(r, STEP_DELAY_MS));
+        try {
+          if (s.phase === 'downloading') {
+            await this.downloadWithRetries(offer);
+            this.save({ phase: 'staging' }, { version: offer.version });
+          } else if (s.phase === 'staging') {
+            this.stage(offer);
+            this.save({ phase: 'switching', baseline: await this.baseline() }, { version: offer.version });
+          } else if (s.phase === 'switching') {
+            this.switchTo(offer.version);
+            this.restart();
+            this.save({ phase: 'checking' }, { version: offer.version });
+          } else if (s.phase === 'checking') {
+            await this.check(offer.version);
+            this.o.log.info({ version: offer.version, from: s.from }, 'update healthy');
+            this.finish(offer.version, 'updated', null);
+          } else if (s.phase === 'rolling-back') {
+            this.rollBack();
+            const reason = s.last?.reason ?? 'rolled back';
+            this.save({ phase: 'idle', offer: null, failedVersions: [...new Set([...s.failedVersions, offer.version])] }, { version: offer.version, result: 'rolled-back', reason });
+            return;
+          }
+        } catch (err) {
+          const reason = (err as Error).message;
+          this.o.log.error({ version: offer.version, phase: s.phase, err: reason }, 'update failed');
+          if (s.phase === 'checking' || s.phase === 'switching') {
+            // The new version is (or may be) current: go back.
+            this.save({ phase: 'rolling-back', last: { version: offer.version, result: 'rolled-back', reason, at: new Date().toISOString() } });
+          } else {
+            // Nothing was touched: drop the download and the staging.
+            this.cleanup(offer.version);
+            this.finish(offer.version, 'failed', reason);
+            return;
+          }
+        }
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private finish(version: string, result: 'updated' | 'failed', reason: string | null): void {
+    const failed = result === 'failed' ? [...new Set([...this.state.failedVersions, version])] : this.state.failedVersions;
+    this.save({ phase: 'idle', offer: null, baseline: null, failedVersions: failed, last: { version, result, reason, at: new Date().toISOString() } }, { version, result, reason });
+    this.cleanup(version);
+  }
+
+  private partFile(v: string): string {
+    return join(this.stateDir, `download-${v}.tar.gz.part`);
+  }
+
+  private tarFile(v: string): string {
+    return join(this.stateDir, `download-${v}.tar.gz`);
+  }
+
+  private cleanup(version: string): void {
+    rmSync(this.partFile(version), { force: true });
+    rmSync(this.tarFile(version), { force: true });
+    rmSync(join(this.versions, `.staging-${version}`), { recursive: true, force: true });
+  }
+
+  /**
+   * A dropped connection is normal on a bike's Wi-Fi: try again with backoff,
+   * resuming from the bytes already on disk, before giving the offer up.
+   */
+  private async downloadWithRetries(offer: Offer): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.download(offer);
+        return;
+      } catch (err) {
+        if (attempt >= DOWNLOAD_ATTEMPTS || /sha256|larger than|says/.test((err as Error).message)) throw err;
+        const waitMs = Math.min(30_000, 500 * 2 ** attempt);
+        this.o.log.warn({ version: offer.version, attempt, err: (err as Error).message, retryInMs: waitMs }, 'download interrupted: resuming');
+        await new Promise((r) => setTimeout(r, waitMs));
+      }
+    }
+  }
+
+  /** HTTP(S) GET, resumed from what a previous attempt got (Range), then size and sha256 checked. */
+  private async download(offer: Offer): Promise<void> {
+    const tar = this.tarFile(offer.version);
+    if (existsSync(tar) && (await sha256File(tar)) === offer.sha256) return;
+    const part = this.partFile(offer.version);
+    const have = existsSync(part) ? statSync(part).size : 0;
+    if (have > offer.size) rmSync(part);
+    const from = existsSync(part) ? statSync(part).size : 0;
+    if (from < offer.size) {
+      const res = await request(offer.url, from > 0 ? { Range: `bytes=${from}-` } : {});
+      if (res.statusCode !== 200 && res.statusCode !== 206) {
+        res.resume();
+        throw new OtaError(`download ${offer.url}: HTTP ${res.statusCode}`);
+      }
+      // A server that ignores Range sends everything again: start over.
+      const append = res.statusCode === 206 && from > 0;
+      const fd = openSync(part, append ? 'a' : 'w');
+      let got = append ? from : 0;
+      try {
+        await new Promise<void>((resolve, reject) => {
+          res.on('data', (chunk: Buffer) => {
+            got += chunk.length;
+            if (got > offer.size) {
+              res.destroy();
+              reject(new OtaError(`download larger than the offered ${offer.size} bytes`));
+              return;
+            }
+            writeFileSync(fd, chunk);
+          });
+          res.on('end', () => resolve());
+          res.on('error', (err) => reject(new OtaError(`download interrupted: ${err.message}`)));
+          res.on('aborted', () => reject(new OtaError('download interrupted')));
+          res.on('close', () => (res.complete ? resolve() : reject(new OtaError('download interrupted'))));
+        });
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    }
+    const size = statSync(part).size;
+    if (size !== offer.size) throw new OtaError(`downloaded ${size} bytes, the offer says ${offer.size}`);
+    const digest = await sha256File(part);
+    if (digest !== offer.sha256) {
+      rmSync(part);
+      throw new OtaError(`sha256 of the download is ${digest}, the offer says ${offer.sha256}`);
+    }
+    renameSync(part, tar);
+  }
+
+  /** Unpack into a staging folder, verify signature and files, check it can read the spool, then rename into versions/. */
+  private stage(offer: Offer): void {
+    const v = offer.version;
+    const dest = join(this.versions, v);
+    if (existsSync(join(dest, 'manifest.json')) && existsSync(join(this.stateDir, `verified-${v}`))) return;
+    const staging = join(this.versions, `.staging-${v}`);
+    rmSync(staging, { recursive: true, force: true });
+    mkdirSync(staging, { recursive: true });
+    const tar = spawnSync('tar', ['-xzf', this.tarFile(v), '-C', staging, '--no-same-owner'], { encoding: 'utf8' });
+    if (tar.status !== 0) throw new OtaError(`unpack: ${tar.stderr.trim()}`);
+    const inner = join(staging, `bike-telemetry-${v}`);
+    if (!existsSync(inner)) throw new OtaError(`the bundle does not hold bike-telemetry-${v}/`);
+    let manifest;
+    try {
+      manifest = verifyBundle(inner, this.o.trustedKeys);
+    } catch (err) {
+      if (err instanceof BundleError) throw new OtaError(`bundle refused: ${err.message}`);
+      throw err;
+    }
+    if (manifest.version !== v) throw new OtaError(`the bundle is version ${manifest.version}, the offer says ${v}`);
+    if (manifest.platform !== process.platform || manifest.arch !== process.arch) throw new OtaError(`the bundle is for ${manifest.platform}-${manifest.arch}, this is ${process.platform}-${process.arch}`);
+    const spool = spoolSchema(this.o.dataDir);
+    if (spool !== null && spool > manifest.spoolSchema) {
+      throw new OtaError(`version ${v} reads spool schema up to ${manifest.spoolSchema}, the spool is at ${spool}: it would not read the records kept`);
+    }
+    if (spool !== null && spool < manifest.minSpoolSchema) throw new OtaError(`version ${v} migrates spools from schema ${manifest.minSpoolSchema}, the spool is at ${spool}`);
+    rmSync(dest, { recursive: true, force: true });
+    renameSync(inner, dest);
+    rmSync(staging, { recursive: true, force: true });
+    writeFileSync(join(this.stateDir, `verified-${v}`), new Date().toISOString());
+  }
+
+  /** previous := current's target, then current := versions/<v>; each by one rename. */
+  private switchTo(v: string): void {
+    const target = `versions/${v}`;
+    const now = readlinkSync(this.current);
+    if (now !== target) {
+      replaceSymlink(this.previous, now);
+      replaceSymlink(this.current, target);
+    }
+    this.o.log.info({ from: now, to: target }, 'switched current');
+  }
+
+  private rollBack(): void {
+    const prev = existsSync(this.previous) ? readlinkSync(this.previous) : null;
+    if (!prev) throw new OtaError('no previous version to go back to');
+    if (readlinkSync(this.current) !== prev) replaceSymlink(this.current, prev);
+    this.restart();
+    this.o.log.warn({ to: prev }, 'rolled back');
+  }
+
+  private restart(): void {
+    const [cmd, ...args] = this.o.restartCommand;
+    const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000 });
+    if (r.status !== 0) this.o.log.warn({ cmd: this.o.restartCommand.join(' '), status: r.status, err: r.stderr?.trim() }, 'restart command failed');
+  }
+
+  private async health(): Promise<AgentHealth | null> {
+    try {
+      const c = await ApiClient.connect(this.o.socketPath, 1000);
+      try {
+        return await c.request<AgentHealth>('health');
+      } finally {
+        c.close();
+      }
+    } catch {
+      return null;
+    }
+  }
+
+  private async baseline(): Promise<OtaState['baseline']> {
+    const h = await this.health();
+    return { linkOpen: h?.link.state === 'open', uploadConnected: h?.upload.state === 'connected' };
+  }
+
+  /** The new version runs and is at least as healthy as the old one was, within the deadline. */
+  private async check(version: string): Promise<void> {
+    const base = this.state.baseline ?? { linkOpen: false, uploadConnected: false };
+    const deadline = Date.now() + this.o.healthDeadlineMs;
+    let why = 'the agent did not answer';
+    while (Date.now() < deadline) {
+      const h = await this.health();
+      if (h) {
+        if (h.agentVersion !== version) why = `the agent runs version ${h.agentVersion}, not ${version}`;
+        else if (h.spool.state !== 'open') why = `spool ${h.spool.state}`;
+        else if (base.linkOpen && (h.link.state !== 'open' || h.protocol.frames === 0)) why = `serial link ${h.link.state} (it was open before)`;
+        else if (base.uploadConnected && h.upload.state !== 'connected') why = `upload ${h.upload.state} (it was connected before)`;
+        else return;
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    throw new OtaError(`not healthy within ${Math.round(this.o.healthDeadlineMs / 1000)} s: ${why}`);
+  }
+}
+
+function replaceSymlink(path: string, target: string): void {
+  const tmp = `${path}.new-${process.pid}`;
+  rmSync(tmp, { force: true });
+  symlinkSync(target, tmp);
+  renameSync(tmp, path);
+}
+
+function request(url: string, headers: Record<string, string>): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const get = url.startsWith('https:') ? httpsGet : httpGet;
+    const req = get(url, { headers, timeout: 30_000 }, resolve);
+    req.on('timeout', () => req.destroy(new OtaError(`download ${url}: timed out`)));
+    req.on('error', reject);
+  });
+}
+
+function sha256File(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    createReadStream(path)
+      .on('data', (d) => h.update(d))
+      .on('end', () => resolve(h.digest('hex')))
+      .on('error', reject);
+  });
+}
+
+/** The spool's schema version, or null when there is no spool yet. */
+export function spoolSchema(dataDir: string): number | null {
+  const file = join(dataDir, 'spool.db');
+  if (!existsSync(file)) return null;
+  const db = new Database(file, { readonly: true, fileMustExist: true });
+  try {
+    return db.pragma('user_version', { simple: true }) as number;
+  } finally {
+    db.close();
+  }
+}
+
+export { SCHEMA_VERSION };
