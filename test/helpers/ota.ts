@@ -35,7 +35,7 @@ export interface Bundle {
  * A new bundle from an unpacked one: copied, its version set, `mutate` applied
  * (a deliberately broken build), re-manifested, signed, packed.
  */
-export function deriveBundle(base: string, outDir: string, version: string, key: Key, mutate?: (dir: string) => void): Bundle {
+export function deriveBundle(base: string, outDir: string, version: string, key: Key, mutate?: (dir: string) => void, spoolSchema = 2): Bundle {
   const name = `bike-telemetry-${version}`;
   const dir = join(outDir, name);
   rmSync(dir, { recursive: true, force: true });
@@ -47,7 +47,7 @@ export function deriveBundle(base: string, outDir: string, version: string, key:
   mutate?.(dir);
   rmSync(join(dir, 'manifest.json'), { force: true });
   rmSync(join(dir, 'manifest.sig'), { force: true });
-  signBundle(dir, buildManifest(dir, { version, platform: process.platform, arch: process.arch, spoolSchema: 2, minSpoolSchema: 0 }), key.privateKeyPem, key.id);
+  signBundle(dir, buildManifest(dir, { version, platform: process.platform, arch: process.arch, spoolSchema, minSpoolSchema: 0 }), key.privateKeyPem, key.id);
   const tarball = join(outDir, `${name}.tar.gz`);
   const r = spawnSync('tar', ['-C', outDir, '-czf', tarball, name]);
   if (r.status !== 0) throw new Error(`tar: ${r.stderr.toString()}`);

@@ -91,14 +91,18 @@ function offer(b: Bundle, patch: Partial<Offer> = {}): Offer {
   };
 }
 
+/** Status messages from here on belong to the last offer published. */
+let sinceOffer = 0;
+
 async function publishOffer(o: Offer, k = key): Promise<void> {
+  sinceOffer = otaStatus.length;
   await statusClient.publishAsync(`bike/${DEVICE}/ota`, signOffer(o, k), { qos: 1 });
 }
 
 async function waitResult(version: string, result: string, timeoutMs = 60_000): Promise<Record<string, unknown>> {
   let found: Record<string, unknown> | undefined;
   await waitFor(() => {
-    found = otaStatus.find((s) => (s.last as { version?: string; result?: string } | null)?.version === version && (s.last as { result?: string }).result === result && s.phase === 'idle');
+    found = otaStatus.slice(sinceOffer).find((s) => (s.last as { version?: string; result?: string } | null)?.version === version && (s.last as { result?: string }).result === result && s.phase === 'idle');
     return found !== undefined;
   }, `update ${version} ${result}`, timeoutMs, 50);
   return found!;
@@ -132,6 +136,8 @@ beforeAll(async () => {
     writeFileSync(f, text.replace('this.link.start();', '/* a broken build: the serial link never opens */'));
   });
   for (const v of ['9.4.0', '9.5.0', '9.6.0', '9.7.0', '9.8.0']) derive(v);
+  // An old build that only reads spool schema 1.
+  bundles.set('9.0.5', deriveBundle(base.dir, out, '9.0.5', key, undefined, 1));
 
   server = new BundleServer(new Map([...bundles.values()].map((b) => [`/${b.version}.tar.gz`, b.tarball])));
   await server.start();
@@ -302,4 +308,30 @@ describe('over-the-air update', () => {
       await waitHealthyOn(version);
     });
   }
+
+  it('a signed downgrade is installed; one to a version that cannot read the spool schema is refused before anything is touched', async () => {
+    const n = otaStatus.length;
+    await publishOffer(offer(bundles.get('9.0.5')!, { allowDowngrade: true }));
+    const r = await waitResult('9.0.5', 'failed');
+    expect(String((r.last as { reason: string }).reason)).toMatch(/version 9.0.5 reads spool schema up to 1, the spool is at 2/);
+    expect(otaStatus.slice(n).some((s) => s.phase === 'switching')).toBe(false);
+    expect(readlinkSync(join(root, 'current'))).toBe('versions/9.8.0');
+    expect(existsSync(join(root, 'versions/9.0.5'))).toBe(false);
+
+    await publishOffer(offer(bundles.get('9.1.0')!, { allowDowngrade: true }));
+    await waitResult('9.1.0', 'updated');
+    await waitHealthyOn('9.1.0');
+  });
+
+  it('bike-telemetry status shows the update state', async () => {
+    const st = cli(['status', '-c', config, '--json']);
+    await st.exited;
+    const j = JSON.parse(st.stdout.join('\n')) as { update: OtaState; agentVersion: string };
+    expect(j.agentVersion).toBe('9.1.0');
+    expect(j.update).toMatchObject({ phase: 'idle', last: { version: '9.1.0', result: 'updated' } });
+    expect(j.update.failedVersions).toEqual(expect.arrayContaining(['9.2.0', '9.3.0', '9.0.5']));
+    const human = cli(['status', '-c', config]);
+    await human.exited;
+    expect(human.stdout.join('\n')).toMatch(/Update\s+idle · last: updated 9.1.0/);
+  });
 });

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log/logger.js';
 import { LiveRecord } from '../../src/metrics/record.js';
-import { SCHEMA_VERSION } from '../../src/spool/schema.js';
+import { MIGRATIONS, SCHEMA_VERSION } from '../../src/spool/schema.js';
 import { ROW_COLUMNS, SEQUENCE_FILE, SPOOL_FILE, Spool, SpoolTooNewError, type SpoolOptions } from '../../src/spool/spool.js';
 import { tempDir } from '../helpers/agent.js';
 
@@ -176,6 +176,29 @@ describe('spool', () => {
     const b = open(dir);
     expect(b.stats().movedAside).toHaveLength(1);
     expect(b.stats().records).toBe(0);
+  });
+
+  it('a spool written by the previous schema (v1, before rides had summaries) is migrated in place, every record kept', () => {
+    const dir = tempDir('spool-v1-');
+    // What a v1 agent left: the v1 schema, records unacknowledged, an open ride.
+    const db = new Database(join(dir, SPOOL_FILE));
+    db.pragma('auto_vacuum = INCREMENTAL');
+    db.pragma('journal_mode = WAL');
+    db.exec(MIGRATIONS[0].sql);
+    db.pragma('user_version = 1');
+    db.prepare("INSERT INTO rides (id, ride_uuid, member, class_id, started_ms) VALUES (1, 'r-old', NULL, NULL, 1000)").run();
+    const insert = db.prepare(`INSERT INTO records (${ROW_COLUMNS.join(', ')}) VALUES (${ROW_COLUMNS.map(() => '?').join(', ')})`);
+    for (let i = 1; i <= 500; i++) insert.run(i, 1, i * 100_000, 1_700_000_000_000 + i * 100, 800, 1500, 400, 2560, 3123, 130, i * 9, i * 15, 0);
+    db.close();
+    const s = open(dir);
+    expect(s.stats().schemaVersion).toBe(SCHEMA_VERSION);
+    expect(s.stats().records).toBe(500);
+    const rows = s.read(0, 1000);
+    expect(rows).toHaveLength(500);
+    expect(rows[499]).toEqual([500, 1, 50_000_000, 1_700_000_050_000, 800, 1500, 400, 2560, 3123, 130, 4500, 7500, 0]);
+    expect(s.rides.get('r-old')).toMatchObject({ id: 1, summary: null, startedBy: 'auto', endedMs: null });
+    // New records go on numbering after the old ones.
+    expect(s.append(record(1), 0)).toBeGreaterThan(500);
   });
 
   it('refuses a spool from a newer agent and leaves it untouched', () => {
