@@ -170,6 +170,7 @@ export class Agent implements ApiBackend {
           maxRecordsPerPacket: m.maxRecordsPerPacket,
           maxPacketBytes: m.maxPacketBytes,
           rateBytesPerS: m.rateBytesPerS,
+          drainBytesPerS: m.drainBytesPerS,
           backoffBaseMs: m.backoffBaseMs,
           backoffCapMs: m.backoffCapMs,
           deflate: m.deflate,

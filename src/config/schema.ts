@@ -84,6 +84,8 @@ export const ConfigSchema = z
         maxPacketBytes: z.number().int().min(1024).default(256 * 1024),
         /** Upload rate limit, bytes/s, so a backlog never starves the class video; 0 for none. */
         rateBytesPerS: z.number().int().min(0).default(32 * 1024),
+        /** Backlog drain limit within the upload rate (0: the upload rate only); the cloud can set both (retained <prefix>/fleet/limits, <prefix>/<device>/limits). */
+        drainBytesPerS: z.number().int().min(0).default(0),
         /** Reconnect backoff: exponential with full jitter between these. */
         backoffBaseMs: z.number().int().min(10).default(1000),
         backoffCapMs: z.number().int().min(10).default(300_000),

@@ -7,8 +7,8 @@
 export class Backoff {
   private attempt = 0;
   constructor(
-    private readonly baseMs: number,
-    private readonly capMs: number,
+    private baseMs: number,
+    private capMs: number,
     private readonly floorMs = 0,
     private readonly random: () => number = Math.random,
   ) {
@@ -19,6 +19,17 @@ export class Backoff {
     const ceiling = Math.min(this.capMs, this.baseMs * 2 ** Math.min(this.attempt, 30));
     this.attempt++;
     return Math.max(this.floorMs, Math.floor(this.random() * ceiling));
+  }
+
+  /** A new base (the cloud slowing the fleet down); the cap rises with it if need be. */
+  setBase(baseMs: number): void {
+    if (!(baseMs > 0)) throw new RangeError(`backoff base must be positive, got ${baseMs}`);
+    this.baseMs = baseMs;
+    if (this.capMs < baseMs) this.capMs = baseMs;
+  }
+
+  get base(): number {
+    return this.baseMs;
   }
 
   reset(): void {

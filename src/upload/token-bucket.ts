@@ -32,6 +32,14 @@ export class TokenBucket {
     this.last = t;
   }
 
+  /** The ms to wait before `bytes` could be taken (0: now), taking nothing. */
+  wait(bytes: number): number {
+    if (this.rate <= 0) return 0;
+    this.refill();
+    const needed = Math.min(bytes, this.rate);
+    return this.tokens >= needed ? 0 : Math.ceil(((needed - this.tokens) / this.rate) * 1000);
+  }
+
   /** Take `bytes` if they are there and return 0; otherwise take nothing and return the ms to wait. */
   take(bytes: number): number {
     if (this.rate <= 0) return 0;

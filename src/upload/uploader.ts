@@ -22,6 +22,7 @@ import type { Logger } from '../log/logger.js';
 import { Backoff } from '../link/backoff.js';
 import type { Spool } from '../spool/spool.js';
 import { encodePacket } from './packet.js';
+import { ServerLimits } from './limits.js';
 import { TokenBucket } from './token-bucket.js';
 
 export interface UploaderTls {
@@ -43,6 +44,8 @@ export interface UploaderOptions {
   maxPacketBytes: number;
   /** Upload rate limit in bytes/s; 0 for none. */
   rateBytesPerS: number;
+  /** Backlog drain limit (0: only the upload rate applies); the cloud may change it (limits.ts). */
+  drainBytesPerS?: number;
   backoffBaseMs: number;
   backoffCapMs: number;
   deflate: boolean;
@@ -89,6 +92,10 @@ export class Uploader {
   private readonly gapsInFlight = new Set<number>();
   private outboxInflight = false;
   private readonly backoff: Backoff;
+  private readonly drainBucket: TokenBucket;
+  private readonly limits: ServerLimits;
+  private readonly fleetLimitsTopic: string;
+  private readonly deviceLimitsTopic: string;
   private readonly bucket: TokenBucket;
   private timer: NodeJS.Timeout | null = null;
   private pollTimer: NodeJS.Timeout | null = null;
@@ -102,6 +109,10 @@ export class Uploader {
   ) {
     this.backoff = new Backoff(opts.backoffBaseMs, opts.backoffCapMs);
     this.bucket = new TokenBucket(opts.rateBytesPerS);
+    this.drainBucket = new TokenBucket(opts.drainBytesPerS ?? 0);
+    this.limits = new ServerLimits({ uploadBytesPerS: opts.rateBytesPerS, drainBytesPerS: opts.drainBytesPerS ?? 0, backoffBaseMs: opts.backoffBaseMs });
+    this.fleetLimitsTopic = `${opts.topicPrefix}/fleet/limits`;
+    this.deviceLimitsTopic = `${opts.topicPrefix}/${opts.deviceId}/limits`;
     this.topic = `${opts.topicPrefix}/${opts.deviceId}/telemetry`;
     this.statusTopic = `${opts.topicPrefix}/${opts.deviceId}/status`;
   }
@@ -128,6 +139,7 @@ export class Uploader {
       window: this.window,
       maxPacketBytes: Number.isFinite(this.maxPacket) ? this.maxPacket : null,
       rateBytesPerS: this.bucket.bytesPerSecond,
+      limits: this.limits.current(),
       lastError: this.lastError,
       counters: this.counters,
     };
@@ -135,7 +147,7 @@ export class Uploader {
 
   private statusPayload(state: 'online' | 'offline'): string {
     const backlog = state === 'online' ? this.spool.stats().records : undefined;
-    return JSON.stringify({ state, deviceId: this.opts.deviceId, version: this.opts.agentVersion, backlog, at: new Date().toISOString() });
+    return JSON.stringify({ state, deviceId: this.opts.deviceId, version: this.opts.agentVersion, backlog, limits: this.limits.current(), at: new Date().toISOString() });
   }
 
   private connect(): void {
@@ -188,6 +200,9 @@ export class Uploader {
     this.outboxInflight = false;
     this.opts.log.info({ url: this.opts.url, protocolVersion: this.protocolVersion, window: this.window, maxPacketBytes: this.maxPacket }, 'uploader connected');
     client.publish(this.statusTopic, this.statusPayload('online'), { qos: 1, retain: true });
+    // Limits the cloud sets: retained, so they arrive now and whenever they change.
+    client.on('message', (topic, payload) => this.onLimits(client, topic, payload));
+    client.subscribe([this.fleetLimitsTopic, this.deviceLimitsTopic], { qos: 1 });
     this.pollTimer = setInterval(() => this.pumpSafely(), this.opts.pollMs);
     this.pumpSafely();
   }
@@ -213,6 +228,25 @@ export class Uploader {
       this.timer = null;
       this.connect();
     }, delay);
+  }
+
+  /** A limits message: applied at once (the buckets and the backoff), reported on the status topic. */
+  private onLimits(client: MqttClient, topic: string, payload: Buffer): void {
+    const scope = topic === this.fleetLimitsTopic ? 'fleet' : topic === this.deviceLimitsTopic ? 'device' : null;
+    if (!scope) return;
+    const err = this.limits.set(scope, payload);
+    if (err) {
+      this.lastError = err;
+      this.opts.log.warn({ topic, err }, 'limits message ignored');
+      return;
+    }
+    const l = this.limits.current();
+    this.bucket.setRate(l.uploadBytesPerS);
+    this.drainBucket.setRate(l.drainBytesPerS);
+    this.backoff.setBase(l.backoffBaseMs);
+    this.opts.log.info({ limits: l }, 'limits in force');
+    if (this.client === client && this.currentState === 'connected') client.publish(this.statusTopic, this.statusPayload('online'), { qos: 1, retain: true });
+    this.pumpSafely();
   }
 
   /** pump() from a timer or callback: a spool that cannot be read right now is tried again later. */
@@ -256,7 +290,13 @@ export class Uploader {
         if (bytes.length + PUBLISH_OVERHEAD <= this.maxPacket || n === 1) break;
         n = Math.ceil(n / 2);
       }
-      const wait = this.bucket.take(bytes.length);
+      // Backlog bytes pass both the drain limit and the upload limit; live bytes only the upload limit.
+      const backlog = rows[0][0] < this.liveFrom;
+      const wait = Math.max(this.bucket.wait(bytes.length), backlog ? this.drainBucket.wait(bytes.length) : 0);
+      if (wait === 0) {
+        this.bucket.take(bytes.length);
+        if (backlog) this.drainBucket.take(bytes.length);
+      }
       if (wait > 0) {
         if (!this.timer) this.timer = setTimeout(() => ((this.timer = null), this.pumpSafely()), wait);
         return;

@@ -1,0 +1,76 @@
+/**
+ * Limits the cloud sets for the fleet (retained `<prefix>/fleet/limits`) or
+ * for one bike (retained `<prefix>/<device>/limits`, which overrides the
+ * fleet's field by field): the upload rate, the backlog drain rate and the
+ * reconnect backoff base. An absent, emptied or invalid message leaves the
+ * configured value in force; an invalid one is logged and reported.
+ *
+ *   {"v": 1, "uploadBytesPerS": 20000, "drainBytesPerS": 8000, "backoffBaseMs": 5000}
+ */
+import { z } from 'zod';
+
+export const LimitsMessageSchema = z
+  .object({
+    v: z.literal(1),
+    /** All upload bytes, live and backlog; 0: unlimited. */
+    uploadBytesPerS: z.number().int().min(0).max(100_000_000).optional(),
+    /** Backlog bytes (records from before this connection), within the upload rate; 0: unlimited. */
+    drainBytesPerS: z.number().int().min(0).max(100_000_000).optional(),
+    /** First reconnect delay ceiling; exponential with full jitter from there. */
+    backoffBaseMs: z.number().int().min(100).max(3_600_000).optional(),
+  })
+  .strict();
+export type LimitsMessage = z.infer<typeof LimitsMessageSchema>;
+
+export type LimitSource = 'config' | 'fleet' | 'device';
+export interface LimitsInForce {
+  uploadBytesPerS: number;
+  drainBytesPerS: number;
+  backoffBaseMs: number;
+  source: { uploadBytesPerS: LimitSource; drainBytesPerS: LimitSource; backoffBaseMs: LimitSource };
+}
+
+const FIELDS = ['uploadBytesPerS', 'drainBytesPerS', 'backoffBaseMs'] as const;
+
+export class ServerLimits {
+  private fleet: LimitsMessage | null = null;
+  private device: LimitsMessage | null = null;
+
+  constructor(private readonly config: { uploadBytesPerS: number; drainBytesPerS: number; backoffBaseMs: number }) {}
+
+  /** A message arrived on the fleet or device topic (empty: the retained message was cleared). Returns an error or null. */
+  set(scope: 'fleet' | 'device', payload: Buffer): string | null {
+    if (payload.length === 0) {
+      if (scope === 'fleet') this.fleet = null;
+      else this.device = null;
+      return null;
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(payload.toString('utf8'));
+    } catch {
+      return `${scope} limits: not JSON; keeping the limits in force`;
+    }
+    const r = LimitsMessageSchema.safeParse(json);
+    if (!r.success) return `${scope} limits: ${r.error.issues.map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`).join('; ')}; keeping the limits in force`;
+    if (scope === 'fleet') this.fleet = r.data;
+    else this.device = r.data;
+    return null;
+  }
+
+  current(): LimitsInForce {
+    const out = { ...this.config, source: { uploadBytesPerS: 'config', drainBytesPerS: 'config', backoffBaseMs: 'config' } } as LimitsInForce;
+    for (const f of FIELDS) {
+      const d = this.device?.[f];
+      const fl = this.fleet?.[f];
+      if (d !== undefined) {
+        out[f] = d;
+        out.source[f] = 'device';
+      } else if (fl !== undefined) {
+        out[f] = fl;
+        out.source[f] = 'fleet';
+      }
+    }
+    return out;
+  }
+}
