@@ -4,7 +4,10 @@
  * reaches into another's internals.
  */
 import type { AgentConfig } from '../config/schema.js';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { encodeChunk, encodeHeader } from '../capture/format.js';
+import { CommandProcessor, commandsStateFile, type RemoteSetting } from '../commands/commands.js';
+import type { TrustedKey } from '../ota/manifest.js';
 import { join } from 'node:path';
 import { ApiError, ApiHub, type ApiBackend } from '../api/hub.js';
 import { HttpApiServer } from '../api/http-server.js';
@@ -179,6 +182,7 @@ export class Agent implements ApiBackend {
           log: this.log,
         });
         this.uploader.start();
+        this.startCommands(this.uploader);
       }
     } catch (err) {
       this.spoolError = (err as Error).message;
@@ -397,6 +401,63 @@ export class Agent implements ApiBackend {
     this.captureStop = () => stop('stopped');
     this.log.info({ seconds }, 'capture started');
     return this.captureStop;
+  }
+
+  /** Signed commands from the cloud over the uploader's session (none when no fleet key is configured). */
+  private startCommands(uploader: Uploader): void {
+    const c = this.config.commands;
+    if (c.trustedKeys.length === 0) return;
+    let keys: TrustedKey[];
+    try {
+      keys = c.trustedKeys.map((k) => ({ id: k.id, publicKeyPem: readFileSync(k.publicKeyFile, 'utf8') }));
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'command keys unreadable: commands are not taken');
+      return;
+    }
+    const prefix = this.config.mqtt.topicPrefix;
+    const id = this.config.device.id;
+    const processor = new CommandProcessor({
+      deviceId: id,
+      groups: c.groups,
+      trustedKeys: keys,
+      stateFile: commandsStateFile(this.config.dataDir),
+      target: this,
+      publishResult: (r) => uploader.publish(`${prefix}/${id}/cmd/result`, JSON.stringify(r)),
+      log: this.log,
+    });
+    uploader.subscribe(CommandProcessor.topics(prefix, id, c.groups), (_topic, payload) => void processor.handle(payload));
+  }
+
+  setRemote(key: RemoteSetting, value: unknown): void {
+    if (key === 'mqtt.rateBytesPerS') this.uploader?.setConfiguredLimit('uploadBytesPerS', value as number);
+    else if (key === 'mqtt.drainBytesPerS') this.uploader?.setConfiguredLimit('drainBytesPerS', value as number);
+    else if (key === 'log.level') this.log.level = value as string;
+  }
+
+  uploadNow(): void {
+    this.uploader?.uploadNow();
+  }
+
+  /** Raw serial bytes for `seconds` into dataDir/captures/ (a capture file `replay` reads). */
+  captureToFile(seconds: number): Promise<{ file: string; bytes: number }> {
+    const dir = join(this.config.dataDir, 'captures');
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, `${new Date().toISOString().replace(/[:.]/g, '-')}.cap`);
+    const parts: Buffer[] = [encodeHeader({ protocol: this.config.serial.protocol, baudRate: this.config.serial.baudRate, startedAt: new Date().toISOString(), deviceId: this.config.device.id, source: 'agent' })];
+    let bytes = 0;
+    return new Promise((resolve) => {
+      this.startCapture(
+        seconds,
+        (tMs, dir2, b) => {
+          bytes += b.length;
+          parts.push(encodeChunk(tMs, dir2, b));
+        },
+        () => {
+          writeFileSync(file, Buffer.concat(parts));
+          resolve({ file, bytes });
+        },
+      );
+    });
   }
 
   /** What the watchdog checks (service/pipeline-watch.ts): cheap counters, no queries. */

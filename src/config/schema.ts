@@ -160,6 +160,15 @@ export const ConfigSchema = z
       })
       .strict()
       .default({}),
+    commands: z
+      .object({
+        /** Fleet keys that may sign commands (README, "Commands from the cloud"); none: commands are not taken. */
+        trustedKeys: z.array(z.object({ id: z.string().min(1), publicKeyFile: z.string().min(1) }).strict()).default([]),
+        /** Groups this bike belongs to: commands to `group:<name>` on <prefix>/group/<name>/cmd reach it. */
+        groups: z.array(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/)).default([]),
+      })
+      .strict()
+      .default({}),
     ota: z
       .object({
         /** The updater (`bike-telemetry updater`, its own unit) listens for offers. */

@@ -38,6 +38,11 @@ export class ServerLimits {
 
   constructor(private readonly config: { uploadBytesPerS: number; drainBytesPerS: number; backoffBaseMs: number }) {}
 
+  /** A configured value changed at run time (a signed command); the cloud's limits still override it. */
+  setConfig(field: (typeof FIELDS)[number], value: number): void {
+    this.config[field] = value;
+  }
+
   /** A message arrived on the fleet or device topic (empty: the retained message was cleared). Returns an error or null. */
   set(scope: 'fleet' | 'device', payload: Buffer): string | null {
     if (payload.length === 0) {

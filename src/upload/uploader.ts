@@ -127,7 +127,15 @@ export class Uploader {
   }
 
   setRate(bytesPerS: number): void {
-    this.bucket.setRate(bytesPerS);
+    this.setConfiguredLimit('uploadBytesPerS', bytesPerS);
+  }
+
+  /** Change a configured limit at run time; a limit the cloud set still takes precedence. */
+  setConfiguredLimit(field: 'uploadBytesPerS' | 'drainBytesPerS', value: number): void {
+    this.limits.setConfig(field, value);
+    const l = this.limits.current();
+    this.bucket.setRate(l.uploadBytesPerS);
+    this.drainBucket.setRate(l.drainBytesPerS);
   }
 
   stats() {
@@ -201,8 +209,11 @@ export class Uploader {
     this.opts.log.info({ url: this.opts.url, protocolVersion: this.protocolVersion, window: this.window, maxPacketBytes: this.maxPacket }, 'uploader connected');
     client.publish(this.statusTopic, this.statusPayload('online'), { qos: 1, retain: true });
     // Limits the cloud sets: retained, so they arrive now and whenever they change.
-    client.on('message', (topic, payload) => this.onLimits(client, topic, payload));
-    client.subscribe([this.fleetLimitsTopic, this.deviceLimitsTopic], { qos: 1 });
+    client.on('message', (topic, payload) => {
+      if (topic === this.fleetLimitsTopic || topic === this.deviceLimitsTopic) this.onLimits(client, topic, payload);
+      else for (const s of this.extraSubscriptions) if (s.topics.includes(topic)) s.handler(topic, payload);
+    });
+    client.subscribe([this.fleetLimitsTopic, this.deviceLimitsTopic, ...this.extraSubscriptions.flatMap((s) => s.topics)], { qos: 1 });
     this.pollTimer = setInterval(() => this.pumpSafely(), this.opts.pollMs);
     this.pumpSafely();
   }
@@ -228,6 +239,32 @@ export class Uploader {
       this.timer = null;
       this.connect();
     }, delay);
+  }
+
+  private readonly extraSubscriptions: Array<{ topics: string[]; handler: (topic: string, payload: Buffer) => void }> = [];
+
+  /** Topics other parts of the agent listen to on this session (exact names), subscribed on every connection. */
+  subscribe(topics: string[], handler: (topic: string, payload: Buffer) => void): void {
+    this.extraSubscriptions.push({ topics, handler });
+    const c = this.client;
+    if (c && this.currentState === 'connected') c.subscribe(topics, { qos: 1 });
+  }
+
+  /** Publish beside the telemetry (QoS 1); false when not connected (the caller decides whether it matters). */
+  publish(topic: string, payload: string | Buffer, retain = false): boolean {
+    const c = this.client;
+    if (!c || this.currentState !== 'connected') return false;
+    c.publish(topic, payload, { qos: 1, retain });
+    return true;
+  }
+
+  /** Upload now: reconnect at once if waiting out a backoff, else send what is due. */
+  uploadNow(): void {
+    if (this.currentState === 'waiting' && this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+      this.connect();
+    } else this.pumpSafely();
   }
 
   /** A limits message: applied at once (the buckets and the backoff), reported on the status topic. */
