@@ -6,6 +6,7 @@
 import type { AgentConfig } from '../config/schema.js';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { encodeChunk, encodeHeader } from '../capture/format.js';
+import { brokerLogin } from '../upload/login.js';
 import { CommandProcessor, commandsStateFile, type RemoteSetting } from '../commands/commands.js';
 import type { TrustedKey } from '../ota/manifest.js';
 import { join } from 'node:path';
@@ -174,6 +175,7 @@ export class Agent implements ApiBackend {
           maxPacketBytes: m.maxPacketBytes,
           rateBytesPerS: m.rateBytesPerS,
           drainBytesPerS: m.drainBytesPerS,
+          ...this.brokerLogin(),
           backoffBaseMs: m.backoffBaseMs,
           backoffCapMs: m.backoffCapMs,
           deflate: m.deflate,
@@ -401,6 +403,16 @@ export class Agent implements ApiBackend {
     this.captureStop = () => stop('stopped');
     this.log.info({ seconds }, 'capture started');
     return this.captureStop;
+  }
+
+  /** Username and password for the broker; a password file that cannot be read is logged and left out. */
+  private brokerLogin(): { username?: string; password?: string } {
+    try {
+      return brokerLogin(this.config);
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'broker password unreadable: connecting without it');
+      return { username: this.config.mqtt.username ?? this.config.device.id };
+    }
   }
 
   /** Signed commands from the cloud over the uploader's session (none when no fleet key is configured). */

@@ -15,6 +15,7 @@ import { createSpeedModel } from '../metrics/speed-model.js';
 import { createLogger } from '../log/logger.js';
 import { createProtocol } from '../protocol/select.js';
 import { SpoolMissingError, SpoolReader } from '../spool/reader.js';
+import { brokerLogin } from '../upload/login.js';
 import { AgentNotRunningError, ApiClient } from './api-client.js';
 import { ExitCode } from './exit-codes.js';
 import { bytes, json, out, table } from './format.js';
@@ -185,6 +186,7 @@ async function checkBroker(cfg: AgentConfig, timeoutS: number): Promise<[Result,
   // Its own client id: the agent's persistent session must not be taken over.
   const client = mqtt.connect(m.url, {
     clientId: `${cfg.device.id}-selftest`,
+      ...brokerLogin(cfg),
     protocolVersion: 5,
     clean: true,
     reconnectPeriod: 0,

@@ -85,6 +85,10 @@ export const ConfigSchema = z
         /** Upload rate limit, bytes/s, so a backlog never starves the class video; 0 for none. */
         rateBytesPerS: z.number().int().min(0).default(32 * 1024),
         /** Backlog drain limit within the upload rate (0: the upload rate only); the cloud can set both (retained <prefix>/fleet/limits, <prefix>/<device>/limits). */
+        /** Broker login: the device id by default (the ACL lets a bike write only under its own id). */
+        username: z.string().min(1).optional(),
+        /** A file holding the broker password (kept out of the config and the logs). */
+        passwordFile: z.string().min(1).optional(),
         drainBytesPerS: z.number().int().min(0).default(0),
         /** Reconnect backoff: exponential with full jitter between these. */
         backoffBaseMs: z.number().int().min(10).default(1000),

@@ -11,6 +11,7 @@ import { resolveSocketPath } from '../agent/agent.js';
 import type { AgentConfig } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { TrustedKey } from './manifest.js';
+import { brokerLogin } from '../upload/login.js';
 import { validateOffer } from './offer.js';
 import { Updater, type OtaState } from './updater.js';
 
@@ -53,6 +54,7 @@ export class UpdaterService {
     const m = this.config.mqtt;
     const client = mqtt.connect(m.url, {
       clientId: `${this.config.device.id}-updater`,
+      ...brokerLogin(this.config),
       protocolVersion: 5,
       clean: true,
       reconnectPeriod: 5000,

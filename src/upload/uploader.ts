@@ -44,6 +44,9 @@ export interface UploaderOptions {
   maxPacketBytes: number;
   /** Upload rate limit in bytes/s; 0 for none. */
   rateBytesPerS: number;
+  /** Broker login (password read from a file by the caller; never logged). */
+  username?: string;
+  password?: string;
   /** Backlog drain limit (0: only the upload rate applies); the cloud may change it (limits.ts). */
   drainBytesPerS?: number;
   backoffBaseMs: number;
@@ -171,6 +174,8 @@ export class Uploader {
       reconnectPeriod: 0,
       connectTimeout: 15_000,
       queueQoSZero: false,
+      ...(this.opts.username ? { username: this.opts.username } : {}),
+      ...(this.opts.password ? { password: this.opts.password } : {}),
       will: { topic: this.statusTopic, payload: Buffer.from(JSON.stringify({ state: 'offline', deviceId: this.opts.deviceId })), qos: 1, retain: true },
       ...(v5 ? { properties: { sessionExpiryInterval: this.opts.sessionExpirySec } } : {}),
       ...(tls?.caFile ? { ca: readFileSync(tls.caFile) } : {}),
