@@ -8,6 +8,7 @@ import { AGENT_VERSION } from '../version.js';
 import { ExitCode } from './exit-codes.js';
 import { AgentNotRunningError, ApiRequestError } from './api-client.js';
 import { captureCommand, replayCommand } from './capture-cmd.js';
+import { fleetSimCommand } from './fleet-sim-cmd.js';
 import { liveCommand } from './live.js';
 import { portsCommand } from './ports.js';
 import { rideChartCommand, rideListCommand } from './ride-cmd.js';
@@ -125,6 +126,23 @@ program
   .option('-c, --config <file>', CONFIG_HELP)
   .option('--json', 'machine-readable summary')
   .action(replayCommand);
+
+program
+  .command('fleet-sim')
+  .description('N simulated bikes (real spool and uploader each) against a private Mosquitto: steady, outage or cold-start; per-second JSON lines and a result')
+  .option('--bikes <n>', 'how many bikes', num('--bikes', 1, 100000, true), 100)
+  .option('--workers <n>', 'worker processes (default: one per core)', num('--workers', 1, 64, true))
+  .option('--seconds <s>', 'riding time', num('--seconds', 1, 86400, true), 30)
+  .addOption(new Option('--scenario <name>', 'steady, outage (broker down, then up) or cold-start (every bike at once)').choices(['steady', 'outage', 'cold-start']).default('steady'))
+  .option('--outage-s <s>', 'outage length', num('--outage-s', 1, 86400, true), 60)
+  .option('--outage-at <s>', 'outage start', num('--outage-at', 1, 86400, true), 10)
+  .option('--limit-at <s>', 'set a fleet upload limit at this second', num('--limit-at', 1, 86400, true))
+  .option('--limit <bytes/s>', 'the fleet limit, per bike', num('--limit', 1, 1e9, true), 200)
+  .option('--backoff-base-ms <ms>', 'reconnect backoff base', num('--backoff-base-ms', 100, 600000, true), 1000)
+  .option('--backoff-cap-ms <ms>', 'reconnect backoff cap', num('--backoff-cap-ms', 100, 3600000, true), 120000)
+  .option('--dir <dir>', 'folder for the spools')
+  .addOption(new Option('--worker <json>').hideHelp())
+  .action(fleetSimCommand);
 
 program
   .command('updater')

@@ -25,7 +25,9 @@ export class ReferenceConsumer {
     const client = await mqtt.connectAsync(o.url, {
       clientId: o.clientId ?? `consumer-${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
       protocolVersion: 5,
-      clean: true,
+      // A persistent session: what arrives while the consumer is away waits for it.
+      clean: false,
+      properties: { sessionExpiryInterval: 3600 },
       reconnectPeriod: 1000,
       ...(o.username ? { username: o.username } : {}),
       ...(o.password ? { password: o.password } : {}),
