@@ -46,6 +46,37 @@ function collectGarbage(): void {
 }
 
 /**
+ * Run `warm` (so everything on the path is optimized), collect garbage, then
+ * time `run` while counting GC events and heap growth. `reset` clears the
+ * caller's counters between the two.
+ */
+async function measured(warm: () => void, run: () => void, reset: () => void): Promise<{ seconds: number; gcEvents: number; heapBefore: number; heapAfter: number }> {
+  warm();
+  await sleep(50);
+  // Start from an empty young generation, so a GC during the run can only
+  // come from the run itself.
+  collectGarbage();
+  await sleep(20);
+  let gcEvents = 0;
+  const obs = new PerformanceObserver((list) => {
+    gcEvents += list.getEntries().length;
+  });
+  obs.observe({ entryTypes: ['gc'] });
+  await sleep(20);
+  gcEvents = 0;
+  reset();
+  const heapBefore = process.memoryUsage().heapUsed;
+  const t0 = process.hrtime.bigint();
+  run();
+  const t1 = process.hrtime.bigint();
+  const heapAfter = process.memoryUsage().heapUsed;
+  // GC entries are delivered asynchronously: give the observer a turn.
+  await sleep(100);
+  obs.disconnect();
+  return { seconds: Number(t1 - t0) / 1e9, gcEvents, heapBefore, heapAfter };
+}
+
+/**
  * @param sink an extra record sink to include in the measurement (the spool's
  *   append, say), called for every record after counting it
  */
@@ -78,31 +109,14 @@ export async function measureHotPath(frames: number, warmupFrames = 200_000, sin
   // including this loop, is optimized before measuring (not only on-stack
   // replaced), and no compilation happens inside the measured run.
   const chunk = 5000;
-  for (let i = 0; i < warmupFrames; i += chunk) feed(warm, i, Math.min(warmupFrames, i + chunk));
-  await sleep(50);
-  // Start from an empty young generation, so a GC during the run can only
-  // come from the run itself.
-  collectGarbage();
-  await sleep(20);
-
-  let gcEvents = 0;
-  const obs = new PerformanceObserver((list) => {
-    gcEvents += list.getEntries().length;
-  });
-  obs.observe({ entryTypes: ['gc'] });
-  await sleep(20);
-  gcEvents = 0;
-  records = 0;
-  const heapBefore = process.memoryUsage().heapUsed;
-  const t0 = process.hrtime.bigint();
-  feed(data, 0, frames);
-  const t1 = process.hrtime.bigint();
-  const heapAfter = process.memoryUsage().heapUsed;
-  // GC entries are delivered asynchronously: give the observer a turn.
-  await sleep(100);
-  obs.disconnect();
-
-  const seconds = Number(t1 - t0) / 1e9;
+  const m = await measured(
+    () => {
+      for (let i = 0; i < warmupFrames; i += chunk) feed(warm, i, Math.min(warmupFrames, i + chunk));
+    },
+    () => feed(data, 0, frames),
+    () => (records = 0),
+  );
+  const { seconds, gcEvents, heapAfter, heapBefore } = m;
   return {
     frames,
     records,
@@ -155,15 +169,7 @@ export async function measurePelotonHotPath(frames: number, warmupFrames = 200_0
       if (sink) sink(r);
     },
   });
-  const driver = new PelotonDriver(engine, {
-    mode: 'listen',
-    pollIntervalMs: 100,
-    requestTimeoutMs: 0,
-    requestRetries: 0,
-    calibrationRetryMs: 0,
-    send: () => false,
-    log: { info() {}, warn() {}, error() {} },
-  });
+  const driver = PelotonDriver.listener(engine, { info() {}, warn() {}, error() {} });
   const warm = pelotonStream(warmupFrames / 2);
   const data = pelotonStream(frames / 2);
   const feed = (d: { bytes: Buffer; starts: Uint32Array; ends: Uint32Array }, from: number, to: number): void => {
@@ -171,26 +177,14 @@ export async function measurePelotonHotPath(frames: number, warmupFrames = 200_0
     for (let i = from; i < to; i++) driver.feed(bytes, starts[i], ends[i]);
   };
   const chunk = 5000;
-  for (let i = 0; i < warm.starts.length; i += chunk) feed(warm, i, Math.min(warm.starts.length, i + chunk));
-  await sleep(50);
-  collectGarbage();
-  await sleep(20);
-  let gcEvents = 0;
-  const obs = new PerformanceObserver((list) => {
-    gcEvents += list.getEntries().length;
-  });
-  obs.observe({ entryTypes: ['gc'] });
-  await sleep(20);
-  gcEvents = 0;
-  records = 0;
-  const heapBefore = process.memoryUsage().heapUsed;
-  const t0 = process.hrtime.bigint();
-  feed(data, 0, data.starts.length);
-  const t1 = process.hrtime.bigint();
-  const heapAfter = process.memoryUsage().heapUsed;
-  await sleep(100);
-  obs.disconnect();
-  const seconds = Number(t1 - t0) / 1e9;
+  const m = await measured(
+    () => {
+      for (let i = 0; i < warm.starts.length; i += chunk) feed(warm, i, Math.min(warm.starts.length, i + chunk));
+    },
+    () => feed(data, 0, data.starts.length),
+    () => (records = 0),
+  );
+  const { seconds, gcEvents, heapAfter, heapBefore } = m;
   return {
     frames: data.starts.length,
     records,

@@ -120,16 +120,9 @@ export async function replayCapture(capture: Capture, opts: ReplayOptions): Prom
   let finish: () => Pick<ReplayResult, 'frames' | 'samples' | 'decodeErrors' | 'oversized' | 'lostFrames' | 'hello' | 'wire' | 'calibration'>;
   if (opts.protocol === 'peloton') {
     const wire = { power: new Stats(), cadence: new Stats(), resistanceRaw: new Stats() };
-    const driver = new PelotonDriver(engine, {
-      mode: 'listen',
-      pollIntervalMs: 100,
-      requestTimeoutMs: 0,
-      requestRetries: 0,
-      calibrationRetryMs: 0,
-      send: () => false,
-      log: opts.log,
-      onValue: (cmd, v) => (cmd === PelotonCmd.POWER ? wire.power : cmd === PelotonCmd.CADENCE ? wire.cadence : wire.resistanceRaw).add(v),
-    });
+    const driver = PelotonDriver.listener(engine, opts.log, (cmd, v) =>
+      (cmd === PelotonCmd.POWER ? wire.power : cmd === PelotonCmd.CADENCE ? wire.cadence : wire.resistanceRaw).add(v),
+    );
     // Both directions, in order: the requests are half the conversation.
     feed = (b) => driver.feed(b, 0, b.length);
     finish = () => {

@@ -170,7 +170,21 @@ export class PelotonDriver implements ProtocolDriver, PelotonFrameSink {
     if (this.opts.mode === 'poll') this.stamp();
     const e = this.engine;
     const ring = e.samples;
-    const s = e.beginReading(ReadingKind.VALUES);
+    const s = this.emptyReading();
+    if (cmd === PelotonCmd.POWER) ring.powerW[s] = value / 10;
+    else if (cmd === PelotonCmd.CADENCE) ring.cadenceRpm[s] = value;
+    else if (cmd === PelotonCmd.RESISTANCE_RAW) {
+      ring.resistanceRaw[s] = value;
+      writeResistancePct(this.table, value, ring.resistancePct, s);
+    } else if (cmd === PelotonCmd.RESISTANCE_PCT) ring.resistancePct[s] = value;
+    this.counters.values++;
+    e.commitValues(s);
+  }
+
+  /** Claim a VALUES slot at the current time carrying no value (the caller sets the one it has). */
+  private emptyReading(): number {
+    const ring = this.engine.samples;
+    const s = this.engine.beginReading(ReadingKind.VALUES);
     ring.tUs[s] = this.now[0];
     ring.cadenceRpm[s] = NaN;
     ring.powerW[s] = NaN;
@@ -184,14 +198,12 @@ export class PelotonDriver implements ProtocolDriver, PelotonFrameSink {
     ring.flyTickUs[s] = 0;
     ring.crankRevs[s] = 0;
     ring.crankEvt[s] = 0;
-    if (cmd === PelotonCmd.POWER) ring.powerW[s] = value / 10;
-    else if (cmd === PelotonCmd.CADENCE) ring.cadenceRpm[s] = value;
-    else if (cmd === PelotonCmd.RESISTANCE_RAW) {
-      ring.resistanceRaw[s] = value;
-      writeResistancePct(this.table, value, ring.resistancePct, s);
-    } else if (cmd === PelotonCmd.RESISTANCE_PCT) ring.resistancePct[s] = value;
-    this.counters.values++;
-    e.commitValues(s);
+    return s;
+  }
+
+  /** A driver that decodes a recording of both directions (replay, benchmarks): requests give the time. */
+  static listener(engine: MetricsEngine, log: PelotonDriverOptions['log'], onValue?: PelotonDriverOptions['onValue']): PelotonDriver {
+    return new PelotonDriver(engine, { mode: 'listen', pollIntervalMs: 100, requestTimeoutMs: 0, requestRetries: 0, calibrationRetryMs: 0, send: () => false, log, onValue });
   }
 
   private onCalibrationReply(value: number): void {
@@ -241,17 +253,7 @@ export class PelotonDriver implements ProtocolDriver, PelotonFrameSink {
     this.cycleIndex = this.cycleIndex === CYCLE.length - 1 ? 0 : this.cycleIndex + 1;
     // An empty reading: the clock moves on whether or not the bike answers.
     this.stamp();
-    const e = this.engine;
-    const ring = e.samples;
-    const s = e.beginReading(ReadingKind.VALUES);
-    ring.tUs[s] = this.now[0];
-    ring.cadenceRpm[s] = NaN;
-    ring.powerW[s] = NaN;
-    ring.resistanceRaw[s] = NaN;
-    ring.resistancePct[s] = NaN;
-    ring.hrBpm[s] = 0;
-    ring.flags[s] = 0;
-    e.commitValues(s);
+    this.engine.commitValues(this.emptyReading());
     this.pending = cmd;
     this.counters.requests++;
     encodeRequestInto(this.tx, REQ_READ, cmd);
