@@ -3,7 +3,7 @@
  * matched to replies by id, events to a listener.
  */
 import { createConnection, type Socket } from 'node:net';
-import { resolveSocketPath } from '../agent/agent.js';
+import { resolveSocketPath, type AgentHealth } from '../agent/agent.js';
 import type { AgentConfig } from '../config/schema.js';
 
 export class AgentNotRunningError extends Error {
@@ -111,5 +111,19 @@ export class ApiClient {
   close(): void {
     this.socket.end();
     this.socket.destroy();
+  }
+}
+
+/** The running agent's health, or null when it does not answer (not running, stuck, restarting). */
+export async function fetchAgentHealth(socketPath: string, timeoutMs = 1000): Promise<AgentHealth | null> {
+  try {
+    const c = await ApiClient.connect(socketPath, timeoutMs);
+    try {
+      return await c.request<AgentHealth>('health');
+    } finally {
+      c.close();
+    }
+  } catch {
+    return null;
   }
 }

@@ -20,7 +20,7 @@ import { get as httpsGet } from 'node:https';
 import { basename, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from '../log/logger.js';
-import { ApiClient } from '../cli/api-client.js';
+import { fetchAgentHealth } from '../cli/api-client.js';
 import type { AgentHealth } from '../agent/agent.js';
 import { SCHEMA_VERSION } from '../spool/schema.js';
 import { BundleError, verifyBundle, type TrustedKey } from './manifest.js';
@@ -321,17 +321,8 @@ export class Updater {
     if (r.status !== 0) this.o.log.warn({ cmd: this.o.restartCommand.join(' '), status: r.status, err: r.stderr?.trim() }, 'restart command failed');
   }
 
-  private async health(): Promise<AgentHealth | null> {
-    try {
-      const c = await ApiClient.connect(this.o.socketPath, 1000);
-      try {
-        return await c.request<AgentHealth>('health');
-      } finally {
-        c.close();
-      }
-    } catch {
-      return null;
-    }
+  private health(): Promise<AgentHealth | null> {
+    return fetchAgentHealth(this.o.socketPath);
   }
 
   private async baseline(): Promise<OtaState['baseline']> {

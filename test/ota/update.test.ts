@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentHealth } from '../../src/agent/agent.js';
-import { ApiClient } from '../../src/cli/api-client.js';
+import { fetchAgentHealth } from '../../src/cli/api-client.js';
 import type { Offer } from '../../src/ota/offer.js';
 import { buildRelease } from '../../src/ota/release.js';
 import type { OtaState } from '../../src/ota/updater.js';
@@ -61,18 +61,7 @@ async function stopUpdater(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   }
 }
 
-async function health(): Promise<AgentHealth | null> {
-  try {
-    const c = await ApiClient.connect(socketPath, 1000);
-    try {
-      return await c.request<AgentHealth>('health');
-    } finally {
-      c.close();
-    }
-  } catch {
-    return null;
-  }
-}
+const health = (): Promise<AgentHealth | null> => fetchAgentHealth(socketPath);
 
 const otaState = (): OtaState => JSON.parse(readFileSync(join(root, 'ota/state.json'), 'utf8')) as OtaState;
 
