@@ -4,7 +4,7 @@
  * reaches into another's internals.
  */
 import type { AgentConfig } from '../config/schema.js';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { encodeChunk, encodeHeader } from '../capture/format.js';
 import { brokerLogin } from '../upload/login.js';
 import { CommandProcessor, commandsStateFile, type RemoteSetting } from '../commands/commands.js';
@@ -30,11 +30,23 @@ import type { FwpDriver } from '../protocol/fwp/driver.js';
 import { FwpProtocol } from '../protocol/fwp/protocol.js';
 import { createProtocol } from '../protocol/select.js';
 import type { PipelineSnapshot } from '../service/pipeline-watch.js';
-import { Spool, type SpoolStats } from '../spool/spool.js';
+import { RecordBatch } from '../spool/batch.js';
+import { Spool, SpoolTooNewError, type SpoolStats } from '../spool/spool.js';
 import { Uploader } from '../upload/uploader.js';
 import { AGENT_VERSION } from '../version.js';
 
 export type RecordSink = (record: LiveRecord) => void;
+
+const SPOOL_RETRY_BASE_MS = 5_000;
+const SPOOL_RETRY_CAP_MS = 60_000;
+const UPLOAD_RETRY_MS = 60_000;
+/** A capture to file holds its bytes in memory until it ends: 64 MiB at most (115200 baud for 600 s is about 7 MB). */
+const CAPTURE_MAX_BYTES = 64 << 20;
+
+const errCode = (err: unknown): string => {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' ? code : 'error';
+};
 
 export interface AgentHealth {
   deviceId: string;
@@ -46,8 +58,9 @@ export interface AgentHealth {
   /** fwp: hello and status; peloton: the calibration table in use. */
   board: { hello: FwpDriver['hello']; status: FwpDriver['status']; calibration?: { source: 'default' | 'bike'; error: string | null; table: number[] } };
   engine: MetricsEngine['counters'];
-  spool: (SpoolStats & { state: 'open' }) | { state: 'unavailable'; error: string };
-  upload: ReturnType<Uploader['stats']> | { state: 'disabled' };
+  /** unavailable: retried with backoff while `heldRecords` wait in memory (none when the spool is too new). */
+  spool: (SpoolStats & { state: 'open' }) | { state: 'unavailable'; error: string; heldRecords: number; droppedWhileUnavailable: number };
+  upload: ReturnType<Uploader['stats']> | { state: 'disabled' } | { state: 'unavailable'; error: string };
   ride: RideSummary | null;
   api: ReturnType<ApiHub['stats']> & { socket: string | null; httpPort: number | null };
   lastError: RecentEntry | null;
@@ -87,6 +100,16 @@ export class Agent implements ApiBackend {
   private spool: Spool | null = null;
   private uploader: Uploader | null = null;
   private spoolError = 'not opened';
+  /** Records made while the spool could not be opened (null while it is open). */
+  private held: RecordBatch | null = null;
+  private lastHeldTUs = 0;
+  private spoolRetryMs = 0;
+  private spoolRetryTimer: NodeJS.Timeout | null = null;
+  private uploadError: string | null = null;
+  private uploadRetryTimer: NodeJS.Timeout | null = null;
+  private danglingPending = false;
+  private lastSpoolCondition = 'ok';
+  private stopped = false;
   private lastFrameCount = 0;
 
   constructor(
@@ -137,59 +160,14 @@ export class Agent implements ApiBackend {
   }
 
   /**
-   * Open the spool, then start the pipeline. A spool that cannot be used
-   * (written by a newer agent) leaves the agent running on live figures only,
-   * and says so in the log and in health().
+   * Open the spool, then start the pipeline. The pipeline never waits for the
+   * spool: a spool that cannot be opened now (a full disk, a lock, no
+   * permission) is tried again with backoff while the newest records wait in
+   * memory; one written by a newer agent leaves the agent on live figures only.
+   * Each failure is said once in the log and shown in health().
    */
   start(): void {
-    const sc = this.config.spool;
-    try {
-      const spool = Spool.open({
-        dir: this.config.dataDir,
-        deviceId: this.config.device.id,
-        maxBytes: sc.maxBytes,
-        synchronous: sc.synchronous,
-        memoryRecords: sc.memoryRecords,
-        log: this.log,
-      });
-      this.spool = spool;
-      spool.startAutoFlush(sc.flushIntervalMs);
-      this.rides.setStore(spool.rides);
-      for (const r of spool.rides.closeDangling()) {
-        this.log.warn({ ride: r.uuid }, 'ride left open by a crash or power cut: closed');
-        if (r.summary) this.rideEnded(r.summary);
-      }
-      const st = spool.stats();
-      this.log.info({ spool: { file: st.file, records: st.records, bytes: st.bytes, nextSeq: st.nextSeq, synchronous: st.synchronous } }, 'spool open');
-      const m = this.config.mqtt;
-      if (m.enabled) {
-        this.uploader = new Uploader(spool, {
-          url: m.url,
-          deviceId: this.config.device.id,
-          topicPrefix: m.topicPrefix,
-          agentVersion: AGENT_VERSION,
-          sessionExpirySec: m.sessionExpirySec,
-          keepaliveSec: m.keepaliveSec,
-          maxInflight: m.maxInflight,
-          maxRecordsPerPacket: m.maxRecordsPerPacket,
-          maxPacketBytes: m.maxPacketBytes,
-          rateBytesPerS: m.rateBytesPerS,
-          drainBytesPerS: m.drainBytesPerS,
-          ...this.brokerLogin(),
-          backoffBaseMs: m.backoffBaseMs,
-          backoffCapMs: m.backoffCapMs,
-          deflate: m.deflate,
-          pollMs: m.pollMs,
-          tls: m.tls,
-          log: this.log,
-        });
-        this.uploader.start();
-        this.startCommands(this.uploader);
-      }
-    } catch (err) {
-      this.spoolError = (err as Error).message;
-      this.log.error({ err: this.spoolError }, 'spool unavailable: serving live figures only, nothing is stored');
-    }
+    this.openSpool();
     try {
       this.pseudonymiser = new MemberPseudonymiser(loadMemberKey(this.config.privacy.memberKeyFile, this.config.dataDir));
     } catch (err) {
@@ -204,14 +182,23 @@ export class Agent implements ApiBackend {
       (r) => {
         rides.onRecord(r);
         const spool = this.spool;
-        rides.noteSeq(spool ? spool.append(r, rides.rowId) : 0);
+        if (spool) rides.noteSeq(spool.append(r, rides.rowId));
+        else {
+          this.holdRecord(r, rides.rowId);
+          rides.noteSeq(0);
+        }
       },
       (r) => history.push(r),
       (r) => hub.onRecord(r),
     );
     this.healthTimer = setInterval(() => {
       this.hub.tickHealth();
-      if (++this.healthTicks % 10 === 0) this.rides.persist();
+      this.watchSpoolCondition();
+      if (this.held && this.held.length > 0) this.held.wallOffset[0] = Date.now() - this.lastHeldTUs / 1000;
+      if (++this.healthTicks % 10 === 0) {
+        this.rides.persist();
+        if (this.danglingPending) this.closeDanglingRides();
+      }
     }, 1000);
     this.healthTimer.unref();
     this.link.on('state', (state: LinkState, detail) => {
@@ -228,6 +215,129 @@ export class Agent implements ApiBackend {
     }
   }
 
+  private openSpool(): void {
+    this.spoolRetryTimer = null;
+    if (this.stopped) return;
+    const sc = this.config.spool;
+    let spool: Spool;
+    try {
+      spool = Spool.open({
+        dir: this.config.dataDir,
+        deviceId: this.config.device.id,
+        maxBytes: sc.maxBytes,
+        synchronous: sc.synchronous,
+        memoryRecords: sc.memoryRecords,
+        log: this.log,
+      });
+    } catch (err) {
+      this.spoolError = (err as Error).message;
+      if (err instanceof SpoolTooNewError) {
+        this.log.error({ err }, 'spool written by a newer agent: serving live figures only, nothing is stored');
+        return;
+      }
+      this.held ??= new RecordBatch(sc.memoryRecords);
+      if (this.spoolRetryMs === 0) this.log.error({ err }, 'spool unavailable: holding the newest records in memory and trying again');
+      this.spoolRetryMs = Math.min(SPOOL_RETRY_CAP_MS, Math.max(SPOOL_RETRY_BASE_MS, this.spoolRetryMs * 2));
+      this.spoolRetryTimer = setTimeout(() => this.openSpool(), this.spoolRetryMs);
+      this.spoolRetryTimer.unref();
+      return;
+    }
+    this.spool = spool;
+    this.spoolError = '';
+    if (this.held) {
+      const dropped = this.held.dropped;
+      const adopted = spool.adopt(this.held);
+      this.held = null;
+      this.log.info({ adopted, droppedWhileUnavailable: dropped }, 'spool available: records held in memory are numbered and queued');
+    }
+    this.spoolRetryMs = 0;
+    spool.startAutoFlush(sc.flushIntervalMs);
+    this.rides.setStore(spool.rides);
+    this.closeDanglingRides();
+    const st = spool.stats();
+    this.log.info({ spool: { file: st.file, records: st.records, bytes: st.bytes, nextSeq: st.nextSeq, synchronous: st.synchronous } }, 'spool open');
+    this.startUpload();
+  }
+
+  /** Records made while the spool could not be opened: the newest `spool.memoryRecords`, numbered when it opens. */
+  private holdRecord(r: LiveRecord, ride: number): void {
+    const held = this.held;
+    if (!held) return; // a spool from a newer agent: live figures only
+    // The clock is read once a second (health timer), not per record: Date.now() allocates.
+    if (held.length === 0) held.wallOffset[0] = Date.now() - r.tUs / 1000;
+    this.lastHeldTUs = r.tUs;
+    held.push(0, ride, r);
+  }
+
+  /** Rides a crash left open are closed at start; on a full disk that waits until it can be written. */
+  private closeDanglingRides(): void {
+    const spool = this.spool;
+    if (!spool) return;
+    try {
+      for (const r of spool.rides.closeDangling()) {
+        this.log.warn({ ride: r.uuid }, 'ride left open by a crash or power cut: closed');
+        if (r.summary) this.rideEnded(r.summary);
+      }
+      if (this.danglingPending) this.log.info('rides left open by a crash: closed now');
+      this.danglingPending = false;
+    } catch (err) {
+      if (!this.danglingPending) this.log.warn({ err }, 'rides left open by a crash cannot be closed now: tried again every 10 s');
+      this.danglingPending = true;
+    }
+  }
+
+  /**
+   * The uploader and cloud commands, once the spool is open. Configuration
+   * that cannot be used (an unreadable TLS or password file) is named in the
+   * log and in health(), and tried again every minute; records stay spooled.
+   */
+  private startUpload(): void {
+    this.uploadRetryTimer = null;
+    const spool = this.spool;
+    const m = this.config.mqtt;
+    if (!spool || !m.enabled || this.uploader || this.stopped) return;
+    try {
+      this.uploader = new Uploader(spool, {
+        url: m.url,
+        deviceId: this.config.device.id,
+        topicPrefix: m.topicPrefix,
+        agentVersion: AGENT_VERSION,
+        sessionExpirySec: m.sessionExpirySec,
+        keepaliveSec: m.keepaliveSec,
+        maxInflight: m.maxInflight,
+        maxRecordsPerPacket: m.maxRecordsPerPacket,
+        maxPacketBytes: m.maxPacketBytes,
+        rateBytesPerS: m.rateBytesPerS,
+        drainBytesPerS: m.drainBytesPerS,
+        ...this.brokerLogin(),
+        backoffBaseMs: m.backoffBaseMs,
+        backoffCapMs: m.backoffCapMs,
+        deflate: m.deflate,
+        pollMs: m.pollMs,
+        tls: m.tls,
+        log: this.log,
+      });
+    } catch (err) {
+      if (this.uploadError === null) this.log.error({ err }, 'upload cannot start: records stay in the spool; tried again every minute');
+      this.uploadError = (err as Error).message;
+      this.uploadRetryTimer = setTimeout(() => this.startUpload(), UPLOAD_RETRY_MS);
+      this.uploadRetryTimer.unref();
+      return;
+    }
+    if (this.uploadError !== null) this.log.info('upload configuration readable again: uploading');
+    this.uploadError = null;
+    this.uploader.start();
+    this.startCommands(this.uploader);
+  }
+
+  /** The status topic says when the disk fills and when it recovers (checked once a second, cheaply). */
+  private watchSpoolCondition(): void {
+    const c = this.spool ? this.spool.condition : 'unavailable';
+    if (c === this.lastSpoolCondition) return;
+    this.lastSpoolCondition = c;
+    this.uploader?.refreshStatus();
+  }
+
   /** The fwp driver (tests and tools that speak fwp); throws for another protocol. */
   get driver(): FwpDriver {
     if (!(this.protocol instanceof FwpProtocol)) throw new Error(`serial.protocol is ${this.protocol.name}, not fwp`);
@@ -242,7 +352,8 @@ export class Agent implements ApiBackend {
     if (link.state !== 'open') problems.push(`serial link ${link.state}${link.lastError ? `: ${link.lastError}` : ''}`);
     else if (c.frames === 0) problems.push('serial link open but no frames from the board');
     if (!spoolStats) problems.push(`spool unavailable: ${this.spoolError}`);
-    else if (spoolStats.writeFailing) problems.push(`spool cannot write: ${spoolStats.lastWriteError ?? 'unknown error'}`);
+    else if (spoolStats.writeFailing) problems.push(`spool cannot write${spoolStats.diskFull ? ' (disk full)' : ''}: ${spoolStats.lastWriteError ?? 'unknown error'}`);
+    if (this.uploadError !== null) problems.push(`upload cannot start: ${this.uploadError}`);
     return {
       deviceId: this.config.device.id,
       agentVersion: AGENT_VERSION,
@@ -251,8 +362,10 @@ export class Agent implements ApiBackend {
       protocol: c,
       board: this.protocol.board() as AgentHealth['board'],
       engine: this.engine.counters,
-      spool: spoolStats ? { state: 'open', ...spoolStats } : { state: 'unavailable', error: this.spoolError },
-      upload: this.uploader ? this.uploader.stats() : { state: 'disabled' },
+      spool: spoolStats
+        ? { state: 'open', ...spoolStats }
+        : { state: 'unavailable', error: this.spoolError, heldRecords: this.held?.length ?? 0, droppedWhileUnavailable: this.held?.dropped ?? 0 },
+      upload: this.uploader ? this.uploader.stats() : this.uploadError !== null ? { state: 'unavailable', error: this.uploadError } : { state: 'disabled' },
       ride: this.rides.current(),
       api: { ...this.hub.stats(), socket: this.unixApi ? this.socketPath : null, httpPort: this.httpApi ? this.httpApi.port : null },
       lastError: this.recent.last(),
@@ -268,7 +381,7 @@ export class Agent implements ApiBackend {
     const a = this.config.api;
     const path = resolveSocketPath(this.config);
     try {
-      const server = new UnixApiServer(this.hub, { path, maxLineBytes: a.maxLineBytes, maxClients: a.maxClients });
+      const server = new UnixApiServer(this.hub, { path, maxLineBytes: a.maxLineBytes, maxClients: a.maxClients, idleTimeoutMs: a.idleTimeoutS * 1000 });
       await server.start();
       this.unixApi = server;
       this.socketPath = path;
@@ -278,7 +391,7 @@ export class Agent implements ApiBackend {
     }
     if (a.httpPort > 0) {
       try {
-        const http = new HttpApiServer(this.hub, { host: a.httpHost, port: a.httpPort, maxBodyBytes: a.maxLineBytes });
+        const http = new HttpApiServer(this.hub, { host: a.httpHost, port: a.httpPort, maxBodyBytes: a.maxLineBytes, maxStreams: a.maxHttpStreams, log: this.log });
         const port = await http.start();
         this.httpApi = http;
         this.log.info({ url: `http://${a.httpHost === '::1' ? '[::1]' : a.httpHost}:${port}/` }, 'diagnostics page and browser api listening');
@@ -348,8 +461,15 @@ export class Agent implements ApiBackend {
       this.log.info({ member, rides: n }, 'member purged (memory only: the spool is unavailable)');
       return { member, rides: n, records: 0 };
     }
-    const result = this.spool.purgeMember(member);
-    this.spool.outbox.add('purge', encodePurgeNotice(this.config.device.id, member, result, Date.now()));
+    let result;
+    try {
+      result = this.spool.purgeMember(member);
+      this.spool.outbox.add('purge', encodePurgeNotice(this.config.device.id, member, result, Date.now()));
+    } catch (err) {
+      // Nothing was deleted (one transaction): the caller is told to try again, the log keeps why.
+      this.log.error({ err, member }, 'member purge failed');
+      throw new ApiError('unavailable', `purge could not be written (${errCode(err)}): nothing was deleted; try again`);
+    }
     this.log.info({ member, rides: result.rides.length, records: result.records }, 'member purged');
     return { member, rides: result.rides.length, records: result.records };
   }
@@ -433,11 +553,15 @@ export class Agent implements ApiBackend {
       groups: c.groups,
       trustedKeys: keys,
       stateFile: commandsStateFile(this.config.dataDir),
+      maxLifetimeMs: c.maxLifetimeS * 1000,
       target: this,
       publishResult: (r) => uploader.publish(`${prefix}/${id}/cmd/result`, JSON.stringify(r)),
       log: this.log,
     });
-    uploader.subscribe(CommandProcessor.topics(prefix, id, c.groups), (_topic, payload) => void processor.handle(payload));
+    uploader.subscribe(CommandProcessor.topics(prefix, id, c.groups), (_topic, payload) => {
+      // handle() settles every command with a result; this catch is for a fault in that path itself.
+      processor.handle(payload).catch((err: unknown) => this.log.error({ err }, 'command handling failed'));
+    });
   }
 
   setRemote(key: RemoteSetting, value: unknown): void {
@@ -450,26 +574,48 @@ export class Agent implements ApiBackend {
     this.uploader?.uploadNow();
   }
 
-  /** Raw serial bytes for `seconds` into dataDir/captures/ (a capture file `replay` reads). */
+  /**
+   * Raw serial bytes for `seconds` into dataDir/captures/ (a capture file
+   * `replay` reads). Held in memory (bounded) and written at the end; a write
+   * that fails (a full disk) rejects with the reason and leaves no partial file.
+   */
   captureToFile(seconds: number): Promise<{ file: string; bytes: number }> {
     const dir = join(this.config.dataDir, 'captures');
-    mkdirSync(dir, { recursive: true });
     const file = join(dir, `${new Date().toISOString().replace(/[:.]/g, '-')}.cap`);
     const parts: Buffer[] = [encodeHeader({ protocol: this.config.serial.protocol, baudRate: this.config.serial.baudRate, startedAt: new Date().toISOString(), deviceId: this.config.device.id, source: 'agent' })];
     let bytes = 0;
-    return new Promise((resolve) => {
+    let truncated = false;
+    return new Promise((resolve, reject) => {
       this.startCapture(
         seconds,
         (tMs, dir2, b) => {
+          if (bytes + b.length > CAPTURE_MAX_BYTES) {
+            truncated = true;
+            return;
+          }
           bytes += b.length;
           parts.push(encodeChunk(tMs, dir2, b));
         },
         () => {
-          writeFileSync(file, Buffer.concat(parts));
+          try {
+            mkdirSync(dir, { recursive: true });
+            writeFileSync(file, Buffer.concat(parts));
+          } catch (err) {
+            rmSync(file, { force: true });
+            this.log.warn({ err, file }, 'capture not written');
+            reject(new Error(`capture not written (${errCode(err)}): ${(err as Error).message}`));
+            return;
+          }
+          if (truncated) this.log.warn({ file, maxBytes: CAPTURE_MAX_BYTES }, 'capture cut at its size limit');
           resolve({ file, bytes });
         },
       );
     });
+  }
+
+  /** Commit whatever the spool holds in memory, where the disk allows (the last-resort handler, before exiting). */
+  commitHeldRecords(): number {
+    return this.spool ? this.spool.flush() : 0;
   }
 
   /** What the watchdog checks (service/pipeline-watch.ts): cheap counters, no queries. */
@@ -503,6 +649,9 @@ export class Agent implements ApiBackend {
    * close the spool.
    */
   async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.spoolRetryTimer) clearTimeout(this.spoolRetryTimer);
+    if (this.uploadRetryTimer) clearTimeout(this.uploadRetryTimer);
     if (this.statsTimer) clearInterval(this.statsTimer);
     if (this.healthTimer) clearInterval(this.healthTimer);
     this.captureStop?.();

@@ -16,6 +16,12 @@ import type { LiveRecord } from '../metrics/record.js';
 import type { RideSummary } from '../spool/rides.js';
 
 export const API_VERSION = 1;
+/**
+ * Additive changes within API_VERSION 1. Revision 2: the browser transports
+ * (HTTP POST and SSE) serve only PUBLIC_METHODS and PUBLIC_STREAMS; the rest
+ * answer `forbidden` there (docs: local API, "Who may call what").
+ */
+export const API_REVISION = 2;
 
 export const STREAMS = ['live', 'summary', 'health', 'rides', 'log', 'capture'] as const;
 export type Stream = (typeof STREAMS)[number];
@@ -29,6 +35,7 @@ export type ApiErrorCode =
   | 'not_found'
   | 'unavailable'
   | 'busy'
+  | 'forbidden'
   | 'internal';
 
 export class ApiError extends Error {
@@ -113,6 +120,30 @@ const PARAMS = {
 export type Method = keyof typeof PARAMS;
 export const METHODS = Object.keys(PARAMS) as Method[];
 
+/**
+ * What a local web page may reach over loopback HTTP. Every local user (and
+ * any page in the tablet's browser) can connect to a TCP port, while the Unix
+ * socket is 0660 (the agent's user and group): methods that act, or that read
+ * a member's rides, are served on the socket only.
+ */
+export const PUBLIC_METHODS: ReadonlySet<Method> = new Set<Method>(['hello', 'health', 'subscribe', 'unsubscribe', 'ride.current', 'live.history', 'log.recent']);
+export const PUBLIC_STREAMS: ReadonlySet<Stream> = new Set<Stream>(['live', 'summary', 'health', 'log']);
+
+const isMethod = (m: string): m is Method => Object.hasOwn(PARAMS, m);
+const isPublicTransport = (c: ApiConnection): boolean => c.transport !== 'unix';
+const methodsFor = (c: ApiConnection): Method[] => (isPublicTransport(c) ? METHODS.filter((m) => PUBLIC_METHODS.has(m)) : METHODS);
+const streamsFor = (c: ApiConnection): Stream[] => (isPublicTransport(c) ? STREAMS.filter((s) => PUBLIC_STREAMS.has(s)) : [...STREAMS]);
+
+/** A request id is echoed only when it is one the schema accepts (a 60,000-character id is not sent back). */
+function echoableId(x: unknown): string | number | null {
+  if (typeof x === 'string' && x.length <= 64) return x;
+  if (typeof x === 'number' && Number.isFinite(x)) return x;
+  return null;
+}
+
+/** Internal errors are logged at most this often (one client must not flood the log or flush the recent-errors list). */
+const INTERNAL_LOG_EVERY_MS = 10_000;
+
 const zodMessage = (e: z.ZodError): string => e.issues.map((i) => `${i.path.join('.') || '(params)'}: ${i.message}`).join('; ');
 
 export interface HubOptions {
@@ -128,6 +159,8 @@ export class ApiHub {
   private readonly subscribers: Record<Stream, number> = { live: 0, summary: 0, health: 0, rides: 0, log: 0, capture: 0 };
   private summaryEvery = 0;
   private readonly powerSum = new Float64Array(2);
+  private lastInternalLogMs = -Infinity;
+  private internalSuppressed = 0;
 
   constructor(
     private readonly backend: ApiBackend,
@@ -149,7 +182,10 @@ export class ApiHub {
   attach(c: ApiConnection): void {
     this.clients.add(c);
     this.counters.connections++;
-    this.send(c, { event: 'hello', data: { api: API_VERSION, agent: this.backend.agentVersion, deviceId: this.backend.deviceId, methods: METHODS, streams: STREAMS } });
+    this.send(c, {
+      event: 'hello',
+      data: { api: API_VERSION, revision: API_REVISION, agent: this.backend.agentVersion, deviceId: this.backend.deviceId, methods: methodsFor(c), streams: streamsFor(c) },
+    });
   }
 
   detach(c: ApiConnection): void {
@@ -178,19 +214,28 @@ export class ApiHub {
       } catch (err) {
         throw new ApiError('parse_error', `not valid JSON: ${(err as Error).message}`);
       }
-      if (json && typeof json === 'object' && !Array.isArray(json)) {
-        const maybeId = (json as { id?: unknown }).id;
-        if (typeof maybeId === 'string' || typeof maybeId === 'number') id = maybeId;
-      }
+      if (json && typeof json === 'object' && !Array.isArray(json)) id = echoableId((json as { id?: unknown }).id);
       const req = RequestSchema.safeParse(json);
       if (!req.success) throw new ApiError('bad_request', `request must be {"id", "method", "params"}: ${zodMessage(req.error)}`);
       return { id, result: this.call(c, req.data.method, req.data.params ?? {}) ?? null };
     } catch (err) {
       this.counters.errors++;
       const e = err instanceof ApiError ? err : new ApiError('internal', (err as Error).message);
-      if (e.code === 'internal') this.opts.log.warn({ err: e.message, client: c.id }, 'api request failed');
+      if (e.code === 'internal') this.logInternal(c, err);
       return { id, error: { code: e.code, message: e.message } };
     }
+  }
+
+  private logInternal(c: ApiConnection, err: unknown): void {
+    const now = performance.now();
+    if (now - this.lastInternalLogMs < INTERNAL_LOG_EVERY_MS) {
+      this.internalSuppressed++;
+      return;
+    }
+    this.lastInternalLogMs = now;
+    const suppressed = this.internalSuppressed;
+    this.internalSuppressed = 0;
+    this.opts.log.warn({ err, client: c.id, suppressed }, 'api request failed');
   }
 
   /** A request line was longer than the limit; its bytes were discarded. */
@@ -202,8 +247,12 @@ export class ApiHub {
 
   /** Run one request and return its result (HTTP POST uses this directly). */
   call(c: ApiConnection, method: string, rawParams: Record<string, unknown>): unknown {
-    if (!(method in PARAMS)) throw new ApiError('unknown_method', `unknown method "${method}"; methods: ${METHODS.join(', ')}`);
-    const m = method as Method;
+    // Object.hasOwn, not `in`: "constructor" or "toString" is an unknown method, not an internal error.
+    if (!isMethod(method)) throw new ApiError('unknown_method', `unknown method "${method.slice(0, 64)}"; methods: ${methodsFor(c).join(', ')}`);
+    const m = method;
+    if (isPublicTransport(c) && !PUBLIC_METHODS.has(m)) {
+      throw new ApiError('forbidden', `${m} is served on the Unix socket only (it acts, or reads a member's rides); over HTTP: ${methodsFor(c).join(', ')}`);
+    }
     const parsed = PARAMS[m].safeParse(rawParams);
     if (!parsed.success) throw new ApiError('bad_request', `${method}: ${zodMessage(parsed.error)}`);
     const p = parsed.data as Record<string, unknown>;
@@ -215,8 +264,12 @@ export class ApiHub {
         return b.health();
       case 'subscribe':
       case 'unsubscribe': {
-        for (const s of p.streams as Stream[]) {
-          if (s === 'capture') throw new ApiError('bad_request', 'use capture.start for the capture stream');
+        const streams = p.streams as Stream[];
+        // Every stream is checked before any is applied: a refused request changes nothing.
+        if (streams.includes('capture')) throw new ApiError('bad_request', 'use capture.start for the capture stream');
+        const refused = isPublicTransport(c) ? streams.filter((s) => !PUBLIC_STREAMS.has(s)) : [];
+        if (refused.length) throw new ApiError('forbidden', `stream ${refused.join(', ')} is served on the Unix socket only`);
+        for (const s of streams) {
           const has = c.subscriptions.has(s);
           if (m === 'subscribe' && !has) {
             c.subscriptions.add(s);

@@ -4,7 +4,7 @@
  * socket file from a crash is replaced; a live one (another agent running)
  * is left alone and reported.
  */
-import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { ApiConnection, ApiHub, Stream } from './hub.js';
@@ -13,10 +13,29 @@ export interface UnixServerOptions {
   path: string;
   maxLineBytes: number;
   maxClients: number;
+  /** A client with no subscription that sends nothing for this long is closed (idle connections cannot lock others out). */
+  idleTimeoutMs: number;
 }
 
 export class SocketInUseError extends Error {
   override name = 'SocketInUseError';
+}
+
+/** api.socketPath names something that is not a socket (a regular file, a folder): it is left alone. */
+export class SocketPathError extends Error {
+  override name = 'SocketPathError';
+}
+
+/** Remove a stale socket file; anything else at the path is refused, never deleted. */
+function removeStaleSocket(path: string): void {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return; // nothing there
+  }
+  if (!st.isSocket()) throw new SocketPathError(`api.socketPath: ${path} exists and is not a socket; refusing to replace it`);
+  unlinkSync(path);
 }
 
 function probe(path: string): Promise<boolean> {
@@ -43,11 +62,7 @@ export class UnixApiServer {
     const path = this.opts.path;
     mkdirSync(dirname(path), { recursive: true });
     if (await probe(path)) throw new SocketInUseError(`${path}: another process is serving the API (is a second agent running?)`);
-    try {
-      unlinkSync(path);
-    } catch {
-      // nothing stale to remove
-    }
+    removeStaleSocket(path);
     const server = createServer((s) => this.onConnection(s));
     this.server = server;
     // The umask covers the window between bind and chmod.
@@ -67,8 +82,11 @@ export class UnixApiServer {
   }
 
   private onConnection(socket: Socket): void {
+    // First, for every socket: a client that resets the connection must not raise an unhandled 'error'.
+    socket.on('error', () => socket.destroy());
     if (this.sockets.size >= this.opts.maxClients) {
       socket.end(`${JSON.stringify({ id: null, error: { code: 'busy', message: `too many API clients (${this.opts.maxClients})` } })}\n`);
+      setTimeout(() => socket.destroy(), 1000).unref();
       return;
     }
     this.sockets.add(socket);
@@ -126,7 +144,12 @@ export class UnixApiServer {
       hub.detach(conn);
     };
     socket.on('close', gone);
-    socket.on('error', () => socket.destroy());
+    // Idle: no byte either way for idleTimeoutMs. A subscriber that is sent events is never idle; one
+    // subscribed to a quiet stream (rides, log) is kept; a connection that only holds a place is closed.
+    socket.setTimeout(this.opts.idleTimeoutMs);
+    socket.on('timeout', () => {
+      if (conn.subscriptions.size === 0 && !conn.capture) conn.close(`idle for ${Math.round(this.opts.idleTimeoutMs / 1000)} s`);
+    });
     hub.attach(conn);
   }
 

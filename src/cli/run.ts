@@ -3,6 +3,8 @@ import { loadConfig } from '../config/load.js';
 import { createLogger, RecentLog, type Logger } from '../log/logger.js';
 import { PipelineWatch } from '../service/pipeline-watch.js';
 import { SystemdNotifier } from '../service/systemd-notify.js';
+import { InstanceLockError, lockDataDir } from '../service/instance-lock.js';
+import { installLastResort } from '../service/last-resort.js';
 import { loadCalibration } from '../metrics/calibration.js';
 import { recordToJson } from '../metrics/record.js';
 import { SimBoard } from '../sim/board.js';
@@ -27,6 +29,8 @@ export async function runCommand(opts: RunOptions): Promise<void> {
   if (opts.httpPort !== undefined) config.api.httpPort = opts.httpPort;
   const recent = new RecentLog();
   const log = createLogger(config.log.level, { deviceId: config.device.id }, { recent });
+  let agent: Agent | undefined;
+  installLastResort(log, () => agent?.commitHeldRecords() ?? 0);
 
   let notifier: SystemdNotifier | null = null;
   try {
@@ -37,7 +41,6 @@ export async function runCommand(opts: RunOptions): Promise<void> {
 
   // Signal handlers first: a SIGTERM while starting up must also stop cleanly.
   let sim: SimRunner<SimulatedBoard> | undefined;
-  let agent: Agent | undefined;
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) return;
@@ -71,6 +74,15 @@ export async function runCommand(opts: RunOptions): Promise<void> {
     log.info({ path: config.serial.path, script: script.name, protocol: config.serial.protocol }, 'simulator started');
   }
   if (stopping) return;
+
+  try {
+    await lockDataDir(config.dataDir);
+  } catch (err) {
+    if (!(err instanceof InstanceLockError)) throw err;
+    log.error({ err, dataDir: config.dataDir }, 'not starting: another agent is running on this data folder');
+    await sim?.stop();
+    process.exit(1);
+  }
 
   agent = new Agent(config, log, recent);
   if (config.log.records !== 'none') {

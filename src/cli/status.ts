@@ -79,10 +79,11 @@ function printStatus(h: AgentHealth, config?: AgentConfig): void {
   const sp = h.spool;
   if (sp.state === 'open') {
     rows.push(['Spool', `${bytes(sp.bytes)} of ${bytes(sp.maxBytes)} · backlog ${num(sp.records)} records${sp.oldestSeq !== null ? ` (seq ${sp.oldestSeq}–${sp.newestSeq})` : ''} · next seq ${sp.nextSeq} · gaps unreported ${sp.unreportedGaps} · schema ${sp.schemaVersion}`]);
-    if (sp.writeFailing) rows.push(['', `WRITES FAILING: ${sp.lastWriteError}`]);
-  } else rows.push(['Spool', `UNAVAILABLE: ${sp.error}`]);
+    if (sp.writeFailing) rows.push(['', `${sp.diskFull ? 'DISK FULL' : 'WRITES FAILING'}: ${num(sp.pendingRecords)} newest records held in memory · ${sp.lastWriteError}`]);
+  } else rows.push(['Spool', `UNAVAILABLE: ${sp.error}${sp.heldRecords ? ` · ${num(sp.heldRecords)} newest records held in memory` : ''}`]);
   const u = h.upload;
   if (u.state === 'disabled') rows.push(['Upload', 'disabled (mqtt.enabled is false)']);
+  else if (u.state === 'unavailable') rows.push(['Upload', `CANNOT START: ${u.error}`]);
   else {
     rows.push(['Upload', `${u.state} ${u.url} · MQTT ${u.protocolVersion === 5 ? '5' : '3.1.1'} · ${num(u.counters.recordsAcked)} records acked · ${num(u.counters.packetsAcked)} packets · in flight ${u.inflight}/${u.window} · ${num(u.rateBytesPerS)} B/s`]);
     if (u.lastError) rows.push(['', `last upload error: ${u.lastError}`]);

@@ -6,11 +6,19 @@
  *
  * Accepted only when signed by a trusted fleet key over the canonical JSON of
  * `cmd` (keys sorted), addressed to this device or one of its groups, not
- * expired, and never seen before (nonces are kept on disk until they expire).
+ * expired, expiring within `maxLifetimeMs`, and never seen before (nonces are
+ * kept on disk until they expire).
+ *
+ * Replay protection fails closed. A nonce that cannot be written (a full
+ * disk) refuses the command, unrun and unremembered, so the cloud can send it
+ * again. A nonce file that cannot be read means the nonces are lost: every
+ * command seen before then expires before `lostAt + maxLifetimeMs`, so until
+ * then only commands expiring later are taken (the cloud resends with a full
+ * lifetime); `lostAt` is kept in the file.
  * Every command and its result, refusals with their reason, go to the log and
  * to `<prefix>/<device>/cmd/result`.
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { Logger } from '../log/logger.js';
@@ -60,8 +68,20 @@ export interface CommandOptions {
   target: CommandTarget;
   publishResult: (result: CommandResult) => void;
   log: Pick<Logger, 'info' | 'warn' | 'error'>;
+  /** The longest a command may live (expiresAt - now); bounds how long nonces are kept. */
+  maxLifetimeMs: number;
   now?: () => number;
 }
+
+/** The nonce file: v2 carries `lostAt`; v1 (a bare id -> expiry map) is still read. */
+interface SeenFile {
+  v: 2;
+  seen: Record<string, number>;
+  lostAt: number | null;
+}
+
+/** Ids and actions are echoed to logs and results only when they fit the schema. */
+const echo = (x: unknown, max: number): string | null => (typeof x === 'string' && x.length <= max ? x : null);
 
 export interface CommandResult {
   id: string | null;
@@ -76,15 +96,41 @@ export class CommandProcessor {
   /** nonce -> expiry (ms); pruned once expired (an expired command is refused anyway). */
   private readonly seen = new Map<string, number>();
   private readonly now: () => number;
+  /** When the nonces were found lost (null: never, or long enough ago not to matter). */
+  private lostAt: number | null = null;
 
   constructor(private readonly o: CommandOptions) {
     this.now = o.now ?? Date.now;
+    this.load();
+  }
+
+  private load(): void {
+    let text: string;
     try {
-      const saved = JSON.parse(readFileSync(o.stateFile, 'utf8')) as Record<string, number>;
-      for (const [k, v] of Object.entries(saved)) this.seen.set(k, v);
-    } catch {
-      // first start, or an unreadable file: nonces still expire with their commands
+      text = readFileSync(this.o.stateFile, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // first start
+      this.nonceStateLost(err);
+      return;
     }
+    try {
+      const json = JSON.parse(text) as unknown;
+      const file = parseSeenFile(json);
+      if (!file) throw new Error('not a nonce file');
+      for (const [k, v] of Object.entries(file.seen)) this.seen.set(k, v);
+      this.lostAt = file.lostAt;
+    } catch (err) {
+      this.nonceStateLost(err);
+    }
+  }
+
+  private nonceStateLost(err: unknown): void {
+    this.seen.clear();
+    this.lostAt = this.now();
+    const until = new Date(this.lostAt + this.o.maxLifetimeMs).toISOString();
+    this.o.log.error({ err, file: this.o.stateFile, acceptOnlyExpiringAfter: until }, 'command nonces unreadable: replay protection fails closed; only commands expiring after the given time are taken');
+    // Keep the lost-at mark; a file that cannot be written now is rewritten with the next command.
+    this.persist();
   }
 
   /** Topics to subscribe to for this device. */
@@ -92,11 +138,15 @@ export class CommandProcessor {
     return [`${prefix}/${deviceId}/cmd`, ...groups.map((g) => `${prefix}/group/${g}/cmd`)];
   }
 
+  /** Validate, record the nonce, run, and publish the result. Never rejects: every path ends in a result. */
   async handle(payload: Buffer): Promise<CommandResult> {
     const v = this.validate(payload);
     if (!v.ok) return this.finish({ id: v.id, action: v.action, ok: false, reason: v.reason, at: new Date(this.now()).toISOString() });
     const c = v.cmd;
-    this.remember(c);
+    const stored = this.remember(c);
+    if (stored !== null) {
+      return this.finish({ id: c.id, action: c.action, ok: false, reason: `not run: the command id could not be recorded (${stored}); send it again later`, at: new Date(this.now()).toISOString() });
+    }
     this.o.log.info({ command: c.id, action: c.action, params: c.action === 'member.purge' ? { member: '(pseudonymised on use)' } : c.params }, 'command accepted');
     try {
       const result = await this.run(c);
@@ -109,7 +159,11 @@ export class CommandProcessor {
   private finish(r: CommandResult): CommandResult {
     if (r.ok) this.o.log.info({ command: r.id, action: r.action, result: r.result }, 'command done');
     else this.o.log.warn({ command: r.id, action: r.action, reason: r.reason }, 'command refused');
-    this.o.publishResult(r);
+    try {
+      this.o.publishResult(r);
+    } catch (err) {
+      this.o.log.warn({ err, command: r.id }, 'command result not published');
+    }
     return r;
   }
 
@@ -122,8 +176,8 @@ export class CommandProcessor {
     }
     const env = z.object({ cmd: z.record(z.unknown()), keyId: z.string().min(1), sig: z.string().min(1) }).strict().safeParse(json);
     if (!env.success) return { ok: false, id: null, action: null, reason: 'malformed: expected {cmd, keyId, sig}' };
-    const id = typeof env.data.cmd.id === 'string' ? env.data.cmd.id : null;
-    const action = typeof env.data.cmd.action === 'string' ? env.data.cmd.action : null;
+    const id = echo(env.data.cmd.id, 64);
+    const action = echo(env.data.cmd.action, 32);
     try {
       verifySignature(Buffer.from(canonicalJson(env.data.cmd), 'utf8'), { alg: 'ed25519', keyId: env.data.keyId, sig: env.data.sig }, this.o.trustedKeys, 'command');
     } catch (err) {
@@ -134,7 +188,17 @@ export class CommandProcessor {
     const c = parsed.data;
     const addressed = c.to === this.o.deviceId || (c.to.startsWith('group:') && this.o.groups.includes(c.to.slice(6)));
     if (!addressed) return { ok: false, id, action, reason: `addressed to ${c.to}, not this device (${this.o.deviceId}) or its groups` };
-    if (Date.parse(c.expiresAt) <= this.now()) return { ok: false, id, action, reason: `expired at ${c.expiresAt}` };
+    const expires = Date.parse(c.expiresAt);
+    const now = this.now();
+    if (expires <= now) return { ok: false, id, action, reason: `expired at ${c.expiresAt}` };
+    if (expires > now + this.o.maxLifetimeMs) return { ok: false, id, action, reason: `expires too far ahead: at most ${Math.round(this.o.maxLifetimeMs / 1000)} s after it is received` };
+    if (this.lostAt !== null) {
+      const until = this.lostAt + this.o.maxLifetimeMs;
+      if (now >= until) this.lostAt = null;
+      else if (expires < until) {
+        return { ok: false, id, action, reason: `replay protection was reset at ${new Date(this.lostAt).toISOString()}: until ${new Date(until).toISOString()} only commands expiring at or after then are taken` };
+      }
+    }
     if (this.seen.has(c.id)) return { ok: false, id, action, reason: `replayed: command ${c.id} was already handled` };
     const p = PARAMS[c.action].safeParse(c.params);
     if (!p.success) return { ok: false, id, action, reason: `bad params: ${p.error.issues.map((i) => `${i.path.join('.') || '(params)'}: ${i.message}`).join('; ')}` };
@@ -146,16 +210,36 @@ export class CommandProcessor {
     return { ok: true, cmd: { ...c, params: p.data as Record<string, unknown> } };
   }
 
-  private remember(c: Command): void {
+  /** Record the nonce on disk before the command runs. Returns null, or the error code that kept it from disk (then it is forgotten). */
+  private remember(c: Command): string | null {
     const now = this.now();
     for (const [k, exp] of this.seen) if (exp <= now) this.seen.delete(k);
     this.seen.set(c.id, Date.parse(c.expiresAt));
+    const failed = this.persist();
+    if (failed !== null) this.seen.delete(c.id);
+    return failed;
+  }
+
+  /** Write the nonce file atomically; returns null or the error code. */
+  private persist(): string | null {
     const tmp = `${this.o.stateFile}.tmp`;
-    const fd = openSync(tmp, 'w');
-    writeFileSync(fd, JSON.stringify(Object.fromEntries(this.seen)));
-    fsyncSync(fd);
-    closeSync(fd);
-    renameSync(tmp, this.o.stateFile);
+    const file: SeenFile = { v: 2, seen: Object.fromEntries(this.seen), lostAt: this.lostAt };
+    let fd = -1;
+    try {
+      fd = openSync(tmp, 'w');
+      writeFileSync(fd, JSON.stringify(file));
+      fsyncSync(fd);
+      closeSync(fd);
+      fd = -1;
+      renameSync(tmp, this.o.stateFile);
+      return null;
+    } catch (err) {
+      if (fd >= 0) closeSync(fd);
+      rmSync(tmp, { force: true });
+      this.o.log.warn({ err, file: this.o.stateFile }, 'command nonces not written');
+      const code = (err as NodeJS.ErrnoException).code;
+      return typeof code === 'string' ? code : 'error';
+    }
   }
 
   private async run(c: Command): Promise<unknown> {
@@ -175,6 +259,19 @@ export class CommandProcessor {
         return t.captureToFile(c.params.seconds as number);
     }
   }
+}
+
+function parseSeenFile(json: unknown): SeenFile | null {
+  if (!json || typeof json !== 'object' || Array.isArray(json)) return null;
+  const j = json as Record<string, unknown>;
+  const isSeen = (x: unknown): x is Record<string, number> =>
+    !!x && typeof x === 'object' && !Array.isArray(x) && Object.values(x).every((v) => typeof v === 'number' && Number.isFinite(v));
+  if (j.v === 2) {
+    if (!isSeen(j.seen)) return null;
+    const lostAt = typeof j.lostAt === 'number' && Number.isFinite(j.lostAt) ? j.lostAt : null;
+    return { v: 2, seen: j.seen, lostAt };
+  }
+  return isSeen(j) ? { v: 2, seen: j, lostAt: null } : null;
 }
 
 export const COMMANDS_STATE_FILE = 'commands-seen.json';

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { ConfigSchema, type AgentConfig } from './schema.js';
 
 /** A configuration problem; the message names the file and the offending key. */
@@ -57,5 +58,9 @@ export function loadConfig(fileOption?: string, overrides: ConfigOverrides = {})
   } catch (err) {
     throw new ConfigError(`${file}: not valid JSON: ${(err as Error).message}`);
   }
-  return parseConfig(withOverrides(json, overrides), file);
+  const config = parseConfig(withOverrides(json, overrides), file);
+  // A relative dataDir in a file means "beside this file", never "wherever the command was started".
+  const fromFile = json && typeof json === 'object' && typeof (json as { dataDir?: unknown }).dataDir === 'string';
+  if (fromFile && !isAbsolute(config.dataDir)) config.dataDir = resolve(dirname(resolve(file)), config.dataDir);
+  return config;
 }

@@ -6,7 +6,11 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 
-const ms = (def: number) => z.number().int().positive().default(def);
+/** Timer settings stop at an hour: Node fires a timer above 2^31-1 ms at once, which would turn a backoff into a flood. */
+const MAX_TIMER_MS = 3_600_000;
+const ms = (def: number) => z.number().int().positive().max(MAX_TIMER_MS).default(def);
+
+const MQTT_SCHEMES = ['mqtt:', 'mqtts:', 'ws:', 'wss:'];
 
 function defaultDeviceId(): string {
   const h = hostname().replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 48) || 'bike';
@@ -39,7 +43,7 @@ export const ConfigSchema = z
         reopenBaseMs: ms(250),
         reopenCapMs: ms(5000),
         /** Reopen an open port that has delivered nothing for this long (the board streams at 50 Hz). 0 disables. */
-        silenceTimeoutMs: z.number().int().min(0).default(3000),
+        silenceTimeoutMs: z.number().int().min(0).max(MAX_TIMER_MS).default(3000),
         /**
          * Pause between reads so the frames of one 10 Hz period cost one wakeup; the most latency it adds to live
          * figures. Default by protocol: fwp 100; peloton 5 (a reply must be read before the next poll, 100 ms later).
@@ -50,7 +54,12 @@ export const ConfigSchema = z
       })
       .strict()
       .default({}),
-    dataDir: z.string().min(1).default(() => process.env.STATE_DIRECTORY ?? './data'),
+    /** A relative path in a config file is taken from the file's folder (load.ts); ".." is refused. */
+    dataDir: z
+      .string()
+      .min(1)
+      .refine((d) => !d.split(/[\\/]/).includes('..'), 'no ".." in the path')
+      .default(() => process.env.STATE_DIRECTORY ?? './data'),
     spool: z
       .object({
         /** Cap on the spool's files; the oldest records are evicted (and reported as a gap) beyond it. */
@@ -68,14 +77,19 @@ export const ConfigSchema = z
       .object({
         /** Upload at all; false keeps everything in the spool. */
         enabled: z.boolean().default(true),
-        url: z.string().url().default('mqtt://127.0.0.1:1883'),
+        url: z
+          .string()
+          .url()
+          .refine((u) => URL.canParse(u) && MQTT_SCHEMES.includes(new URL(u).protocol), `a broker url: ${MQTT_SCHEMES.map((p) => `${p}//`).join(', ')}`)
+          .default('mqtt://127.0.0.1:1883'),
         topicPrefix: z
           .string()
           .min(1)
           .regex(/^[^#+]+$/, 'no MQTT wildcards')
           .default('bike'),
         /** How long the broker keeps this bike's session while it is away (longer than any planned outage). */
-        sessionExpirySec: z.number().int().min(60).default(7 * 24 * 3600),
+        /** MQTT 5 carries it in four bytes (0xFFFFFFFF: never expires). */
+        sessionExpirySec: z.number().int().min(60).max(0xffffffff).default(7 * 24 * 3600),
         keepaliveSec: z.number().int().min(5).max(3600).default(60),
         /** Packets in flight at most (never more than the broker's Receive Maximum). */
         maxInflight: z.number().int().min(1).max(1000).default(16),
@@ -91,8 +105,8 @@ export const ConfigSchema = z
         passwordFile: z.string().min(1).optional(),
         drainBytesPerS: z.number().int().min(0).default(0),
         /** Reconnect backoff: exponential with full jitter between these. */
-        backoffBaseMs: z.number().int().min(10).default(1000),
-        backoffCapMs: z.number().int().min(10).default(300_000),
+        backoffBaseMs: z.number().int().min(10).max(MAX_TIMER_MS).default(1000),
+        backoffCapMs: z.number().int().min(10).max(MAX_TIMER_MS).default(300_000),
         deflate: z.boolean().default(true),
         /** How often to look for newly committed records. */
         pollMs: z.number().int().min(50).max(60_000).default(1000),
@@ -121,7 +135,7 @@ export const ConfigSchema = z
         /** Log every 10 Hz record ("all"), one per second ("1hz"), or none. */
         records: z.enum(['all', '1hz', 'none']).default('all'),
         /** Seconds between link/engine statistics lines. */
-        statsIntervalS: z.number().int().min(0).default(60),
+        statsIntervalS: z.number().int().min(0).max(86400).default(60),
       })
       .strict()
       .default({}),
@@ -142,6 +156,10 @@ export const ConfigSchema = z
         /** A client with more than this waiting to be written to it is too slow and is dropped. */
         clientQueueBytes: z.number().int().min(4096).max(1 << 26).default(1 << 20),
         maxClients: z.number().int().min(1).max(1000).default(32),
+        /** A socket client with no subscription that sends nothing for this long is closed. */
+        idleTimeoutS: z.number().int().min(1).max(86400).default(60),
+        /** Event streams (SSE) open at once on the HTTP port; more are refused with 503. */
+        maxHttpStreams: z.number().int().min(1).max(256).default(8),
       })
       .strict()
       .default({}),
@@ -170,6 +188,8 @@ export const ConfigSchema = z
         trustedKeys: z.array(z.object({ id: z.string().min(1), publicKeyFile: z.string().min(1) }).strict()).default([]),
         /** Groups this bike belongs to: commands to `group:<name>` on <prefix>/group/<name>/cmd reach it. */
         groups: z.array(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/)).default([]),
+        /** The longest a command may live (its expiresAt at most this far ahead); bounds replay protection after lost state. */
+        maxLifetimeS: z.number().int().min(60).max(7 * 86400).default(86400),
       })
       .strict()
       .default({}),

@@ -48,34 +48,39 @@ export interface OfferContext {
   seen: ReadonlySet<string>;
 }
 
-export type OfferVerdict = { ok: true; offer: Offer; signedBy: string } | { ok: false; reason: string; offerId: string | null };
+/**
+ * `signed`: the refusal concerns an offer whose signature verified. Only such
+ * ids may be remembered as handled: a forged offer must not block a real one
+ * with its id, nor push real ids out of the bounded seen list.
+ */
+export type OfferVerdict = { ok: true; offer: Offer; signedBy: string } | { ok: false; reason: string; offerId: string | null; signed: boolean };
 
 export function validateOffer(payload: Buffer | string, ctx: OfferContext): OfferVerdict {
   let json: unknown;
   try {
     json = JSON.parse(payload.toString());
   } catch {
-    return { ok: false, reason: 'malformed: not JSON', offerId: null };
+    return { ok: false, reason: 'malformed: not JSON', offerId: null, signed: false };
   }
   const signed = SignedOfferSchema.safeParse(json);
-  if (!signed.success) return { ok: false, reason: 'malformed: expected {offer, keyId, sig}', offerId: null };
+  if (!signed.success) return { ok: false, reason: 'malformed: expected {offer, keyId, sig}', offerId: null, signed: false };
   const rawId = signed.data.offer.id;
-  const offerId = typeof rawId === 'string' ? rawId : null;
+  const offerId = typeof rawId === 'string' && rawId.length <= 64 ? rawId : null;
   let signedBy: string;
   try {
     signedBy = verifySignature(Buffer.from(canonicalJson(signed.data.offer), 'utf8'), { alg: 'ed25519', keyId: signed.data.keyId, sig: signed.data.sig }, ctx.trustedKeys, 'offer');
   } catch (err) {
-    return { ok: false, reason: err instanceof BundleError ? err.message : String(err), offerId };
+    return { ok: false, reason: err instanceof BundleError ? err.message : String(err), offerId, signed: false };
   }
   const parsed = OfferSchema.safeParse(signed.data.offer);
-  if (!parsed.success) return { ok: false, reason: `malformed offer: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`, offerId };
+  if (!parsed.success) return { ok: false, reason: `malformed offer: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`, offerId, signed: true };
   const o = parsed.data;
-  if (ctx.seen.has(o.id)) return { ok: false, reason: `replayed: offer ${o.id} was already handled`, offerId };
-  if (Date.parse(o.expiresAt) <= ctx.nowMs) return { ok: false, reason: `expired at ${o.expiresAt}`, offerId };
-  if (o.deviceClass !== ctx.deviceClass) return { ok: false, reason: `for device class ${o.deviceClass}, this is ${ctx.deviceClass}`, offerId };
-  if (o.target !== '*' && o.target !== ctx.deviceId) return { ok: false, reason: `for device ${o.target}`, offerId };
+  if (ctx.seen.has(o.id)) return { ok: false, reason: `replayed: offer ${o.id} was already handled`, offerId, signed: true };
+  if (Date.parse(o.expiresAt) <= ctx.nowMs) return { ok: false, reason: `expired at ${o.expiresAt}`, offerId, signed: true };
+  if (o.deviceClass !== ctx.deviceClass) return { ok: false, reason: `for device class ${o.deviceClass}, this is ${ctx.deviceClass}`, offerId, signed: true };
+  if (o.target !== '*' && o.target !== ctx.deviceId) return { ok: false, reason: `for device ${o.target}`, offerId, signed: true };
   const cmp = compareVersions(o.version, ctx.currentVersion);
-  if (cmp === 0) return { ok: false, reason: `already running ${o.version}`, offerId };
-  if (cmp < 0 && !o.allowDowngrade) return { ok: false, reason: `downgrade from ${ctx.currentVersion} to ${o.version} without allowDowngrade`, offerId };
+  if (cmp === 0) return { ok: false, reason: `already running ${o.version}`, offerId, signed: true };
+  if (cmp < 0 && !o.allowDowngrade) return { ok: false, reason: `downgrade from ${ctx.currentVersion} to ${o.version} without allowDowngrade`, offerId, signed: true };
   return { ok: true, offer: o, signedBy };
 }

@@ -11,7 +11,7 @@ import { resolveSocketPath } from '../agent/agent.js';
 import type { AgentConfig } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { TrustedKey } from './manifest.js';
-import { brokerLogin } from '../upload/login.js';
+import { brokerLogin, readTlsFiles } from '../upload/login.js';
 import { validateOffer } from './offer.js';
 import { Updater, type OtaState } from './updater.js';
 
@@ -58,9 +58,7 @@ export class UpdaterService {
       protocolVersion: 5,
       clean: true,
       reconnectPeriod: 5000,
-      ...(m.tls?.caFile ? { ca: readFileSync(m.tls.caFile) } : {}),
-      ...(m.tls?.certFile ? { cert: readFileSync(m.tls.certFile) } : {}),
-      ...(m.tls?.keyFile ? { key: readFileSync(m.tls.keyFile) } : {}),
+      ...readTlsFiles(m.tls),
     });
     this.client = client;
     client.on('connect', () => {
@@ -68,7 +66,9 @@ export class UpdaterService {
       this.log.info({ topics: this.topics }, 'updater listening for offers');
     });
     client.on('error', (err) => this.log.warn({ err: err.message }, 'updater broker error'));
-    client.on('message', (_topic, payload) => void this.onOffer(payload));
+    client.on('message', (_topic, payload) => {
+      this.onOffer(payload).catch((err: unknown) => this.log.error({ err }, 'offer handling failed'));
+    });
     // Finish what a crash or power cut interrupted before taking new offers (they wait while busy):
     // the agent must end up on a healthy version. Reports queue until the broker is reached.
     await this.updater.resume();
@@ -90,8 +90,8 @@ export class UpdaterService {
     });
     if (!verdict.ok) {
       this.log.warn({ offer: verdict.offerId, reason: verdict.reason }, 'update offer refused');
-      // A replay is not recorded again (it would push real offers out of the seen list).
-      if (verdict.offerId && !verdict.reason.startsWith('replayed')) u.noteOffer(verdict.offerId, { version: '?', reason: verdict.reason });
+      // Only a signed offer's id is remembered (a forgery must not block or evict real ids); a replay is already in the list.
+      if (verdict.offerId && verdict.signed && !u.state.seenOffers.includes(verdict.offerId)) u.noteOffer(verdict.offerId, { version: '?', reason: verdict.reason });
       else this.report(u.state, { refused: verdict.reason });
       return;
     }

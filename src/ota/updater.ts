@@ -14,7 +14,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statfsSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { get as httpGet, type IncomingMessage } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { basename, join } from 'node:path';
@@ -23,7 +23,7 @@ import type { Logger } from '../log/logger.js';
 import { fetchAgentHealth } from '../cli/api-client.js';
 import type { AgentHealth } from '../agent/agent.js';
 import { SCHEMA_VERSION } from '../spool/schema.js';
-import { BundleError, verifyBundle, type TrustedKey } from './manifest.js';
+import { BundleError, MANIFEST_FILE, SIGNATURE_FILE, verifyBundle, verifySignature, type ManifestSignature, type TrustedKey } from './manifest.js';
 import type { Offer } from './offer.js';
 
 export type OtaPhase = 'idle' | 'downloading' | 'staging' | 'switching' | 'checking' | 'rolling-back';
@@ -51,13 +51,50 @@ export interface UpdaterOptions {
   log: Pick<Logger, 'info' | 'warn' | 'error'>;
   /** Progress and results (the status topic). */
   report: (state: OtaState, detail: Record<string, unknown>) => void;
+  /** A bundle that would unpack to more than this is refused before unpacking. */
+  maxUnpackedBytes?: number;
+  /** Download attempts per offer, and the slowest download accepted (after a grace period). */
+  downloadAttempts?: number;
+  downloadMinBytesPerS?: number;
+  downloadGraceMs?: number;
 }
+
+/** What went wrong, for code (never matched by wording): which failures are worth another download attempt. */
+export type OtaErrorCode =
+  | 'busy'
+  | 'http_status'
+  | 'interrupted'
+  | 'too_slow'
+  | 'too_large'
+  | 'size_mismatch'
+  | 'digest_mismatch'
+  | 'bad_bundle'
+  | 'too_big_unpacked'
+  | 'no_space'
+  | 'incompatible'
+  | 'unhealthy'
+  | 'no_previous';
 
 export class OtaError extends Error {
   override name = 'OtaError';
+  constructor(
+    readonly code: OtaErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
+/** Worth another attempt: the network, not the bundle. */
+const RETRYABLE: ReadonlySet<OtaErrorCode> = new Set(['http_status', 'interrupted', 'too_slow']);
+
 const DOWNLOAD_ATTEMPTS = 6;
+/** A download slower than this (after a minute's grace) is cut and resumed: a trickling server cannot stall the updater. */
+const DOWNLOAD_MIN_BYTES_PER_S = 4096;
+const DOWNLOAD_GRACE_MS = 60_000;
+const DEFAULT_MAX_UNPACKED = 512 << 20;
+/** Free space left after unpacking, for the spool and the logs. */
+const UNPACK_MARGIN_BYTES = 32 << 20;
 const STEP_DELAY_MS = Number(process.env.BIKE_TELEMETRY_OTA_STEP_DELAY_MS ?? 0) || 0;
 
 const EMPTY: OtaState = { phase: 'idle', offer: null, from: null, baseline: null, last: null, seenOffers: [], failedVersions: [] };
@@ -120,8 +157,10 @@ export class Updater {
 
   /** Act on a validated offer: download, verify, stage, switch, check, and roll back on failure. */
   async apply(offer: Offer): Promise<void> {
-    if (this.busy) throw new OtaError('an update is already in progress');
+    if (this.busy) throw new OtaError('busy', 'an update is already in progress');
     this.noteOffer(offer.id);
+    // The offered bundle is always the one verified and installed, even when versions/<v> already exists.
+    rmSync(this.verifiedMarker(offer.version), { force: true });
     this.save({ phase: 'downloading', offer, from: this.currentVersion(), baseline: null }, { version: offer.version });
     await this.resume();
   }
@@ -207,7 +246,7 @@ export class Updater {
         await this.download(offer);
         return;
       } catch (err) {
-        if (attempt >= DOWNLOAD_ATTEMPTS || /sha256|larger than|says/.test((err as Error).message)) throw err;
+        if (attempt >= (this.o.downloadAttempts ?? DOWNLOAD_ATTEMPTS) || !(err instanceof OtaError && RETRYABLE.has(err.code))) throw err;
         const waitMs = Math.min(30_000, 500 * 2 ** attempt);
         this.o.log.warn({ version: offer.version, attempt, err: (err as Error).message, retryInMs: waitMs }, 'download interrupted: resuming');
         await new Promise((r) => setTimeout(r, waitMs));
@@ -227,73 +266,119 @@ export class Updater {
       const res = await request(offer.url, from > 0 ? { Range: `bytes=${from}-` } : {});
       if (res.statusCode !== 200 && res.statusCode !== 206) {
         res.resume();
-        throw new OtaError(`download ${offer.url}: HTTP ${res.statusCode}`);
+        throw new OtaError('http_status', `download ${offer.url}: HTTP ${res.statusCode}`);
       }
       // A server that ignores Range sends everything again: start over.
       const append = res.statusCode === 206 && from > 0;
       const fd = openSync(part, append ? 'a' : 'w');
       let got = append ? from : 0;
+      const minRate = this.o.downloadMinBytesPerS ?? DOWNLOAD_MIN_BYTES_PER_S;
+      const deadlineMs = (this.o.downloadGraceMs ?? DOWNLOAD_GRACE_MS) + ((offer.size - got) / minRate) * 1000;
+      let deadline: NodeJS.Timeout | undefined;
       try {
         await new Promise<void>((resolve, reject) => {
+          // The first error settles the promise; later events from the destroyed response change nothing.
+          deadline = setTimeout(() => {
+            reject(new OtaError('too_slow', `download slower than ${minRate} B/s: ${got} of ${offer.size} bytes after ${Math.round(deadlineMs / 1000)} s`));
+            res.destroy();
+          }, deadlineMs);
           res.on('data', (chunk: Buffer) => {
             got += chunk.length;
             if (got > offer.size) {
+              reject(new OtaError('too_large', `download larger than the offered ${offer.size} bytes`));
               res.destroy();
-              reject(new OtaError(`download larger than the offered ${offer.size} bytes`));
               return;
             }
-            writeFileSync(fd, chunk);
+            try {
+              writeFileSync(fd, chunk);
+            } catch (err) {
+              reject(new OtaError('no_space', `download not written: ${(err as Error).message}`));
+              res.destroy();
+            }
           });
           res.on('end', () => resolve());
-          res.on('error', (err) => reject(new OtaError(`download interrupted: ${err.message}`)));
-          res.on('aborted', () => reject(new OtaError('download interrupted')));
-          res.on('close', () => (res.complete ? resolve() : reject(new OtaError('download interrupted'))));
+          res.on('error', (err) => reject(new OtaError('interrupted', `download interrupted: ${err.message}`)));
+          res.on('aborted', () => reject(new OtaError('interrupted', 'download interrupted')));
+          res.on('close', () => (res.complete ? resolve() : reject(new OtaError('interrupted', 'download interrupted'))));
         });
         fsyncSync(fd);
       } finally {
+        clearTimeout(deadline);
         closeSync(fd);
       }
     }
     const size = statSync(part).size;
-    if (size !== offer.size) throw new OtaError(`downloaded ${size} bytes, the offer says ${offer.size}`);
+    if (size !== offer.size) throw new OtaError('size_mismatch', `downloaded ${size} bytes, the offer says ${offer.size}`);
     const digest = await sha256File(part);
     if (digest !== offer.sha256) {
       rmSync(part);
-      throw new OtaError(`sha256 of the download is ${digest}, the offer says ${offer.sha256}`);
+      throw new OtaError('digest_mismatch', `sha256 of the download is ${digest}, the offer says ${offer.sha256}`);
     }
     renameSync(part, tar);
   }
 
-  /** Unpack into a staging folder, verify signature and files, check it can read the spool, then rename into versions/. */
+  private verifiedMarker(v: string): string {
+    return join(this.stateDir, `verified-${v}`);
+  }
+
+  /**
+   * Unpack into a staging folder and verify, then rename into versions/. In
+   * this order, so nothing unverified is unpacked in full: the listing is
+   * checked (one top folder, a real directory; only files, folders and
+   * symlinks inside it; the unpacked size within the limit and the free
+   * space), the signed manifest is unpacked alone and its signature checked,
+   * then everything is unpacked and every file checked against the manifest,
+   * and the spool's schema against the bundle's.
+   */
   private stage(offer: Offer): void {
     const v = offer.version;
     const dest = join(this.versions, v);
-    if (existsSync(join(dest, 'manifest.json')) && existsSync(join(this.stateDir, `verified-${v}`))) return;
+    // Resuming after a crash once this offer's bundle was verified and installed.
+    if (existsSync(join(dest, 'manifest.json')) && existsSync(this.verifiedMarker(v))) return;
+    const tarball = this.tarFile(v);
+    const top = `bike-telemetry-${v}`;
+    const unpacked = checkListing(tarball, top);
+    const limit = this.o.maxUnpackedBytes ?? DEFAULT_MAX_UNPACKED;
+    if (unpacked > limit) throw new OtaError('too_big_unpacked', `the bundle unpacks to ${unpacked} bytes, more than the ${limit} allowed`);
+    mkdirSync(this.versions, { recursive: true });
+    const fs = statfsSync(this.versions);
+    const free = fs.bavail * fs.bsize;
+    if (unpacked + UNPACK_MARGIN_BYTES > free) throw new OtaError('no_space', `the bundle unpacks to ${unpacked} bytes; ${free} bytes are free`);
     const staging = join(this.versions, `.staging-${v}`);
     rmSync(staging, { recursive: true, force: true });
     mkdirSync(staging, { recursive: true });
-    const tar = spawnSync('tar', ['-xzf', this.tarFile(v), '-C', staging, '--no-same-owner'], { encoding: 'utf8' });
-    if (tar.status !== 0) throw new OtaError(`unpack: ${tar.stderr.trim()}`);
-    const inner = join(staging, `bike-telemetry-${v}`);
-    if (!existsSync(inner)) throw new OtaError(`the bundle does not hold bike-telemetry-${v}/`);
+    untar(tarball, staging, [`${top}/${MANIFEST_FILE}`, `${top}/${SIGNATURE_FILE}`]);
+    checkManifestSignature(join(staging, top), this.o.trustedKeys);
+    untar(tarball, staging, []);
+    const entries = readdirSync(staging);
+    const inner = join(staging, top);
+    if (entries.length !== 1 || entries[0] !== top) throw new OtaError('bad_bundle', `the bundle must hold ${top}/ alone, it holds ${entries.slice(0, 5).join(', ')}`);
+    // A symlink here would be verified as one folder and installed as another.
+    if (!lstatSync(inner).isDirectory()) throw new OtaError('bad_bundle', `${top} in the bundle is not a folder`);
     let manifest;
     try {
       manifest = verifyBundle(inner, this.o.trustedKeys);
     } catch (err) {
-      if (err instanceof BundleError) throw new OtaError(`bundle refused: ${err.message}`);
+      if (err instanceof BundleError) throw new OtaError('bad_bundle', `bundle refused: ${err.message}`);
       throw err;
     }
-    if (manifest.version !== v) throw new OtaError(`the bundle is version ${manifest.version}, the offer says ${v}`);
-    if (manifest.platform !== process.platform || manifest.arch !== process.arch) throw new OtaError(`the bundle is for ${manifest.platform}-${manifest.arch}, this is ${process.platform}-${process.arch}`);
+    if (manifest.version !== v) throw new OtaError('bad_bundle', `the bundle is version ${manifest.version}, the offer says ${v}`);
+    if (manifest.platform !== process.platform || manifest.arch !== process.arch) {
+      throw new OtaError('incompatible', `the bundle is for ${manifest.platform}-${manifest.arch}, this is ${process.platform}-${process.arch}`);
+    }
     const spool = spoolSchema(this.o.dataDir);
     if (spool !== null && spool > manifest.spoolSchema) {
-      throw new OtaError(`version ${v} reads spool schema up to ${manifest.spoolSchema}, the spool is at ${spool}: it would not read the records kept`);
+      throw new OtaError('incompatible', `version ${v} reads spool schema up to ${manifest.spoolSchema}, the spool is at ${spool}: it would not read the records kept`);
     }
-    if (spool !== null && spool < manifest.minSpoolSchema) throw new OtaError(`version ${v} migrates spools from schema ${manifest.minSpoolSchema}, the spool is at ${spool}`);
-    rmSync(dest, { recursive: true, force: true });
+    if (spool !== null && spool < manifest.minSpoolSchema) throw new OtaError('incompatible', `version ${v} migrates spools from schema ${manifest.minSpoolSchema}, the spool is at ${spool}`);
+    // Replace an older copy of the same version (a rolled-back one, say) by two renames, never by copying into it.
+    const old = join(this.versions, `.old-${v}`);
+    rmSync(old, { recursive: true, force: true });
+    if (existsSync(dest)) renameSync(dest, old);
     renameSync(inner, dest);
+    rmSync(old, { recursive: true, force: true });
     rmSync(staging, { recursive: true, force: true });
-    writeFileSync(join(this.stateDir, `verified-${v}`), new Date().toISOString());
+    writeFileSync(this.verifiedMarker(v), new Date().toISOString());
   }
 
   /** previous := current's target, then current := versions/<v>; each by one rename. */
@@ -309,7 +394,7 @@ export class Updater {
 
   private rollBack(): void {
     const prev = existsSync(this.previous) ? readlinkSync(this.previous) : null;
-    if (!prev) throw new OtaError('no previous version to go back to');
+    if (!prev) throw new OtaError('no_previous', 'no previous version to go back to');
     if (readlinkSync(this.current) !== prev) replaceSymlink(this.current, prev);
     this.restart();
     this.o.log.warn({ to: prev }, 'rolled back');
@@ -346,7 +431,7 @@ export class Updater {
       }
       await new Promise((r) => setTimeout(r, 500));
     }
-    throw new OtaError(`not healthy within ${Math.round(this.o.healthDeadlineMs / 1000)} s: ${why}`);
+    throw new OtaError('unhealthy', `not healthy within ${Math.round(this.o.healthDeadlineMs / 1000)} s: ${why}`);
   }
 }
 
@@ -361,9 +446,55 @@ function request(url: string, headers: Record<string, string>): Promise<Incoming
   return new Promise((resolve, reject) => {
     const get = url.startsWith('https:') ? httpsGet : httpGet;
     const req = get(url, { headers, timeout: 30_000 }, resolve);
-    req.on('timeout', () => req.destroy(new OtaError(`download ${url}: timed out`)));
+    req.on('timeout', () => req.destroy(new OtaError('interrupted', `download ${url}: timed out`)));
     req.on('error', reject);
   });
+}
+
+/** Run tar to unpack `members` (all when empty) of the bundle into dir. */
+function untar(tarball: string, dir: string, members: string[]): void {
+  const tar = spawnSync('tar', ['-xzf', tarball, '-C', dir, '--no-same-owner', '--no-same-permissions', ...members], { encoding: 'utf8' });
+  if (tar.status !== 0) throw new OtaError('bad_bundle', `unpack: ${tar.stderr.trim().slice(0, 500)}`);
+}
+
+/**
+ * The bundle's listing, before anything is unpacked: every entry under one
+ * top folder, which is a directory entry; only regular files, folders and
+ * symlinks (no hard links or devices). Returns the bytes it would unpack to.
+ */
+export function checkListing(tarball: string, top: string): number {
+  const list = spawnSync('tar', ['-tzvf', tarball, '--numeric-owner'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (list.status !== 0) throw new OtaError('bad_bundle', `not a readable tar.gz: ${list.stderr.trim().slice(0, 500)}`);
+  let total = 0;
+  let topIsDir = false;
+  for (const line of list.stdout.split('\n')) {
+    if (line === '') continue;
+    // "-rw-r--r-- 0/0 1234 2026-12-05 12:00 name" (symlinks: "name -> target")
+    const m = /^([-dl])\S*\s+\S+\s+(\d+)\s+\S+\s+\S+\s(.*)$/.exec(line);
+    if (!m) throw new OtaError('bad_bundle', `the bundle holds an entry that is not a file, folder or symlink: ${line.slice(0, 200)}`);
+    const [, type, size, rest] = m;
+    const name = type === 'l' ? rest.split(' -> ')[0] : rest;
+    if (name === top || name === `${top}/`) {
+      if (type !== 'd') throw new OtaError('bad_bundle', `${top} in the bundle is not a folder`);
+      topIsDir = true;
+      continue;
+    }
+    if (!name.startsWith(`${top}/`)) throw new OtaError('bad_bundle', `the bundle holds ${name.slice(0, 200)} outside ${top}/`);
+    total += Number(size);
+  }
+  if (!topIsDir) throw new OtaError('bad_bundle', `the bundle does not hold ${top}/`);
+  return total;
+}
+
+/** The signed manifest alone, checked before the rest of the bundle is unpacked. */
+function checkManifestSignature(dir: string, trusted: readonly TrustedKey[]): void {
+  try {
+    const bytes = readFileSync(join(dir, MANIFEST_FILE));
+    const sig = JSON.parse(readFileSync(join(dir, SIGNATURE_FILE), 'utf8')) as ManifestSignature;
+    verifySignature(bytes, sig, trusted, MANIFEST_FILE);
+  } catch (err) {
+    throw new OtaError('bad_bundle', `bundle refused before unpacking: ${err instanceof BundleError ? err.message : `no readable signed manifest (${(err as Error).message})`}`);
+  }
 }
 
 function sha256File(path: string): Promise<string> {

@@ -45,15 +45,7 @@ export class RecordBatch {
 
   /** Append; when full, the oldest record is dropped and counted. */
   push(seq: number, ride: number, r: LiveRecord): void {
-    if (this.length === this.capacity) {
-      const s = this.seq[this.head];
-      if (this.dropped === 0) this.droppedFirst = s;
-      this.droppedLast = s;
-      this.dropped++;
-      this.head = (this.head + 1) % this.capacity;
-      this.length--;
-    }
-    const i = (this.head + this.length) % this.capacity;
+    const i = this.slot();
     this.seq[i] = seq;
     this.ride[i] = ride;
     this.tUs[i] = r.tUs;
@@ -62,6 +54,31 @@ export class RecordBatch {
     const cap = this.capacity;
     for (let c = 0; c < VALUE_COLUMNS.length; c++) this.values[c * cap + i] = scaledField(r, c);
     this.length++;
+  }
+
+  /** Append record `i` of another batch under a new sequence number (its wall time as that batch computed it). */
+  pushFrom(src: RecordBatch, i: number, seq: number): void {
+    const j = this.slot();
+    this.seq[j] = seq;
+    this.ride[j] = src.ride[i];
+    this.tUs[j] = src.tUs[i];
+    this.wallMs[j] = src.wallMs[i];
+    this.flags[j] = src.flags[i];
+    for (let c = 0; c < VALUE_COLUMNS.length; c++) this.values[c * this.capacity + j] = src.values[c * src.capacity + i];
+    this.length++;
+  }
+
+  /** The array index for one more record; when full, the oldest is dropped (and counted) first. */
+  private slot(): number {
+    if (this.length === this.capacity) {
+      const s = this.seq[this.head];
+      if (this.dropped === 0) this.droppedFirst = s;
+      this.droppedLast = s;
+      this.dropped++;
+      this.head = (this.head + 1) % this.capacity;
+      this.length--;
+    }
+    return (this.head + this.length) % this.capacity;
   }
 
   /** Array index of the k-th oldest record. */

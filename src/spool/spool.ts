@@ -7,8 +7,11 @@
  * - every record has a per-device sequence number that never repeats;
  * - the file stays under `maxBytes`: the oldest records are evicted first and
  *   the eviction is kept as a gap (first, last, count) for the cloud to see;
- * - a file that fails quick_check or will not open is moved aside and replaced;
- *   the agent never stops for a bad spool;
+ * - a file that is corrupt (not a database, SQLITE_CORRUPT, fails quick_check)
+ *   is moved aside and replaced; a healthy file that cannot be opened right
+ *   now (locked by another process, no permission, read-only, too many open
+ *   files, a full disk) is never touched: open() throws SpoolUnavailableError
+ *   and the agent tries again later;
  * - a full disk never stops the live pipeline: the newest records wait in a
  *   bounded memory buffer (overflow counted as a gap) until space returns;
  * - a spool written by a newer agent is refused untouched.
@@ -22,7 +25,7 @@ import { RecordBatch } from './batch.js';
 import { NULL_INT, VALUE_COLUMNS } from './columns.js';
 import { Outbox, RideStore, type PurgeResult } from './rides.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './schema.js';
-import { SequenceAllocator, syncDir } from './sequence.js';
+import { SequenceAllocator, syncDir, type Reservation } from './sequence.js';
 
 export type SyncMode = 'OFF' | 'NORMAL' | 'FULL';
 
@@ -46,6 +49,7 @@ export const SEQUENCE_FILE = 'sequence.json';
 /** The file was written by a newer agent; it is left exactly as it is. */
 export class SpoolTooNewError extends Error {
   override name = 'SpoolTooNewError';
+  readonly code = 'spool_too_new';
   constructor(
     readonly file: string,
     readonly fileVersion: number,
@@ -53,6 +57,40 @@ export class SpoolTooNewError extends Error {
     super(`${file} has spool schema ${fileVersion}, newer than the ${SCHEMA_VERSION} this agent supports; refusing to touch it (upgrade the agent)`);
   }
 }
+
+/**
+ * A healthy spool that cannot be opened now (locked, EACCES, EROFS, EMFILE,
+ * SQLITE_FULL, an I/O error). Nothing was moved or changed; try again later.
+ */
+export class SpoolUnavailableError extends Error {
+  override name = 'SpoolUnavailableError';
+  readonly code = 'spool_unavailable';
+  constructor(
+    readonly file: string,
+    /** The SQLite or system error code behind it (SQLITE_BUSY, EACCES, ...). */
+    readonly reason: string,
+    message: string,
+  ) {
+    super(`${file}: cannot open now (${reason}): ${message}`);
+  }
+}
+
+/** The file is damaged: the only case in which it is moved aside. */
+class SpoolCorruptError extends Error {
+  readonly code = 'spool_corrupt';
+}
+
+/** SQLite says the file itself is bad (extended codes included: SQLITE_CORRUPT_INDEX, ...). */
+const isCorruption = (err: unknown): boolean => {
+  if (err instanceof SpoolCorruptError) return true;
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB');
+};
+
+const errorCode = (err: unknown): string => {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' ? code : 'unknown';
+};
 
 export interface Gap {
   id: number;
@@ -81,6 +119,8 @@ export interface SpoolStats {
   /** Writes are failing (disk full or another error); records wait in memory. */
   writeFailing: boolean;
   lastWriteError: string | null;
+  /** A sequence block could not be reserved on disk (numbering goes on; see sequence.ts). */
+  sequenceReserveError: string | null;
   evictedRecords: number;
   droppedInMemory: number;
   unreportedGaps: number;
@@ -91,8 +131,8 @@ export interface SpoolStats {
 }
 
 const isDiskFull = (err: unknown): boolean => {
-  const e = err as { code?: string; message?: string };
-  return e.code === 'SQLITE_FULL' || e.code === 'ENOSPC' || /SQLITE_FULL|ENOSPC|disk is full/i.test(e.message ?? '');
+  const code = errorCode(err);
+  return code === 'SQLITE_FULL' || code === 'ENOSPC' || code === 'EDQUOT';
 };
 
 /** Evict down to this fraction of the cap, so eviction runs in steps, not per record. */
@@ -115,6 +155,7 @@ export class Spool {
   private readonly markGap: Database.Statement;
   private readonly selectRange: Database.Statement;
   private readonly countGaps: Database.Statement;
+  private readonly setSeqHigh: Database.Statement;
   private readonly writeBatch: (n: number) => void;
   private readonly pageSize: number;
   private records: number;
@@ -138,10 +179,23 @@ export class Spool {
     this.pageSize = db.pragma('page_size', { simple: true }) as number;
     this.rides = new RideStore(db);
     this.outbox = new Outbox(db);
-    const max = db.prepare('SELECT max(seq) AS s FROM (SELECT max(seq) AS seq FROM records UNION ALL SELECT max(last_seq) FROM gaps)').get() as {
-      s: number | null;
-    };
-    this.seq = new SequenceAllocator(join(opts.dir, SEQUENCE_FILE), (max.s ?? 0) + 1, opts.sequenceBlock);
+    const max = db
+      .prepare(
+        "SELECT max(seq) AS s FROM (SELECT max(seq) AS seq FROM records UNION ALL SELECT max(last_seq) FROM gaps UNION ALL SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'seq_high')",
+      )
+      .get() as { s: number | null };
+    const floor = (max.s ?? 0) + 1;
+    const seqFile = join(opts.dir, SEQUENCE_FILE);
+    const reservation = SequenceAllocator.readReservation(seqFile);
+    this.seq = new SequenceAllocator(
+      seqFile,
+      floor,
+      opts.sequenceBlock,
+      (err) => opts.log.error({ err, file: seqFile, nextSeq: this.seq.peek() }, 'cannot reserve sequence numbers on disk: numbering goes on, each commit keeps the floor; retried every flush'),
+      reservation,
+    );
+    Spool.reportReservation(opts, seqFile, reservation, floor, movedAside.length > 0, this.seq.peek());
+    this.setSeqHigh = db.prepare("INSERT INTO meta (key, value) VALUES ('seq_high', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
     this.records = (db.prepare('SELECT count(*) AS n FROM records').get() as { n: number }).n;
     this.pending = new RecordBatch(opts.memoryRecords);
     const cols = ROW_COLUMNS.join(', ');
@@ -173,46 +227,74 @@ export class Spool {
         row[4 + nv] = p.flags[i];
         this.insert.run(row);
       }
+      // The floor travels with the records: a drained spool still knows the highest number used.
+      if (n > 0) this.setSeqHigh.run(p.seq[p.index(n - 1)]);
     });
   }
 
   /**
-   * Open (or create) the spool in opts.dir. A file that cannot be opened or
-   * fails quick_check is moved aside and replaced; a newer schema throws
-   * SpoolTooNewError without touching the file.
+   * Open (or create) the spool in opts.dir. A corrupt file is moved aside and
+   * replaced; a newer schema throws SpoolTooNewError and any other failure
+   * SpoolUnavailableError, both without touching the file.
    */
   static open(opts: SpoolOptions): Spool {
-    mkdirSync(opts.dir, { recursive: true });
     const file = join(opts.dir, SPOOL_FILE);
     const movedAside: string[] = [];
     let db: Database.Database;
     try {
+      mkdirSync(opts.dir, { recursive: true });
       db = Spool.openChecked(file, opts);
     } catch (err) {
       if (err instanceof SpoolTooNewError) throw err;
+      if (!isCorruption(err)) throw new SpoolUnavailableError(file, errorCode(err), (err as Error).message);
       const aside = Spool.moveAside(file);
       movedAside.push(aside);
-      opts.log.error({ err: (err as Error).message, file, movedTo: aside }, 'spool unreadable: moved aside, starting a new one');
-      db = Spool.openChecked(file, opts);
+      opts.log.error({ err, file, movedTo: aside }, 'spool corrupt: moved aside, starting a new one');
+      try {
+        db = Spool.openChecked(file, opts);
+      } catch (err2) {
+        throw new SpoolUnavailableError(file, errorCode(err2), (err2 as Error).message);
+      }
     }
-    const spool = new Spool(opts, db, movedAside);
-    spool.enforceCap();
-    return spool;
+    try {
+      const spool = new Spool(opts, db, movedAside);
+      spool.enforceCap();
+      return spool;
+    } catch (err) {
+      db.close();
+      throw new SpoolUnavailableError(file, errorCode(err), (err as Error).message);
+    }
+  }
+
+  /** Say what the sequence reservation looked like when it is not the normal case (M2: never a silent restart at 1). */
+  private static reportReservation(opts: SpoolOptions, file: string, r: Reservation, floor: number, movedAside: boolean, next: number): void {
+    if (r.state === 'ok') return;
+    if (r.state === 'missing' && floor === 1 && !movedAside) {
+      opts.log.info({ file, nextSeq: next }, 'sequence numbering starts');
+      return;
+    }
+    const lost = floor === 1 && r.reservedEnd === 0;
+    const fields = { file, state: r.state, error: r.error, spoolFloor: floor, nextSeq: next, spoolMovedAside: movedAside };
+    if (lost) opts.log.error(fields, 'sequence reservation and spool floor both lost: numbering restarts; the cloud may drop new records as duplicates');
+    else opts.log.warn(fields, 'sequence reservation unreadable: numbering continues above the spool floor');
   }
 
   private static openChecked(file: string, opts: SpoolOptions): Database.Database {
-    const db = new Database(file);
+    // A spool held by another process waits up to 5 s, then is unavailable (never "corrupt").
+    const db = new Database(file, { timeout: 5000 });
     try {
       const version = db.pragma('user_version', { simple: true }) as number;
       if (version > SCHEMA_VERSION) throw new SpoolTooNewError(file, version);
       const check = db.pragma('quick_check', { simple: true }) as string;
-      if (check !== 'ok') throw new Error(`quick_check: ${check}`);
+      if (check !== 'ok') throw new SpoolCorruptError(`quick_check: ${check}`);
       if (version === 0) {
         // Must precede the first table: lets eviction give pages back to the filesystem.
         db.pragma('auto_vacuum = INCREMENTAL');
       }
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${opts.synchronous}`);
+      // Deleted rows and freed pages are zeroed: a purged member's pseudonym is not left in free pages.
+      db.pragma('secure_delete = ON');
       // Keep the WAL small relative to the cap: checkpoint every 1/32 of it.
       const pageSize = db.pragma('page_size', { simple: true }) as number;
       const walPages = Math.max(16, Math.min(1000, Math.floor(opts.maxBytes / pageSize / 32)));
@@ -275,6 +357,18 @@ export class Spool {
     this.offsetKnown = true;
   }
 
+  /**
+   * Take over records held before the spool could be opened (the agent keeps
+   * them while the spool is unavailable): numbered now, in order, committed
+   * by the next flush. Returns how many.
+   */
+  adopt(held: RecordBatch): number {
+    const n = held.length;
+    for (let k = 0; k < n; k++) this.pending.pushFrom(held, held.index(k), this.seq.take());
+    held.shift(n);
+    return n;
+  }
+
   /** Flush every `intervalMs` (at most 1000 for the once-per-second promise). */
   startAutoFlush(intervalMs = 1000): void {
     this.timer = setInterval(() => this.flush(), intervalMs);
@@ -291,6 +385,7 @@ export class Spool {
     this.lastFlushMs = Date.now();
     const p = this.pending;
     if (this.offsetKnown) this.measureWallOffset(this.lastTUs);
+    this.seq.retry();
     const n = p.length;
     const dropped = p.dropped;
     try {
@@ -300,8 +395,9 @@ export class Spool {
       // the records stay queued (the newest memoryRecords) and the next flush
       // tries again. The live pipeline never stops for the spool.
       const message = (err as Error).message;
-      if (message !== this.lastWriteError) {
-        this.opts.log.error({ err: message, queued: n, diskFull: isDiskFull(err) }, 'spool cannot write: holding the newest records in memory');
+      if (!this.writeFailing) {
+        // A state change, said once; it clears with "spool writable again".
+        this.opts.log.error({ err, queued: n, diskFull: isDiskFull(err) }, 'spool cannot write: holding the newest records in memory');
       }
       this.diskFull = isDiskFull(err);
       this.lastWriteError = message;
@@ -315,8 +411,18 @@ export class Spool {
     p.clearDropped();
     p.shift(n);
     this.records += n;
-    this.enforceCap();
+    try {
+      this.enforceCap();
+    } catch (err) {
+      // Eviction needs a little room too; it is tried again at the next flush.
+      this.opts.log.warn({ err }, 'spool eviction failed: tried again at the next flush');
+    }
     return n;
+  }
+
+  /** The write side's condition, cheaply (status topic, health): ok, disk_full or write_failing. */
+  get condition(): 'ok' | 'disk_full' | 'write_failing' {
+    return !this.writeFailing ? 'ok' : this.diskFull ? 'disk_full' : 'write_failing';
   }
 
   /** Size of the spool's files on disk. */
@@ -382,6 +488,12 @@ export class Spool {
     this.flush();
     const result = this.rides.purgeMember(member);
     this.records -= result.records;
+    // Old page images in the WAL still hold the member's rows: copy back and truncate it.
+    try {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch (err) {
+      this.opts.log.warn({ err }, 'wal checkpoint after a purge failed: the next checkpoint overwrites the old pages');
+    }
     return result;
   }
 
@@ -418,6 +530,7 @@ export class Spool {
       diskFull: this.diskFull,
       writeFailing: this.writeFailing,
       lastWriteError: this.lastWriteError,
+      sequenceReserveError: this.seq.reserveError,
       evictedRecords: this.evicted,
       droppedInMemory: this.droppedInMemory + this.pending.dropped,
       unreportedGaps: gaps,

@@ -15,3 +15,33 @@ export function brokerLogin(config: AgentConfig): { username?: string; password?
     throw new BrokerLoginError(`mqtt.passwordFile ${m.passwordFile}: ${(err as Error).message}`);
   }
 }
+
+/** Mutual-TLS material read from the files the configuration names. */
+export interface TlsMaterial {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+}
+
+/**
+ * Read mqtt.tls.* once, up front: a missing or unreadable file is an error that
+ * names its key (never a throw later inside a reconnect timer).
+ */
+export function readTlsFiles(tls: { caFile?: string; certFile?: string; keyFile?: string } | undefined): TlsMaterial {
+  const out: TlsMaterial = {};
+  const read = (key: 'caFile' | 'certFile' | 'keyFile', file: string | undefined): Buffer | undefined => {
+    if (!file) return undefined;
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new BrokerLoginError(`mqtt.tls.${key} ${file}: ${(err as Error).message}`);
+    }
+  };
+  const ca = read('caFile', tls?.caFile);
+  const cert = read('certFile', tls?.certFile);
+  const key = read('keyFile', tls?.keyFile);
+  if (ca) out.ca = ca;
+  if (cert) out.cert = cert;
+  if (key) out.key = key;
+  return out;
+}

@@ -16,7 +16,7 @@
  *   the backlog left from the outage, which drains oldest first behind it;
  * - a retained status message (online, version, backlog) with an offline last will.
  */
-import { readFileSync } from 'node:fs';
+import { readTlsFiles, type TlsMaterial } from './login.js';
 import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
 import type { Logger } from '../log/logger.js';
 import { Backoff } from '../link/backoff.js';
@@ -105,6 +105,8 @@ export class Uploader {
   private lastError: string | null = null;
   private readonly topic: string;
   private readonly statusTopic: string;
+  /** Read once: a missing file fails the constructor, naming its key. */
+  private readonly tls: TlsMaterial;
 
   constructor(
     private readonly spool: Spool,
@@ -118,6 +120,7 @@ export class Uploader {
     this.deviceLimitsTopic = `${opts.topicPrefix}/${opts.deviceId}/limits`;
     this.topic = `${opts.topicPrefix}/${opts.deviceId}/telemetry`;
     this.statusTopic = `${opts.topicPrefix}/${opts.deviceId}/status`;
+    this.tls = readTlsFiles(opts.tls);
   }
 
   get state(): UploaderState {
@@ -157,15 +160,16 @@ export class Uploader {
   }
 
   private statusPayload(state: 'online' | 'offline'): string {
-    const backlog = state === 'online' ? this.spool.stats().records : undefined;
-    return JSON.stringify({ state, deviceId: this.opts.deviceId, version: this.opts.agentVersion, backlog, limits: this.limits.current(), at: new Date().toISOString() });
+    const st = state === 'online' ? this.spool.stats() : null;
+    // The spool's condition rides along: a bike on a full disk says so (and says when it recovered).
+    const spool = st ? { condition: this.spool.condition, pendingRecords: st.pendingRecords, droppedInMemory: st.droppedInMemory } : undefined;
+    return JSON.stringify({ state, deviceId: this.opts.deviceId, version: this.opts.agentVersion, backlog: st?.records, spool, limits: this.limits.current(), at: new Date().toISOString() });
   }
 
   private connect(): void {
     if (this.currentState === 'stopped') return;
     this.currentState = 'connecting';
     const v5 = this.protocolVersion === 5;
-    const tls = this.opts.tls;
     const options: IClientOptions = {
       clientId: this.opts.deviceId,
       protocolVersion: this.protocolVersion,
@@ -178,9 +182,7 @@ export class Uploader {
       ...(this.opts.password ? { password: this.opts.password } : {}),
       will: { topic: this.statusTopic, payload: Buffer.from(JSON.stringify({ state: 'offline', deviceId: this.opts.deviceId })), qos: 1, retain: true },
       ...(v5 ? { properties: { sessionExpiryInterval: this.opts.sessionExpirySec } } : {}),
-      ...(tls?.caFile ? { ca: readFileSync(tls.caFile) } : {}),
-      ...(tls?.certFile ? { cert: readFileSync(tls.certFile) } : {}),
-      ...(tls?.keyFile ? { key: readFileSync(tls.keyFile) } : {}),
+      ...this.tls,
     };
     const client = mqtt.connect(this.opts.url, options);
     this.client = client;
@@ -270,6 +272,12 @@ export class Uploader {
       this.timer = null;
       this.connect();
     } else this.pumpSafely();
+  }
+
+  /** Publish the status again (the spool's condition changed). */
+  refreshStatus(): void {
+    const client = this.client;
+    if (client && this.currentState === 'connected') client.publish(this.statusTopic, this.statusPayload('online'), { qos: 1, retain: true });
   }
 
   /** A limits message: applied at once (the buckets and the backoff), reported on the status topic. */

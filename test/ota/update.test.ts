@@ -244,7 +244,14 @@ describe('over-the-air update', () => {
     for (const [o, why, k] of cases) {
       const n = otaStatus.length;
       await publishOffer(o, k ?? key);
-      await waitFor(() => otaStatus.slice(n).some((s) => why.test(String((s.last as { reason?: string } | null)?.reason ?? s.refused ?? ''))), `refusal ${why}`, 10_000);
+      // A signed offer's refusal is recorded as `last`; an unverified one is only reported (`refused`), never remembered.
+      await waitFor(
+        () => otaStatus.slice(n).some((s) => why.test(String(s.refused ?? '')) || why.test(String((s.last as { reason?: string } | null)?.reason ?? ''))),
+        `refusal ${why}`,
+        10_000,
+      );
+      // M3: a forgery's id is never remembered, so it can neither block a real offer with that id nor evict real ids.
+      if (k) expect(otaState().seenOffers).not.toContain(o.id);
     }
     // Replayed: the first offer of this suite, sent again.
     const seen = otaState().seenOffers[0];
