@@ -249,7 +249,7 @@ export class Spool {
       if (!isCorruption(err)) throw new SpoolUnavailableError(file, errorCode(err), (err as Error).message);
       const aside = Spool.moveAside(file);
       movedAside.push(aside);
-      opts.log.error({ err, file, movedTo: aside }, 'spool corrupt: moved aside, starting a new one');
+      opts.log.error({ err, file, movedTo: aside }, 'spool unreadable: moved aside, starting a new one');
       try {
         db = Spool.openChecked(file, opts);
       } catch (err2) {
