@@ -7,6 +7,7 @@
  * reports every second: connections opened, packets and records acknowledged,
  * backlog remaining; at the end, records made vs acknowledged vs received vs lost.
  */
+import { seededRandom } from '../sim/rng.js';
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -52,6 +53,8 @@ export async function runWorker(cfg: WorkerConfig, send: (t: WorkerTick) => void
     const id = `sim-${String(cfg.firstBike + i).padStart(5, '0')}`;
     const spool = Spool.open({ dir: join(cfg.dir, id), deviceId: id, maxBytes: 64 << 20, synchronous: 'NORMAL', memoryRecords: 36_000, log, sequenceBlock: 100_000 });
     const uploader = new Uploader(spool, {
+      // Seeded per bike: the fleet's reconnection spread is the same on every run (a bounded test must not be a lottery).
+      random: seededRandom(0x5eed + cfg.firstBike + i),
       url: cfg.url,
       deviceId: id,
       topicPrefix: 'bike',

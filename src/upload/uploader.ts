@@ -56,6 +56,8 @@ export interface UploaderOptions {
   pollMs: number;
   tls?: UploaderTls;
   log: Pick<Logger, 'info' | 'warn' | 'error'>;
+  /** The reconnect jitter's random source (seeded by the fleet simulator and tests). */
+  random?: () => number;
 }
 
 export type UploaderState = 'idle' | 'connecting' | 'connected' | 'waiting' | 'stopped';
@@ -112,7 +114,7 @@ export class Uploader {
     private readonly spool: Spool,
     private readonly opts: UploaderOptions,
   ) {
-    this.backoff = new Backoff(opts.backoffBaseMs, opts.backoffCapMs);
+    this.backoff = new Backoff(opts.backoffBaseMs, opts.backoffCapMs, 0, opts.random ?? Math.random);
     this.bucket = new TokenBucket(opts.rateBytesPerS);
     this.drainBucket = new TokenBucket(opts.drainBytesPerS ?? 0);
     this.limits = new ServerLimits({ uploadBytesPerS: opts.rateBytesPerS, drainBytesPerS: opts.drainBytesPerS ?? 0, backoffBaseMs: opts.backoffBaseMs });

@@ -31,12 +31,16 @@ describe('fleet-sim', () => {
     const seconds = r.lines.filter((l) => 't' in l);
     expect(seconds.some((l) => l.phase === 'outage')).toBe(true);
     expect(seconds.every((l) => typeof l.backlog === 'number' && typeof l.connectsOpened === 'number')).toBe(true);
-    // After the outage, reconnections are spread: no second holds more than a tenth of the fleet
-    // (bikes reconnect over the backoff window, not in one burst).
+    // After the outage, reconnections are spread over the backoff window, not one burst. With full
+    // jitter and a 32 s cap each bike's remaining wait when the broker returns has density
+    // (1 - r/32)/16, so the busiest second expects 100/16 = 6.25 reconnections (Poisson). The old
+    // bound of 10 (a tenth of the fleet) failed in about one run in ten (11 and 12 seen, issue 11);
+    // 2.5 times the expected peak fails about one run in 3,000, and a burst (no jitter) puts 100 in
+    // one second. The jitter is seeded per bike (fleet-sim), so the draws are the same every run.
     const hist = res.reconnectHistogram as number[];
     const after = hist.slice(35);
     expect(after.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(100);
-    expect(Math.max(...after)).toBeLessThanOrEqual(100 / 10);
+    expect(Math.max(...after)).toBeLessThanOrEqual(Math.floor((100 / 16) * 2.5));
   }, 180_000);
 
   it('a fleet limit set mid-run brings the aggregate upload rate to the sum of the limits within 10 %', async () => {
