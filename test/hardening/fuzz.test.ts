@@ -133,7 +133,7 @@ describe('fuzzing a running agent', () => {
     for (const c of conns) c.s.destroy();
     stillServing();
     expect(await answers(agent.socketPath)).toBe(true);
-  }, 120_000);
+  }, (SECONDS + 60) * 1000);
 
   it('HTTP POST bodies', async () => {
     const g = gen(seededRandom(15_002));
@@ -160,7 +160,7 @@ describe('fuzzing a running agent', () => {
     expect(statuses.get(500) ?? 0).toBe(0);
     for (const s of statuses.keys()) expect([200, 400, 403, 413]).toContain(s);
     stillServing();
-  }, 120_000);
+  }, (SECONDS + 60) * 1000);
 
   it('HTTP request targets', async () => {
     const g = gen(seededRandom(15_003));
@@ -192,7 +192,7 @@ describe('fuzzing a running agent', () => {
     httpAgent.destroy();
     expect(statuses.get(500) ?? 0).toBe(0);
     stillServing();
-  }, 120_000);
+  }, (SECONDS + 60) * 1000);
 
   it('socket behaviours: connect/close storms, half-open, partial lines, never-reading subscribers', async () => {
     const g = gen(seededRandom(15_004));
@@ -236,5 +236,5 @@ describe('fuzzing a running agent', () => {
     for (const s of held) s.destroy();
     stillServing();
     expect(await answers(agent.socketPath)).toBe(true);
-  }, 120_000);
+  }, (SECONDS + 60) * 1000);
 });
