@@ -33,6 +33,7 @@ import type { PipelineSnapshot } from '../service/pipeline-watch.js';
 import { RecordBatch } from '../spool/batch.js';
 import { Spool, SpoolTooNewError, type SpoolStats } from '../spool/spool.js';
 import { Uploader } from '../upload/uploader.js';
+import { errorCode } from '../util/files.js';
 import { AGENT_VERSION } from '../version.js';
 
 export type RecordSink = (record: LiveRecord) => void;
@@ -42,11 +43,6 @@ const SPOOL_RETRY_CAP_MS = 60_000;
 const UPLOAD_RETRY_MS = 60_000;
 /** A capture to file holds its bytes in memory until it ends: 64 MiB at most (115200 baud for 600 s is about 7 MB). */
 const CAPTURE_MAX_BYTES = 64 << 20;
-
-const errCode = (err: unknown): string => {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' ? code : 'error';
-};
 
 export interface AgentHealth {
   deviceId: string;
@@ -468,7 +464,7 @@ export class Agent implements ApiBackend {
     } catch (err) {
       // Nothing was deleted (one transaction): the caller is told to try again, the log keeps why.
       this.log.error({ err, member }, 'member purge failed');
-      throw new ApiError('unavailable', `purge could not be written (${errCode(err)}): nothing was deleted; try again`);
+      throw new ApiError('unavailable', `purge could not be written (${errorCode(err)}): nothing was deleted; try again`);
     }
     this.log.info({ member, rides: result.rides.length, records: result.records }, 'member purged');
     return { member, rides: result.rides.length, records: result.records };
@@ -603,7 +599,7 @@ export class Agent implements ApiBackend {
           } catch (err) {
             rmSync(file, { force: true });
             this.log.warn({ err, file }, 'capture not written');
-            reject(new Error(`capture not written (${errCode(err)}): ${(err as Error).message}`));
+            reject(new Error(`capture not written (${errorCode(err)}): ${(err as Error).message}`));
             return;
           }
           if (truncated) this.log.warn({ file, maxBytes: CAPTURE_MAX_BYTES }, 'capture cut at its size limit');

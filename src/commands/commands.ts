@@ -18,12 +18,13 @@
  * Every command and its result, refusals with their reason, go to the log and
  * to `<prefix>/<device>/cmd/result`.
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { Logger } from '../log/logger.js';
 import { BundleError, verifySignature, type TrustedKey } from '../ota/manifest.js';
 import { canonicalJson } from '../ota/offer.js';
+import { errorCode, writeFileAtomicSync } from '../util/files.js';
 
 /** Configuration values the cloud may change at run time (and nothing else). */
 export const REMOTE_SETTINGS = {
@@ -222,23 +223,13 @@ export class CommandProcessor {
 
   /** Write the nonce file atomically; returns null or the error code. */
   private persist(): string | null {
-    const tmp = `${this.o.stateFile}.tmp`;
     const file: SeenFile = { v: 2, seen: Object.fromEntries(this.seen), lostAt: this.lostAt };
-    let fd = -1;
     try {
-      fd = openSync(tmp, 'w');
-      writeFileSync(fd, JSON.stringify(file));
-      fsyncSync(fd);
-      closeSync(fd);
-      fd = -1;
-      renameSync(tmp, this.o.stateFile);
+      writeFileAtomicSync(this.o.stateFile, JSON.stringify(file));
       return null;
     } catch (err) {
-      if (fd >= 0) closeSync(fd);
-      rmSync(tmp, { force: true });
       this.o.log.warn({ err, file: this.o.stateFile }, 'command nonces not written');
-      const code = (err as NodeJS.ErrnoException).code;
-      return typeof code === 'string' ? code : 'error';
+      return errorCode(err);
     }
   }
 

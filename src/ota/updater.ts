@@ -25,6 +25,7 @@ import type { AgentHealth } from '../agent/agent.js';
 import { SCHEMA_VERSION } from '../spool/schema.js';
 import { BundleError, MANIFEST_FILE, SIGNATURE_FILE, verifyBundle, verifySignature, type ManifestSignature, type TrustedKey } from './manifest.js';
 import type { Offer } from './offer.js';
+import { writeFileAtomicSync } from '../util/files.js';
 
 export type OtaPhase = 'idle' | 'downloading' | 'staging' | 'switching' | 'checking' | 'rolling-back';
 
@@ -137,12 +138,7 @@ export class Updater {
 
   private save(patch: Partial<OtaState>, detail: Record<string, unknown> = {}): void {
     this.state = { ...this.state, ...patch };
-    const tmp = `${this.stateFile}.tmp`;
-    const fd = openSync(tmp, 'w');
-    writeFileSync(fd, `${JSON.stringify(this.state, null, 1)}\n`);
-    fsyncSync(fd);
-    closeSync(fd);
-    renameSync(tmp, this.stateFile);
+    writeFileAtomicSync(this.stateFile, `${JSON.stringify(this.state, null, 1)}\n`);
     this.o.report(this.state, detail);
   }
 

@@ -16,8 +16,8 @@
  * floor, so a number is never reused after it left the device. The
  * reservation is tried again at every flush until it succeeds.
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomicSync } from '../util/files.js';
 
 /** What the reservation file said at start. */
 export type ReservationState = 'ok' | 'missing' | 'unreadable';
@@ -33,7 +33,6 @@ export class SequenceAllocator {
   private reservedEnd: number;
   /** Why the last reservation failed (a full disk); null while reservations succeed. */
   reserveError: string | null = null;
-  private readonly tmp: string;
 
   /**
    * @param file where the reservation is kept
@@ -49,8 +48,6 @@ export class SequenceAllocator {
   ) {
     this.next = Math.max(stored.reservedEnd, floor, 1);
     this.reservedEnd = this.next;
-    // One fixed name: a failed write leaves no trail of temporary files.
-    this.tmp = join(dirname(file), `.${basename(file)}.tmp`);
   }
 
   static readReservation(file: string): Reservation {
@@ -93,18 +90,9 @@ export class SequenceAllocator {
 
   private tryReserve(): boolean {
     const end = this.next + this.blockSize;
-    let fd = -1;
     try {
-      fd = openSync(this.tmp, 'w');
-      writeSync(fd, JSON.stringify({ reservedEnd: end }));
-      fsyncSync(fd);
-      closeSync(fd);
-      fd = -1;
-      renameSync(this.tmp, this.file);
-      syncDir(dirname(this.file));
+      writeFileAtomicSync(this.file, JSON.stringify({ reservedEnd: end }));
     } catch (err) {
-      if (fd >= 0) closeSync(fd);
-      rmSync(this.tmp, { force: true });
       const first = this.reserveError === null;
       this.reserveError = (err as Error).message;
       if (first) this.onReserveError(err as Error);
@@ -113,18 +101,5 @@ export class SequenceAllocator {
     this.reservedEnd = end;
     this.reserveError = null;
     return true;
-  }
-}
-
-/** fsync a directory so a rename in it survives a power cut. */
-export function syncDir(dir: string): void {
-  let fd = -1;
-  try {
-    fd = openSync(dir, 'r');
-    fsyncSync(fd);
-  } catch {
-    // Some filesystems refuse fsync on directories; the rename is still atomic.
-  } finally {
-    if (fd >= 0) closeSync(fd);
   }
 }

@@ -25,7 +25,8 @@ import { RecordBatch } from './batch.js';
 import { NULL_INT, VALUE_COLUMNS } from './columns.js';
 import { Outbox, RideStore, type PurgeResult } from './rides.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './schema.js';
-import { SequenceAllocator, syncDir, type Reservation } from './sequence.js';
+import { errorCode, syncDir } from '../util/files.js';
+import { SequenceAllocator, type Reservation } from './sequence.js';
 
 export type SyncMode = 'OFF' | 'NORMAL' | 'FULL';
 
@@ -83,13 +84,8 @@ class SpoolCorruptError extends Error {
 /** SQLite says the file itself is bad (extended codes included: SQLITE_CORRUPT_INDEX, ...). */
 const isCorruption = (err: unknown): boolean => {
   if (err instanceof SpoolCorruptError) return true;
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB');
-};
-
-const errorCode = (err: unknown): string => {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' ? code : 'unknown';
+  const code = errorCode(err);
+  return code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB';
 };
 
 export interface Gap {
