@@ -2,6 +2,11 @@
  * Composition root of the running agent: wires serial link -> protocol driver
  * -> metrics engine -> record sinks. Stages hand each other plain data; none
  * reaches into another's internals.
+ *
+ * Over 400 lines: besides the wiring it still holds the API backend, capture,
+ * remote settings, commands and the spool's retry and held records. Issue 11
+ * moves each into its own module behind one pipeline factory; until then this
+ * file is the one place they meet.
  */
 import type { AgentConfig } from '../config/schema.js';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

@@ -10,6 +10,10 @@
  *   and flywheel speed are derived here, power from the calibration.
  * - values (boards that compute for themselves): cadence, power, brake
  *   position or resistance %, heart rate, each optional per reading.
+ *
+ * Over 400 lines: one class whose channels share preallocated typed arrays
+ * between the readings the drivers write and the 10 Hz tick that reads them;
+ * issue 11's typed reading sink is where it splits.
  */
 import type { Calibration } from './calibration.js';
 import { LiveRecord, RecordFlag, RecordRing } from './record.js';

@@ -11,6 +11,10 @@
  * anywhere resumes where it stopped. `current` is a symlink replaced by one
  * rename, so it always names a complete, verified version; `previous` names
  * the one to go back to.
+ *
+ * Over 400 lines: one state machine whose phases share the recorded state;
+ * bundle checks (bundle-check.ts) and errors (errors.ts) are already apart,
+ * the download is the next part to move out.
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -23,9 +27,13 @@ import type { Logger } from '../log/logger.js';
 import { fetchAgentHealth } from '../cli/api-client.js';
 import type { AgentHealth } from '../agent/agent.js';
 import { SCHEMA_VERSION } from '../spool/schema.js';
-import { BundleError, MANIFEST_FILE, SIGNATURE_FILE, verifyBundle, verifySignature, type ManifestSignature, type TrustedKey } from './manifest.js';
+import { BundleError, MANIFEST_FILE, SIGNATURE_FILE, verifyBundle, type TrustedKey } from './manifest.js';
 import type { Offer } from './offer.js';
 import { writeFileAtomicSync } from '../util/files.js';
+import { checkListing, checkManifestSignature, untar } from './bundle-check.js';
+import { OtaError, RETRYABLE } from './errors.js';
+
+export { OtaError, type OtaErrorCode } from './errors.js';
 
 export type OtaPhase = 'idle' | 'downloading' | 'staging' | 'switching' | 'checking' | 'rolling-back';
 
@@ -59,35 +67,6 @@ export interface UpdaterOptions {
   downloadMinBytesPerS?: number;
   downloadGraceMs?: number;
 }
-
-/** What went wrong, for code (never matched by wording): which failures are worth another download attempt. */
-export type OtaErrorCode =
-  | 'busy'
-  | 'http_status'
-  | 'interrupted'
-  | 'too_slow'
-  | 'too_large'
-  | 'size_mismatch'
-  | 'digest_mismatch'
-  | 'bad_bundle'
-  | 'too_big_unpacked'
-  | 'no_space'
-  | 'incompatible'
-  | 'unhealthy'
-  | 'no_previous';
-
-export class OtaError extends Error {
-  override name = 'OtaError';
-  constructor(
-    readonly code: OtaErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-/** Worth another attempt: the network, not the bundle. */
-const RETRYABLE: ReadonlySet<OtaErrorCode> = new Set(['http_status', 'interrupted', 'too_slow']);
 
 const DOWNLOAD_ATTEMPTS = 6;
 /** A download slower than this (after a minute's grace) is cut and resumed: a trickling server cannot stall the updater. */
@@ -445,52 +424,6 @@ function request(url: string, headers: Record<string, string>): Promise<Incoming
     req.on('timeout', () => req.destroy(new OtaError('interrupted', `download ${url}: timed out`)));
     req.on('error', reject);
   });
-}
-
-/** Run tar to unpack `members` (all when empty) of the bundle into dir. */
-function untar(tarball: string, dir: string, members: string[]): void {
-  const tar = spawnSync('tar', ['-xzf', tarball, '-C', dir, '--no-same-owner', '--no-same-permissions', ...members], { encoding: 'utf8' });
-  if (tar.status !== 0) throw new OtaError('bad_bundle', `unpack: ${tar.stderr.trim().slice(0, 500)}`);
-}
-
-/**
- * The bundle's listing, before anything is unpacked: every entry under one
- * top folder, which is a directory entry; only regular files, folders and
- * symlinks (no hard links or devices). Returns the bytes it would unpack to.
- */
-export function checkListing(tarball: string, top: string): number {
-  const list = spawnSync('tar', ['-tzvf', tarball, '--numeric-owner'], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  if (list.status !== 0) throw new OtaError('bad_bundle', `not a readable tar.gz: ${list.stderr.trim().slice(0, 500)}`);
-  let total = 0;
-  let topIsDir = false;
-  for (const line of list.stdout.split('\n')) {
-    if (line === '') continue;
-    // "-rw-r--r-- 0/0 1234 2026-12-05 12:00 name" (symlinks: "name -> target")
-    const m = /^([-dl])\S*\s+\S+\s+(\d+)\s+\S+\s+\S+\s(.*)$/.exec(line);
-    if (!m) throw new OtaError('bad_bundle', `the bundle holds an entry that is not a file, folder or symlink: ${line.slice(0, 200)}`);
-    const [, type, size, rest] = m;
-    const name = type === 'l' ? rest.split(' -> ')[0] : rest;
-    if (name === top || name === `${top}/`) {
-      if (type !== 'd') throw new OtaError('bad_bundle', `${top} in the bundle is not a folder`);
-      topIsDir = true;
-      continue;
-    }
-    if (!name.startsWith(`${top}/`)) throw new OtaError('bad_bundle', `the bundle holds ${name.slice(0, 200)} outside ${top}/`);
-    total += Number(size);
-  }
-  if (!topIsDir) throw new OtaError('bad_bundle', `the bundle does not hold ${top}/`);
-  return total;
-}
-
-/** The signed manifest alone, checked before the rest of the bundle is unpacked. */
-function checkManifestSignature(dir: string, trusted: readonly TrustedKey[]): void {
-  try {
-    const bytes = readFileSync(join(dir, MANIFEST_FILE));
-    const sig = JSON.parse(readFileSync(join(dir, SIGNATURE_FILE), 'utf8')) as ManifestSignature;
-    verifySignature(bytes, sig, trusted, MANIFEST_FILE);
-  } catch (err) {
-    throw new OtaError('bad_bundle', `bundle refused before unpacking: ${err instanceof BundleError ? err.message : `no readable signed manifest (${(err as Error).message})`}`);
-  }
 }
 
 function sha256File(path: string): Promise<string> {

@@ -15,6 +15,10 @@
  * - a full disk never stops the live pipeline: the newest records wait in a
  *   bounded memory buffer (overflow counted as a gap) until space returns;
  * - a spool written by a newer agent is refused untouched.
+ *
+ * Over 400 lines: opening with its corruption/unavailable triage, commits,
+ * eviction and stats share one SQLite connection and its prepared statements;
+ * the opening triage is the part to move out (issue 11).
  */
 import Database from 'better-sqlite3';
 import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';

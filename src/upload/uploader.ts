@@ -15,6 +15,10 @@
  *   live records first: what is committed after a (re)connection goes before
  *   the backlog left from the outage, which drains oldest first behind it;
  * - a retained status message (online, version, backlog) with an offline last will.
+ *
+ * Over 400 lines: the MQTT session, the in-flight window, gap reporting and
+ * the outbox share one connection's state; the outbox (ride and purge
+ * notices) is the part to move out (issue 11).
  */
 import { readTlsFiles, type TlsMaterial } from './login.js';
 import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
