@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { decode } from 'cbor-x';
 import { readFileSync, statSync } from 'node:fs';
 import { request } from 'node:http';
-import { createConnection, type Socket } from 'node:net';
+import { createConnection } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,6 +15,7 @@ import { DEMO_RIDE } from '../../src/sim/ride-script.js';
 import { SimRunner } from '../../src/sim/runner.js';
 import { startAgent, tempDir } from '../helpers/agent.js';
 import { freePort } from '../helpers/broker.js';
+import { socketClient } from '../helpers/agent-process.js';
 import { waitFor } from '../helpers/wait.js';
 
 interface Live {
@@ -45,23 +46,7 @@ afterAll(async () => {
 });
 
 /** A raw socket that collects lines. */
-function raw(): Promise<{ s: Socket; lines: Array<Record<string, unknown>>; send(x: string): void }> {
-  return new Promise((resolve, reject) => {
-    const s = createConnection(socketPath);
-    const lines: Array<Record<string, unknown>> = [];
-    let buf = '';
-    s.on('data', (d) => {
-      buf += d.toString();
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        lines.push(JSON.parse(buf.slice(0, i)));
-        buf = buf.slice(i + 1);
-      }
-    });
-    s.once('connect', () => resolve({ s, lines, send: (x) => s.write(x) }));
-    s.once('error', reject);
-  });
-}
+const raw = () => socketClient(socketPath);
 
 describe('local API on the Unix socket', () => {
   it('greets with the API version, streams live records at 10 Hz and a 1 Hz summary, and serves the last minute', async () => {
@@ -171,16 +156,16 @@ describe('local API on the Unix socket', () => {
   it('bad requests get a clear error and the connection and the agent go on', async () => {
     const r = await raw();
     const before = agent.health().engine.records;
-    r.send('this is not json\n');
-    r.send('[1,2,3]\n');
-    r.send('{"id":7,"method":"fly.away"}\n');
-    r.send('{"id":8,"method":"rides.list","params":{"limit":-5}}\n');
-    r.send('{"id":9,"method":"subscribe","params":{"streams":["nonsense"]}}\n');
-    r.send(`{"id":10,"method":"hello","params":{"pad":"${'x'.repeat(5000)}"}}\n`);
-    r.send('{"id":11,"method":"hello"}\n');
+    r.write('this is not json\n');
+    r.write('[1,2,3]\n');
+    r.write('{"id":7,"method":"fly.away"}\n');
+    r.write('{"id":8,"method":"rides.list","params":{"limit":-5}}\n');
+    r.write('{"id":9,"method":"subscribe","params":{"streams":["nonsense"]}}\n');
+    r.write(`{"id":10,"method":"hello","params":{"pad":"${'x'.repeat(5000)}"}}\n`);
+    r.write('{"id":11,"method":"hello"}\n');
     // A line that never ends is refused as soon as it passes the limit, without buffering it all.
-    r.send('x'.repeat(10_000));
-    r.send('\n{"id":12,"method":"hello"}\n');
+    r.write('x'.repeat(10_000));
+    r.write('\n{"id":12,"method":"hello"}\n');
     await waitFor(() => r.lines.some((l) => l.id === 12), 'reply to the request after the oversized line');
     const byId = (id: unknown) => r.lines.filter((l) => l.id === id);
     const errors = r.lines.filter((l) => l.error).map((l) => (l.error as { code: string }).code);
@@ -202,8 +187,8 @@ describe('local API on the Unix socket', () => {
     const droppedBefore = agent.hub.stats().droppedSlow;
     const stuck = await raw();
     stuck.s.pause(); // never reads again
-    stuck.send('{"id":1,"method":"subscribe","params":{"streams":["live","health"]}}\n');
-    for (let i = 0; i < 200; i++) stuck.send(`{"id":${i + 2},"method":"live.history","params":{"seconds":120}}\n`);
+    stuck.write('{"id":1,"method":"subscribe","params":{"streams":["live","health"]}}\n');
+    for (let i = 0; i < 200; i++) stuck.write(`{"id":${i + 2},"method":"live.history","params":{"seconds":120}}\n`);
     await waitFor(() => agent.hub.stats().droppedSlow > droppedBefore, 'the stuck client dropped', 15_000);
     const closed = new Promise((resolve) => stuck.s.once('close', resolve));
     stuck.s.resume();

@@ -94,8 +94,10 @@ export function rawHttp(port: number, text: string): Promise<string> {
   });
 }
 
-/** A socket client on the API that collects lines. */
-export function socketClient(path: string): Promise<{ s: Socket; lines: Array<Record<string, unknown>>; send(x: unknown): void; closed: Promise<void> }> {
+/** A socket client on the API that collects lines: `send` one request (a line), `write` raw bytes. */
+export function socketClient(
+  path: string,
+): Promise<{ s: Socket; lines: Array<Record<string, unknown>>; send(x: unknown): void; write(text: string): void; closed: Promise<void> }> {
   return new Promise((resolve, reject) => {
     const s = createConnection(path);
     const lines: Array<Record<string, unknown>> = [];
@@ -109,7 +111,7 @@ export function socketClient(path: string): Promise<{ s: Socket; lines: Array<Re
       }
     });
     const closed = new Promise<void>((r) => s.on('close', () => r()));
-    s.once('connect', () => resolve({ s, lines, send: (x) => s.write(`${typeof x === 'string' ? x : JSON.stringify(x)}\n`), closed }));
+    s.once('connect', () => resolve({ s, lines, send: (x) => s.write(`${typeof x === 'string' ? x : JSON.stringify(x)}\n`), write: (text) => s.write(text), closed }));
     s.once('error', reject);
   });
 }
