@@ -229,6 +229,8 @@ export class Agent implements ApiBackend {
         synchronous: sc.synchronous,
         memoryRecords: sc.memoryRecords,
         log: this.log,
+        // What is durable, at debug level only (log.level "debug"): a line a second.
+        ...(this.log.isLevelEnabled('debug') ? { onCommit: (records: number, lastSeq: number) => this.log.debug({ records, lastSeq }, 'spool committed') } : {}),
       });
     } catch (err) {
       this.spoolError = (err as Error).message;

@@ -2,6 +2,7 @@
  * `bike-telemetry`: one executable, one subcommand per job. Subcommands stay
  * thin; the work lives in the modules they call.
  */
+import { fstatSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError } from '../config/load.js';
 import { AGENT_VERSION } from '../version.js';
@@ -186,16 +187,38 @@ try {
   if (err instanceof CommanderError) {
     process.exitCode = err.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE;
   } else if (err instanceof AgentNotRunningError) {
-    process.stderr.write(`bike-telemetry: ${err.message}\n`);
+    printError(`${err.message}\n`);
     process.exitCode = ExitCode.NOT_RUNNING;
   } else if (err instanceof ApiRequestError) {
-    process.stderr.write(`bike-telemetry: the agent refused: ${err.code}: ${err.message}\n`);
+    printError(`the agent refused: ${err.code}: ${err.message}\n`);
     process.exitCode = ExitCode.FAILURE;
   } else if (err instanceof ConfigError || (err instanceof Error && /^(calibration|ride script) /.test(err.message))) {
-    process.stderr.write(`bike-telemetry: configuration error: ${err.message}\n`);
+    printError(`configuration error: ${err.message}\n`);
     process.exitCode = ExitCode.CONFIG;
   } else {
-    process.stderr.write(`bike-telemetry: ${(err as Error).stack ?? String(err)}\n`);
+    printError(`${(err as Error).stack ?? String(err)}\n`);
     process.exitCode = ExitCode.FAILURE;
+  }
+}
+
+/**
+ * An error for the person or the journal that reads stderr. Under systemd
+ * (stderr is the journal stream JOURNAL_STREAM names) the line carries the
+ * syslog priority err, so `journalctl -p err` shows why the unit failed.
+ */
+function printError(text: string): void {
+  const lines = `bike-telemetry: ${text.replace(/\n$/, '')}`.split('\n');
+  const prefix = stderrIsJournal() ? '<3>' : '';
+  process.stderr.write(`${lines.map((l) => prefix + l).join('\n')}\n`);
+}
+
+function stderrIsJournal(): boolean {
+  const js = process.env.JOURNAL_STREAM;
+  if (!js) return false;
+  try {
+    const st = fstatSync(2);
+    return js === `${st.dev}:${st.ino}`;
+  } catch {
+    return false;
   }
 }

@@ -207,6 +207,12 @@ export const ConfigSchema = z
         healthDeadlineS: z.number().int().min(5).max(3600).default(120),
         /** How the agent's service is restarted after a switch. */
         restartCommand: z.array(z.string().min(1)).min(1).default(['systemctl', 'restart', 'bike-telemetry.service']),
+        /**
+         * Run before each restart (failure ignored): clears the start limit a
+         * crashing version makes the agent's unit hit, so the rollback's restart
+         * is not refused. Empty: none.
+         */
+        resetCommand: z.array(z.string().min(1)).default(['systemctl', 'reset-failed', 'bike-telemetry.service']),
         /** Fleet-wide offers (besides <prefix>/<device>/ota). */
         fleetTopic: z.string().min(1).optional(),
       })

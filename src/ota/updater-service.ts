@@ -36,9 +36,10 @@ export class UpdaterService {
       root: config.ota.root,
       trustedKeys: loadTrustedKeys(config),
       dataDir: config.dataDir,
-      socketPath: resolveSocketPath(config),
+      socketPath: () => resolveSocketPath(config),
       healthDeadlineMs: config.ota.healthDeadlineS * 1000,
       restartCommand: config.ota.restartCommand,
+      resetCommand: config.ota.resetCommand,
       log,
       report: (state, detail) => this.report(state, detail),
     });

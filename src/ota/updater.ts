@@ -10,7 +10,9 @@
  * starts and every phase's work can be done twice, so a power cut or kill -9
  * anywhere resumes where it stopped. `current` is a symlink replaced by one
  * rename, so it always names a complete, verified version; `previous` names
- * the one to go back to.
+ * the one to go back to; `stable` names the last version that proved healthy
+ * (the updater's own unit runs from it, so a bad version can never take the
+ * updater down with it and leave nobody to roll back).
  *
  * Over 400 lines: one state machine whose phases share the recorded state;
  * bundle checks (bundle-check.ts) and errors (errors.ts) are already apart,
@@ -54,9 +56,16 @@ export interface UpdaterOptions {
   root: string;
   trustedKeys: readonly TrustedKey[];
   dataDir: string;
-  socketPath: string;
+  /** The agent's API socket, asked each time: the agent's runtime folder may appear after the updater starts. */
+  socketPath: string | (() => string);
   healthDeadlineMs: number;
   restartCommand: readonly string[];
+  /**
+   * Run before each restart, its failure ignored: clears a start limit the
+   * agent's unit hit (a crashing version does, within seconds), without which
+   * systemd would refuse the restart that rolls back. Empty: none.
+   */
+  resetCommand?: readonly string[];
   log: Pick<Logger, 'info' | 'warn' | 'error'>;
   /** Progress and results (the status topic). */
   report: (state: OtaState, detail: Record<string, unknown>) => void;
@@ -83,6 +92,7 @@ export class Updater {
   readonly versions: string;
   readonly current: string;
   readonly previous: string;
+  readonly stable: string;
   readonly stateDir: string;
   private readonly stateFile: string;
   state: OtaState;
@@ -92,10 +102,23 @@ export class Updater {
     this.versions = join(o.root, 'versions');
     this.current = join(o.root, 'current');
     this.previous = join(o.root, 'previous');
+    this.stable = join(o.root, 'stable');
     this.stateDir = join(o.root, 'ota');
     this.stateFile = join(this.stateDir, 'state.json');
     mkdirSync(this.stateDir, { recursive: true });
     this.state = Updater.readState(this.stateFile);
+    this.ensureStable();
+  }
+
+  /**
+   * An install from before `stable` existed: the version the updater started
+   * from is the one that proved itself (mid-update, the one it is updating from).
+   */
+  private ensureStable(): void {
+    if (existsSync(this.stable) || !existsSync(this.current)) return;
+    const from = this.state.phase !== 'idle' && this.state.from ? `versions/${this.state.from}` : readlinkSync(this.current);
+    replaceSymlink(this.stable, from);
+    this.o.log.info({ stable: from }, 'stable version recorded');
   }
 
   static readState(file: string): OtaState {
@@ -192,6 +215,8 @@ export class Updater {
   }
 
   private finish(version: string, result: 'updated' | 'failed', reason: string | null): void {
+    // Healthy: from now on the updater starts from this version too.
+    if (result === 'updated') replaceSymlink(this.stable, `versions/${version}`);
     const failed = result === 'failed' ? [...new Set([...this.state.failedVersions, version])] : this.state.failedVersions;
     this.save({ phase: 'idle', offer: null, baseline: null, failedVersions: failed, last: { version, result, reason, at: new Date().toISOString() } }, { version, result, reason });
     this.cleanup(version);
@@ -376,13 +401,15 @@ export class Updater {
   }
 
   private restart(): void {
+    const reset = this.o.resetCommand ?? [];
+    if (reset.length > 0) spawnSync(reset[0]!, reset.slice(1), { stdio: 'ignore', timeout: 30_000 });
     const [cmd, ...args] = this.o.restartCommand;
     const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000 });
     if (r.status !== 0) this.o.log.warn({ cmd: this.o.restartCommand.join(' '), status: r.status, err: r.stderr?.trim() }, 'restart command failed');
   }
 
   private health(): Promise<AgentHealth | null> {
-    return fetchAgentHealth(this.o.socketPath);
+    return fetchAgentHealth(typeof this.o.socketPath === 'function' ? this.o.socketPath() : this.o.socketPath);
   }
 
   private async baseline(): Promise<OtaState['baseline']> {

@@ -46,6 +46,12 @@ export interface SpoolOptions {
   log: Pick<Logger, 'info' | 'warn' | 'error'>;
   /** Sequence numbers reserved on disk at a time. */
   sequenceBlock?: number;
+  /**
+   * Told after each commit (once a second at most): how many records and the
+   * highest sequence number now durable. The agent logs it at debug level, an
+   * observer outside the machine (the power-cut tests) knows what a cut may not lose.
+   */
+  onCommit?: (records: number, lastSeq: number) => void;
 }
 
 export const SPOOL_FILE = 'spool.db';
@@ -409,6 +415,7 @@ export class Spool {
     this.writeFailing = false;
     this.droppedInMemory += dropped;
     p.clearDropped();
+    if (n > 0 && this.opts.onCommit) this.opts.onCommit(n, p.seq[p.index(n - 1)]!);
     p.shift(n);
     this.records += n;
     try {

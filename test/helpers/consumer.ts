@@ -14,6 +14,10 @@ export class Consumer {
   readonly packets: Received[] = [];
   readonly invalid: string[] = [];
   readonly seen = new Map<number, number>();
+  /** A record's identity (its time and wall clock) by sequence number, to tell a re-sent record from a reused number. */
+  private readonly identity = new Map<number, string>();
+  /** Sequence numbers that arrived on two different records (never allowed). */
+  readonly reused: number[] = [];
   readonly status: Array<Record<string, unknown>> = [];
   /** Gaps reported by packets, in arrival order. */
   readonly gaps: PacketGap[] = [];
@@ -47,7 +51,14 @@ export class Consumer {
       this.invalid.push(v.errors.join('; '));
       return;
     }
-    const seqs = decodeRecords(v.packet).map((r) => r.seq);
+    const records = decodeRecords(v.packet);
+    const seqs = records.map((r) => r.seq);
+    for (const r of records) {
+      const id = `${r.t_ms}/${r.wall_ms}`;
+      const had = this.identity.get(r.seq);
+      if (had === undefined) this.identity.set(r.seq, id);
+      else if (had !== id) this.reused.push(r.seq);
+    }
     this.gaps.push(...v.packet.gaps);
     this.packets.push({ range: v.packet.seq, ride: v.packet.ride, bytes: payload.length, seqs });
     for (const s of seqs) this.seen.set(s, (this.seen.get(s) ?? 0) + 1);

@@ -65,6 +65,8 @@ export class BundleServer {
   port = 0;
   readonly requests: Array<{ path: string; range: string | null }> = [];
   cutFirstAfterBytes: number | null = null;
+  /** Serve this slowly (bytes per second), so a test can act while a download runs. */
+  bytesPerS: number | null = null;
 
   constructor(private readonly files: Map<string, string>) {}
 
@@ -88,6 +90,20 @@ export class BundleServer {
         const cut = this.cutFirstAfterBytes;
         this.cutFirstAfterBytes = null;
         res.write(body.subarray(0, cut), () => res.destroy());
+        return;
+      }
+      if (this.bytesPerS !== null) {
+        const chunk = Math.max(1024, Math.floor(this.bytesPerS / 10));
+        let at = 0;
+        const timer = setInterval(() => {
+          if (res.destroyed || at >= body.length) {
+            clearInterval(timer);
+            res.end();
+            return;
+          }
+          res.write(body.subarray(at, at + chunk));
+          at += chunk;
+        }, 100);
         return;
       }
       res.end(body);

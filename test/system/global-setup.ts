@@ -1,0 +1,23 @@
+import { spawnSync } from 'node:child_process';
+import { buildConsoleImage } from './helpers/image.js';
+
+/**
+ * The system tests need root (mounts, nspawn, qemu) and the console image;
+ * the image is built here once per run (its Debian base comes from the cache
+ * after the first build). Missing tools are an error, never a skip.
+ */
+export default function setup(): void {
+  if (process.getuid?.() !== 0) throw new Error('the system tests need root (overlay mounts, systemd-nspawn, qemu)');
+  for (const [tool, pkg] of [
+    ['systemd-nspawn', 'systemd-container'],
+    ['debootstrap', 'debootstrap'],
+    ['qemu-system-x86_64', 'qemu-system-x86'],
+    ['mkfs.ext4', 'e2fsprogs'],
+    ['socat', 'socat'],
+    ['mosquitto', 'mosquitto'],
+  ]) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(`the system tests need ${tool} (apt-get install ${pkg})`);
+  }
+  // BIKE_SYSTEM_IMAGE already set (a developer re-running one file): use that image as it is.
+  if (!process.env.BIKE_SYSTEM_IMAGE) buildConsoleImage();
+}
