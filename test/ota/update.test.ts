@@ -157,7 +157,7 @@ beforeAll(async () => {
       api: { socketPath },
       mqtt: { url: broker.url, backoffBaseMs: 200, backoffCapMs: 1000, pollMs: 200 },
       log: { records: 'none', statsIntervalS: 0 },
-      ota: { enabled: true, root, trustedKeys: [{ id: key.id, publicKeyFile: join(work, 'trusted.pub.pem') }], healthDeadlineS: 10, restartCommand },
+      ota: { enabled: true, root, trustedKeys: [{ id: key.id, publicKeyFile: join(work, 'trusted.pub.pem') }], healthDeadlineS: 10, restartCommand, resetCommand: ['sh', '-c', `echo reset >> ${join(work, 'resets.log')}`] },
     }),
   );
   supervisor = new Supervisor(root, config, pidFile);
@@ -188,6 +188,10 @@ describe('over-the-air update', () => {
     expect(done.from).toBe('9.0.0');
     expect(readlinkSync(join(root, 'current'))).toBe('versions/9.1.0');
     expect(readlinkSync(join(root, 'previous'))).toBe('versions/9.0.0');
+    // An install from before `stable` existed got it at the updater's start (9.0.0); a healthy update moves it.
+    expect(readlinkSync(join(root, 'stable'))).toBe('versions/9.1.0');
+    // The reset command ran before the restart (it clears a unit's start limit under systemd).
+    expect(readFileSync(join(work, 'resets.log'), 'utf8').trim().split('\n').length).toBeGreaterThanOrEqual(1);
     const h = await waitHealthyOn('9.1.0');
     expect(h.link.state).toBe('open');
     expect(supervisor.starts).toBe(startsBefore + 1);
@@ -220,6 +224,8 @@ describe('over-the-air update', () => {
     const r = await waitResult('9.2.0', 'rolled-back');
     expect(String((r.last as { reason: string }).reason)).toMatch(/not healthy within 10 s/);
     expect(readlinkSync(join(root, 'current'))).toBe('versions/9.1.0');
+    // A rolled-back version never becomes the one the updater runs from.
+    expect(readlinkSync(join(root, 'stable'))).toBe('versions/9.1.0');
     await waitHealthyOn('9.1.0');
     expect(otaState().failedVersions).toContain('9.2.0');
   });

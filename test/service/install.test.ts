@@ -19,6 +19,9 @@ describe('scripts/install --root', () => {
     expect(r.stdout).toContain(`done: ${root}/opt/bike-telemetry/current -> versions/${version}`);
     const opt = join(root, 'opt/bike-telemetry');
     expect(readlinkSync(join(opt, 'current'))).toBe(`versions/${version}`);
+    // An installed version is confirmed: the updater's unit runs from `stable`.
+    expect(readlinkSync(join(opt, 'stable'))).toBe(`versions/${version}`);
+    expect(readFileSync(join(root, 'etc/modules-load.d/bike-telemetry.conf'), 'utf8')).toMatch(/^usbserial$/m);
     for (const f of ['bin/bike-telemetry.js', 'dist/cli/main.js', 'package.json', 'node_modules/better-sqlite3', 'firmware-protocol/calibration/peloton-v1.json']) {
       expect(existsSync(join(opt, 'current', f)), f).toBe(true);
     }
@@ -40,6 +43,20 @@ describe('scripts/install --root', () => {
     expect(again.status).toBe(0);
     expect(JSON.parse(readFileSync(conf, 'utf8'))).toEqual({ device: { id: 'edited-by-hand' } });
     expect(readlinkSync(join(opt, 'current'))).toBe(`versions/${version}`);
+  });
+
+  it('--board-uart names a UART of the tablet /dev/flywheel (the USB adapter line stays); a name that is not a tty is refused', () => {
+    const root = tempDir('install-uart-');
+    const r = install(root, '--board-uart', 'ttyS1');
+    expect(r.status, r.stderr).toBe(0);
+    const active = readFileSync(join(root, 'etc/udev/rules.d/90-bike-telemetry.rules'), 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('SUBSYSTEM=='));
+    expect(active).toHaveLength(2);
+    expect(active[1]).toMatch(/^SUBSYSTEM=="tty", KERNEL=="ttyS1", SYMLINK\+="flywheel"/);
+    const bad = install(tempDir('install-uart-bad-'), '--board-uart', 'ttyS1;rm');
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/--board-uart takes a kernel tty name/);
   });
 
   it('refuses a source that is not built, and unknown options, with a reason', () => {
