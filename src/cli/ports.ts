@@ -47,7 +47,15 @@ export async function portsCommand(opts: PortsOptions): Promise<void> {
   } catch {
     real = null;
   }
-  const listed = await SerialPort.list();
+  // The port list comes from udev (serialport runs udevadm): without it, say
+  // so and still answer for the configured path, which is what a technician asks.
+  let listed: Awaited<ReturnType<typeof SerialPort.list>> = [];
+  let listError: string | null = null;
+  try {
+    listed = await SerialPort.list();
+  } catch (err) {
+    listError = `cannot list serial ports (${(err as Error).message}): is udev installed?`;
+  }
   const ports: PortEntry[] = listed.map((p) => ({
     path: p.path,
     manufacturer: p.manufacturer ?? null,
@@ -57,9 +65,10 @@ export async function portsCommand(opts: PortsOptions): Promise<void> {
     configured: p.path === configuredPath || p.path === real,
   }));
   const configured = { path: configuredPath, exists, resolvesTo: real, listed: ports.some((p) => p.configured), agentRunning: inUse !== null };
-  if (opts.json) json({ configured, ports });
+  if (opts.json) json({ configured, ports, ...(listError ? { listError } : {}) });
   else {
-    if (ports.length === 0) out('No serial ports found (USB adapters and on-board UARTs are listed; pseudo-terminals are not).');
+    if (listError) out(listError);
+    else if (ports.length === 0) out('No serial ports found (USB adapters and on-board UARTs are listed; pseudo-terminals are not).');
     else {
       out(
         table([

@@ -297,6 +297,18 @@ describe('capture and replay', () => {
 });
 
 describe('ports and selftest', () => {
+  it('ports without udev (no udevadm on PATH) says why it cannot list, and still answers for the configured path', async () => {
+    const cfg = writeConfig('ports-noudev.json', { serial: { path: ptyPath } });
+    const c = cli(['ports', '-c', cfg, '--json'], { env: { PATH: join(dir, 'no-bin') } });
+    children.push(c);
+    const { code } = await c.exited;
+    expect(code).toBe(0);
+    const j = JSON.parse(c.stdout.join('\n')) as { configured: { exists: boolean }; ports: unknown[]; listError: string };
+    expect(j.configured.exists).toBe(true);
+    expect(j.ports).toEqual([]);
+    expect(j.listError).toMatch(/cannot list serial ports .*udevadm.*is udev installed/);
+  });
+
   it('ports lists the serial ports and finds the configured one', async () => {
     const cfg = writeConfig('ports.json', { serial: { path: ptyPath } });
     const r = await runJson(['ports', '-c', cfg]);
