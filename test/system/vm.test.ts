@@ -195,7 +195,8 @@ describe('the console as a VM (qemu): the board on the UART, power cuts', () => 
     expect(consumer.reused).toEqual([]);
     expect(consumer.duplicatesAreWholePackets()).toBe(true);
     expect(consumer.invalid).toEqual([]);
-  });
+    // A boot, a ride and the cut take under two minutes under software emulation; then the backlog drains.
+  }, CUTS * 120_000 + 600_000);
 });
 
 describe('the console as a VM (qemu): the board behind a USB serial adapter, unplugged mid-ride', () => {
