@@ -1,4 +1,6 @@
 import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { buildConsoleImage } from './helpers/image.js';
 
 /**
@@ -17,6 +19,14 @@ export default function setup(): void {
     ['mosquitto', 'mosquitto'],
   ]) {
     if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(`the system tests need ${tool} (apt-get install ${pkg})`);
+  }
+  // The previous run's folders (kept for a post-mortem until now): unmounted, removed.
+  const work = '/var/tmp/bike-system';
+  if (existsSync(work)) {
+    for (const d of readdirSync(work)) {
+      spawnSync('umount', ['-l', join(work, d, 'merged')], { stdio: 'ignore' });
+      rmSync(join(work, d), { recursive: true, force: true });
+    }
   }
   // BIKE_SYSTEM_IMAGE already set (a developer re-running one file): use that image as it is.
   if (!process.env.BIKE_SYSTEM_IMAGE) buildConsoleImage();
