@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildConsoleImage } from './helpers/image.js';
+import { unmountOverlay, WORK } from './helpers/overlay.js';
 
 /**
  * The system tests need root (mounts, nspawn, qemu) and the console image;
@@ -21,11 +22,10 @@ export default function setup(): void {
     if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(`the system tests need ${tool} (apt-get install ${pkg})`);
   }
   // The previous run's folders (kept for a post-mortem until now): unmounted, removed.
-  const work = '/var/tmp/bike-system';
-  if (existsSync(work)) {
-    for (const d of readdirSync(work)) {
-      spawnSync('umount', ['-l', join(work, d, 'merged')], { stdio: 'ignore' });
-      rmSync(join(work, d), { recursive: true, force: true });
+  if (existsSync(WORK)) {
+    for (const d of readdirSync(WORK)) {
+      unmountOverlay(join(WORK, d));
+      rmSync(join(WORK, d), { recursive: true, force: true });
     }
   }
   // BIKE_SYSTEM_IMAGE already set (a developer re-running one file): use that image as it is.

@@ -9,11 +9,12 @@
  *   bundle server on 127.0.0.1 are reachable as on a bike's LAN.
  * - A board pty from the host is bound in as /dev/flywheel.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConsoleImage } from './image.js';
+import { mountOverlay, unmountOverlay, WORK, writeAgentConfig } from './overlay.js';
 
 export interface RunResult {
   status: number | null;
@@ -30,7 +31,6 @@ export interface ContainerOptions {
   board?: string;
 }
 
-const WORK = '/var/tmp/bike-system';
 
 export class Container {
   readonly dir: string;
@@ -53,20 +53,14 @@ export class Container {
   /** Mount an overlay of the image, write the configuration, boot. */
   static async create(o: ContainerOptions): Promise<Container> {
     const c = new Container(o);
-    c.unmount();
-    rmSync(c.dir, { recursive: true, force: true });
-    for (const d of ['upper', 'work', 'merged']) mkdirSync(join(c.dir, d), { recursive: true });
-    const m = spawnSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${o.image.root},upperdir=${c.dir}/upper,workdir=${c.dir}/work`, c.merged], { encoding: 'utf8' });
-    if (m.status !== 0) throw new Error(`mount overlay: ${m.stderr}`);
+    mountOverlay(o.image.root, c.dir);
     c.writeConfig(o.config);
     return c;
   }
 
   /** The agent's configuration, as an installer would leave it (root:bike-telemetry 0640). */
   writeConfig(config: Record<string, unknown>): void {
-    const file = join(this.merged, 'etc/bike-telemetry/config.json');
-    writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o640 });
-    spawnSync('chroot', [this.merged, 'chown', 'root:bike-telemetry', '/etc/bike-telemetry/config.json']);
+    writeAgentConfig(this.merged, config);
   }
 
   async boot(): Promise<void> {
@@ -135,12 +129,6 @@ export class Container {
     return (await this.run(['journalctl', '--no-pager', '-u', unit, ...extra])).stdout;
   }
 
-  /** systemd's monotonic clock in the container (the host's: one kernel), µs. */
-  async monotonicUs(): Promise<number> {
-    const r = await this.run(['cat', '/proc/uptime']);
-    return Math.round(Number(r.stdout.split(' ')[0]) * 1e6);
-  }
-
   /** An orderly shutdown (SIGTERM to nspawn powers the container off). */
   async poweroff(timeoutMs = 60_000): Promise<void> {
     const p = this.proc;
@@ -173,7 +161,7 @@ export class Container {
   }
 
   unmount(): void {
-    if (existsSync(this.merged)) spawnSync('umount', ['-l', this.merged]);
+    unmountOverlay(this.dir);
   }
 
   /** The whole journal, kept beside the console log for a post-mortem (the folder stays until the next run). */
@@ -196,22 +184,22 @@ export class Container {
   readlink(path: string): string {
     return readlinkSync(join(this.merged, path));
   }
-
-  exists(path: string): boolean {
-    return existsSync(join(this.merged, path));
-  }
 }
 
 function runCommand(cmd: string, args: string[], input?: string): Promise<RunResult> {
   return new Promise((resolve) => {
-    const p = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const p = spawn(cmd, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    p.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     p.on('error', (err) => resolve({ status: null, stdout, stderr: stderr + err.message }));
     p.on('close', (status) => resolve({ status, stdout, stderr }));
-    p.stdin.end(input ?? '');
+    if (p.stdin) {
+      // A command that exits without reading (nsenter into a machine going down) must not throw EPIPE here.
+      p.stdin.on('error', () => undefined);
+      p.stdin.end(input);
+    }
   });
 }
 

@@ -8,13 +8,13 @@
  * networking (the host is 10.0.2.2) and QMP to plug devices.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, writeFileSync, chmodSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConsoleImage } from './image.js';
+import { mountOverlay, unmountOverlay, WORK, writeAgentConfig } from './overlay.js';
 
-const WORK = '/var/tmp/bike-system';
 
 export interface JournalLine {
   /** Host clock when the line arrived (ms). */
@@ -60,15 +60,9 @@ export class Vm {
   /** The disk: an overlay of the image's root, changed for this VM, written into a fresh ext4 file. */
   static create(o: VmOptions): Vm {
     const vm = new Vm(o);
-    const merged = join(vm.dir, 'merged');
-    if (existsSync(merged)) spawnSync('umount', ['-l', merged]);
-    rmSync(vm.dir, { recursive: true, force: true });
-    for (const d of ['upper', 'work', 'merged']) mkdirSync(join(vm.dir, d), { recursive: true });
-    const m = spawnSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${o.image.root},upperdir=${vm.dir}/upper,workdir=${vm.dir}/work`, merged], { encoding: 'utf8' });
-    if (m.status !== 0) throw new Error(`mount overlay: ${m.stderr}`);
+    const merged = mountOverlay(o.image.root, vm.dir);
     try {
-      writeFileSync(join(merged, 'etc/bike-telemetry/config.json'), `${JSON.stringify(o.config, null, 2)}\n`, { mode: 0o640 });
-      spawnSync('chroot', [merged, 'chown', 'root:bike-telemetry', '/etc/bike-telemetry/config.json']);
+      writeAgentConfig(merged, o.config);
       // The journal, forwarded to ttyS2 for the host; the console (ttyS0) keeps the kernel's lines.
       mkdirSync(join(merged, 'etc/systemd/journald.conf.d'), { recursive: true });
       writeFileSync(join(merged, 'etc/systemd/journald.conf.d/90-forward-ttyS2.conf'), '[Journal]\nForwardToConsole=yes\nTTYPath=/dev/ttyS2\nMaxLevelConsole=debug\n');
@@ -84,7 +78,7 @@ export class Vm {
       const mk = spawnSync('mkfs.ext4', ['-q', '-F', '-L', 'bike-root', '-d', merged, vm.disk, size], { encoding: 'utf8' });
       if (mk.status !== 0) throw new Error(`mkfs.ext4 -d: ${mk.stderr}`);
     } finally {
-      spawnSync('umount', ['-l', merged]);
+      unmountOverlay(vm.dir);
     }
     rmSync(join(vm.dir, 'upper'), { recursive: true, force: true });
     rmSync(join(vm.dir, 'work'), { recursive: true, force: true });
@@ -226,10 +220,4 @@ export class Vm {
     writeFileSync(join(this.dir, 'journal.txt'), this.journal.map((l) => `${new Date(l.at).toISOString()} ${l.text}`).join('\n'));
     rmSync(this.disk, { force: true });
   }
-}
-
-/** Make a file executable for everyone (a helper dropped into the guest). */
-export function executable(file: string, text: string): void {
-  writeFileSync(file, text);
-  chmodSync(file, 0o755);
 }
