@@ -187,16 +187,16 @@ try {
   if (err instanceof CommanderError) {
     process.exitCode = err.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE;
   } else if (err instanceof AgentNotRunningError) {
-    printError(`${err.message}\n`);
+    printError(err.message);
     process.exitCode = ExitCode.NOT_RUNNING;
   } else if (err instanceof ApiRequestError) {
-    printError(`the agent refused: ${err.code}: ${err.message}\n`);
+    printError(`the agent refused: ${err.code}: ${err.message}`);
     process.exitCode = ExitCode.FAILURE;
   } else if (err instanceof ConfigError || (err instanceof Error && /^(calibration|ride script) /.test(err.message))) {
-    printError(`configuration error: ${err.message}\n`);
+    printError(`configuration error: ${err.message}`);
     process.exitCode = ExitCode.CONFIG;
   } else {
-    printError(`${(err as Error).stack ?? String(err)}\n`);
+    printError((err as Error).stack ?? String(err));
     process.exitCode = ExitCode.FAILURE;
   }
 }
@@ -207,7 +207,7 @@ try {
  * syslog priority err, so `journalctl -p err` shows why the unit failed.
  */
 function printError(text: string): void {
-  const lines = `bike-telemetry: ${text.replace(/\n$/, '')}`.split('\n');
+  const lines = `bike-telemetry: ${text}`.split('\n');
   const prefix = stderrIsJournal() ? '<3>' : '';
   process.stderr.write(`${lines.map((l) => prefix + l).join('\n')}\n`);
 }
