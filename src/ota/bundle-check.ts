@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OtaError } from './errors.js';
-import { BundleError, MANIFEST_FILE, SIGNATURE_FILE, verifySignature, type ManifestSignature, type TrustedKey } from './manifest.js';
+import { BundleError, MANIFEST_FILE, SIGNATURE_FILE, verifySignature, type Manifest, type ManifestSignature, type TrustedKey } from './manifest.js';
 
 /** Run tar to unpack `members` (all when empty) of the bundle into dir. */
 export function untar(tarball: string, dir: string, members: string[]): void {
@@ -44,12 +44,17 @@ export function checkListing(tarball: string, top: string): number {
   return total;
 }
 
-/** The signed manifest alone, checked before the rest of the bundle is unpacked. */
-export function checkManifestSignature(dir: string, trusted: readonly TrustedKey[]): void {
+/**
+ * The signed manifest alone, checked before the rest of the bundle is
+ * unpacked; returns it (its signature verified, its files not yet) so that
+ * what it was built for can be judged before unpacking.
+ */
+export function checkManifestSignature(dir: string, trusted: readonly TrustedKey[]): Manifest {
   try {
     const bytes = readFileSync(join(dir, MANIFEST_FILE));
     const sig = JSON.parse(readFileSync(join(dir, SIGNATURE_FILE), 'utf8')) as ManifestSignature;
     verifySignature(bytes, sig, trusted, MANIFEST_FILE);
+    return JSON.parse(bytes.toString('utf8')) as Manifest;
   } catch (err) {
     throw new OtaError('bad_bundle', `bundle refused before unpacking: ${err instanceof BundleError ? err.message : `no readable signed manifest (${(err as Error).message})`}`);
   }

@@ -28,3 +28,24 @@ export class OtaError extends Error {
 
 /** Worth another attempt: the network, not the bundle. */
 export const RETRYABLE: ReadonlySet<OtaErrorCode> = new Set(['http_status', 'interrupted', 'too_slow']);
+
+/** Why a release bundle could not be built (`scripts/release` exits 3 for a missing tool, 1 for the rest). */
+export type ReleaseErrorCode =
+  | 'usage'
+  | 'not_built'
+  | 'toolchain_missing'
+  | 'node_fetch_failed'
+  | 'addon_build_failed'
+  | 'wrong_arch'
+  | 'prune_failed'
+  | 'pack_failed';
+
+export class ReleaseError extends Error {
+  override name = 'ReleaseError';
+  constructor(
+    readonly code: ReleaseErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}

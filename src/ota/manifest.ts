@@ -24,6 +24,12 @@ export interface Manifest {
   /** The Node.js platform and architecture its native addons were built for. */
   platform: string;
   arch: string;
+  /**
+   * Node's addon ABI (NODE_MODULE_VERSION) the native addons were built for:
+   * they load only under a Node with the same. Absent in bundles made before
+   * it was recorded (judged on platform and arch alone).
+   */
+  nodeAbi?: number;
   /** The spool schema this version writes (and the newest it reads). */
   spoolSchema: number;
   /** The oldest spool schema it can migrate from. */
@@ -74,10 +80,10 @@ function digest(dir: string, file: string): string {
   return sha256(readFileSync(p));
 }
 
-export function buildManifest(dir: string, fields: Omit<Manifest, 'format' | 'name' | 'files' | 'createdAt'>): Manifest {
+export function buildManifest(dir: string, fields: Omit<Manifest, 'format' | 'name' | 'files' | 'createdAt'> & { createdAt?: string }): Manifest {
   const files: Record<string, string> = {};
   for (const f of listFiles(dir)) files[f] = digest(dir, f);
-  return { format: BUNDLE_FORMAT, name: 'bike-telemetry', createdAt: new Date().toISOString(), ...fields, files };
+  return { format: BUNDLE_FORMAT, name: 'bike-telemetry', ...fields, createdAt: fields.createdAt ?? new Date().toISOString(), files };
 }
 
 /** Write manifest.json and manifest.sig into dir. */

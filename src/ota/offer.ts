@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { BundleError, compareVersions, verifySignature, type TrustedKey } from './manifest.js';
+import { incompatibility, type Runtime } from './targets.js';
 
 export const OfferSchema = z
   .object({
@@ -21,6 +22,15 @@ export const OfferSchema = z
     expiresAt: z.string().datetime({ offset: true }),
     /** Install even if not newer than the running version (a deliberate downgrade). */
     allowDowngrade: z.boolean().default(false),
+    /**
+     * What the bundle was built for (its manifest's platform, arch, nodeAbi),
+     * each optional: a console that differs refuses the offer before
+     * downloading anything. Without them the bundle's signed manifest is
+     * judged after the download, before unpacking.
+     */
+    platform: z.string().min(1).max(32).optional(),
+    arch: z.string().min(1).max(32).optional(),
+    nodeAbi: z.number().int().positive().optional(),
   })
   .strict();
 export type Offer = z.infer<typeof OfferSchema>;
@@ -46,6 +56,8 @@ export interface OfferContext {
   nowMs: number;
   /** Offer ids already acted on (persisted by the updater). */
   seen: ReadonlySet<string>;
+  /** The console's platform, CPU and Node ABI. */
+  runtime: Runtime;
 }
 
 /**
@@ -79,6 +91,8 @@ export function validateOffer(payload: Buffer | string, ctx: OfferContext): Offe
   if (Date.parse(o.expiresAt) <= ctx.nowMs) return { ok: false, reason: `expired at ${o.expiresAt}`, offerId, signed: true };
   if (o.deviceClass !== ctx.deviceClass) return { ok: false, reason: `for device class ${o.deviceClass}, this is ${ctx.deviceClass}`, offerId, signed: true };
   if (o.target !== '*' && o.target !== ctx.deviceId) return { ok: false, reason: `for device ${o.target}`, offerId, signed: true };
+  const mismatch = incompatibility(o, ctx.runtime);
+  if (mismatch) return { ok: false, reason: `incompatible: ${mismatch}`, offerId, signed: true };
   const cmp = compareVersions(o.version, ctx.currentVersion);
   if (cmp === 0) return { ok: false, reason: `already running ${o.version}`, offerId, signed: true };
   if (cmp < 0 && !o.allowDowngrade) return { ok: false, reason: `downgrade from ${ctx.currentVersion} to ${o.version} without allowDowngrade`, offerId, signed: true };

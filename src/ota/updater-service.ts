@@ -13,6 +13,7 @@ import type { Logger } from '../log/logger.js';
 import type { TrustedKey } from './manifest.js';
 import { brokerLogin, readTlsFiles } from '../upload/login.js';
 import { validateOffer } from './offer.js';
+import { currentRuntime } from './targets.js';
 import { Updater, type OtaState } from './updater.js';
 
 export function loadTrustedKeys(config: AgentConfig): TrustedKey[] {
@@ -88,6 +89,7 @@ export class UpdaterService {
       trustedKeys: loadTrustedKeys(this.config),
       nowMs: Date.now(),
       seen: new Set(u.state.seenOffers),
+      runtime: currentRuntime(),
     });
     if (!verdict.ok) {
       this.log.warn({ offer: verdict.offerId, reason: verdict.reason }, 'update offer refused');

@@ -34,6 +34,7 @@ import type { Offer } from './offer.js';
 import { writeFileAtomicSync } from '../util/files.js';
 import { checkListing, checkManifestSignature, untar } from './bundle-check.js';
 import { OtaError, RETRYABLE } from './errors.js';
+import { currentRuntime, incompatibility } from './targets.js';
 
 export { OtaError, type OtaErrorCode } from './errors.js';
 
@@ -348,7 +349,10 @@ export class Updater {
     rmSync(staging, { recursive: true, force: true });
     mkdirSync(staging, { recursive: true });
     untar(tarball, staging, [`${top}/${MANIFEST_FILE}`, `${top}/${SIGNATURE_FILE}`]);
-    checkManifestSignature(join(staging, top), this.o.trustedKeys);
+    const signed = checkManifestSignature(join(staging, top), this.o.trustedKeys);
+    // Addons for another CPU or Node would crash the agent at start: refused before unpacking anything else.
+    const why = incompatibility(signed, currentRuntime());
+    if (why) throw new OtaError('incompatible', `version ${v} refused before unpacking: ${why}`);
     untar(tarball, staging, []);
     const entries = readdirSync(staging);
     const inner = join(staging, top);
@@ -363,9 +367,8 @@ export class Updater {
       throw err;
     }
     if (manifest.version !== v) throw new OtaError('bad_bundle', `the bundle is version ${manifest.version}, the offer says ${v}`);
-    if (manifest.platform !== process.platform || manifest.arch !== process.arch) {
-      throw new OtaError('incompatible', `the bundle is for ${manifest.platform}-${manifest.arch}, this is ${process.platform}-${process.arch}`);
-    }
+    const mismatch = incompatibility(manifest, currentRuntime());
+    if (mismatch) throw new OtaError('incompatible', `version ${v}: ${mismatch}`);
     const spool = spoolSchema(this.o.dataDir);
     if (spool !== null && spool > manifest.spoolSchema) {
       throw new OtaError('incompatible', `version ${v} reads spool schema up to ${manifest.spoolSchema}, the spool is at ${spool}: it would not read the records kept`);

@@ -5,7 +5,7 @@ import { cpSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { buildManifest, signBundle, type TrustedKey } from '../../src/ota/manifest.js';
+import { buildManifest, signBundle, type Manifest, type TrustedKey } from '../../src/ota/manifest.js';
 import { canonicalJson, type Offer } from '../../src/ota/offer.js';
 
 export interface Key {
@@ -35,7 +35,7 @@ export interface Bundle {
  * A new bundle from an unpacked one: copied, its version set, `mutate` applied
  * (a deliberately broken build), re-manifested, signed, packed.
  */
-export function deriveBundle(base: string, outDir: string, version: string, key: Key, mutate?: (dir: string) => void, spoolSchema = 2): Bundle {
+export function deriveBundle(base: string, outDir: string, version: string, key: Key, mutate?: (dir: string) => void, spoolSchema = 2, manifestPatch: Partial<Manifest> = {}): Bundle {
   const name = `bike-telemetry-${version}`;
   const dir = join(outDir, name);
   rmSync(dir, { recursive: true, force: true });
@@ -47,7 +47,8 @@ export function deriveBundle(base: string, outDir: string, version: string, key:
   mutate?.(dir);
   rmSync(join(dir, 'manifest.json'), { force: true });
   rmSync(join(dir, 'manifest.sig'), { force: true });
-  signBundle(dir, buildManifest(dir, { version, platform: process.platform, arch: process.arch, spoolSchema, minSpoolSchema: 0 }), key.privateKeyPem, key.id);
+  const fields = { version, platform: process.platform, arch: process.arch, nodeAbi: Number(process.versions.modules), spoolSchema, minSpoolSchema: 0, ...manifestPatch };
+  signBundle(dir, buildManifest(dir, fields), key.privateKeyPem, key.id);
   const tarball = join(outDir, `${name}.tar.gz`);
   const r = spawnSync('tar', ['-C', outDir, '-czf', tarball, name]);
   if (r.status !== 0) throw new Error(`tar: ${r.stderr.toString()}`);

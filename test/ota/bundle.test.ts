@@ -1,4 +1,5 @@
 /** Release bundles: build, sign, verify; tampering and key handling. */
+import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { appendFileSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -7,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildManifest, compareVersions, signBundle, verifyBundle, type TrustedKey } from '../../src/ota/manifest.js';
 import { buildRelease, type Release } from '../../src/ota/release.js';
+import { hostTarget } from '../../src/ota/targets.js';
 import { tempDir } from '../helpers/agent.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -44,7 +46,7 @@ function tampered<T>(file: string, change: (path: string) => void, fn: () => T):
 describe('release bundle', () => {
   it('is self-contained: compiled JS, production node_modules with native addons, a manifest with version, spool schema and every file hashed', () => {
     const v = verifyBundle(rel.dir, [k1.trusted]);
-    expect(v).toMatchObject({ version: '9.8.7', name: 'bike-telemetry', platform: process.platform, arch: process.arch, spoolSchema: 2, signedBy: '2026a' });
+    expect(v).toMatchObject({ version: '9.8.7', name: 'bike-telemetry', platform: process.platform, arch: process.arch, nodeAbi: Number(process.versions.modules), spoolSchema: 2, signedBy: '2026a' });
     const files = Object.keys(v.files);
     expect(files).toContain('dist/cli/main.js');
     expect(files).toContain('node_modules/better-sqlite3/build/Release/better_sqlite3.node');
@@ -55,7 +57,27 @@ describe('release bundle', () => {
     expect(files.some((f) => f.startsWith('node_modules/vitest/'))).toBe(false);
     expect(files.some((f) => f.startsWith('node_modules/typescript/'))).toBe(false);
     expect(rel.sha256).toBe(createHash('sha256').update(readFileSync(rel.tarball)).digest('hex'));
+    // Native code for this CPU only: no prebuilds for other systems, no musl builds, no build leftovers or test addons.
+    expect(files.filter((f) => new RegExp(`/prebuilds/(?!linux-${process.arch}/)`).test(f) || /musl.*\.node$/.test(f) || new RegExp(`abi(?!${process.versions.modules})\\d+.*\\.node$`).test(f) || /obj\.target|test_extension\.node/.test(f))).toEqual([]);
+    expect(rel.addons.map((a) => [a.package, a.how])).toEqual([
+      [`node_modules/@cbor-extract/cbor-extract-linux-${process.arch}`, 'prebuilt'],
+      ['node_modules/@serialport/bindings-cpp', 'prebuilt'],
+      ['node_modules/better-sqlite3', 'checkout'],
+      ['node_modules/unix-dgram', 'checkout'],
+    ]);
+    expect(rel.tarball.endsWith(`bike-telemetry-9.8.7-linux-${hostTarget()}.tar.gz`)).toBe(true);
   });
+
+  it('is reproducible: the same checkout and SOURCE_DATE_EPOCH give the same bytes, whatever folder it is built in', () => {
+    const build = () => buildRelease({ repo: REPO, outDir: tempDir('release-repro-'), privateKeyPem: k1.privateKeyPem, keyId: k1.id, version: '9.8.6', sourceDateEpoch: 1_790_000_000 });
+    const a = build();
+    const b = build();
+    expect(a.sha256).toBe(b.sha256);
+    expect(a.manifest.createdAt).toBe('2026-09-21T14:13:20.000Z');
+    // The tar's entries: sorted, owned by 0/0, dated at the epoch.
+    const list = spawnSync('tar', ['-tvzf', a.tarball, '--numeric-owner'], { encoding: 'utf8' }).stdout.trim().split('\n');
+    expect(list.every((l) => / 0\/0 /.test(l) && l.includes('2026-09-21'))).toBe(true);
+  }, 60_000);
 
   it('the bundled agent runs from the bundle alone: its version, and a simulated ride recorded', async () => {
     const bin = join(rel.dir, 'bin/bike-telemetry.js');

@@ -127,6 +127,8 @@ beforeAll(async () => {
   for (const v of ['9.4.0', '9.5.0', '9.6.0', '9.7.0', '9.8.0']) derive(v);
   // An old build that only reads spool schema 1.
   bundles.set('9.0.5', deriveBundle(base.dir, out, '9.0.5', key, undefined, 1));
+  // A build for another CPU (its manifest says so; the addons inside are this machine's, never loaded).
+  bundles.set('9.9.0', deriveBundle(base.dir, out, '9.9.0', key, undefined, 2, { arch: 'arm64' }));
 
   server = new BundleServer(new Map([...bundles.values()].map((b) => [`/${b.version}.tar.gz`, b.tarball])));
   await server.start();
@@ -265,6 +267,29 @@ describe('over-the-air update', () => {
     await publishOffer(offer(bundles.get('9.1.0')!, { id: seen, version: '9.4.0', url: server.url('/9.4.0.tar.gz'), size: b.size, sha256: b.sha256 }));
     await waitFor(() => otaStatus.slice(n).some((s) => /replayed: offer/.test(String(s.refused ?? ''))), 'replay refused', 10_000);
     expect(readlinkSync(join(root, 'current'))).toBe('versions/9.1.0');
+  });
+
+  it('a bundle for another CPU or Node ABI is refused: before downloading when the offer says so, before unpacking when only its manifest does', async () => {
+    const b = bundles.get('9.9.0')!;
+    const running = readlinkSync(join(root, 'current'));
+    const fetched = (): number => server.requests.filter((r) => r.path === '/9.9.0.tar.gz').length;
+    const here = `linux-${process.arch} \\(Node ABI ${process.versions.modules}\\)`;
+    for (const [patch, why] of [
+      [{ platform: 'linux', arch: 'arm64', nodeAbi: Number(process.versions.modules) }, new RegExp(`incompatible: built for linux-arm64 \\(Node ABI \\d+\\), this console is ${here}: another CPU$`)],
+      [{ nodeAbi: 999 }, new RegExp(`incompatible: built for linux-${process.arch} \\(Node ABI 999\\), this console is ${here}: another Node ABI$`)],
+    ] as const) {
+      await publishOffer(offer(b, patch));
+      await waitFor(() => otaStatus.slice(sinceOffer).some((s) => why.test(String((s.last as { reason?: string } | null)?.reason ?? ''))), `refusal ${why}`, 10_000);
+      expect(fetched()).toBe(0);
+    }
+    // An offer that does not say: downloaded, then refused on the signed manifest alone.
+    await publishOffer(offer(b));
+    const r = await waitResult('9.9.0', 'failed');
+    expect(fetched()).toBeGreaterThan(0);
+    expect(String((r.last as { reason: string }).reason)).toMatch(new RegExp(`^version 9\\.9\\.0 refused before unpacking: built for linux-arm64 \\(Node ABI \\d+\\), this console is ${here}: another CPU$`));
+    expect(existsSync(join(root, 'versions/9.9.0'))).toBe(false);
+    expect(existsSync(join(root, 'versions/.staging-9.9.0/bike-telemetry-9.9.0/dist'))).toBe(false);
+    expect(readlinkSync(join(root, 'current'))).toBe(running);
   });
 
   it('an interrupted download resumes from where it stopped (HTTP Range)', async () => {

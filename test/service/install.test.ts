@@ -1,6 +1,6 @@
 /** scripts/install into a folder, and the units it lays out checked by systemd's own tools. */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -67,6 +67,24 @@ describe('scripts/install --root', () => {
     const u = install(tempDir('install-'), '--frobnicate');
     expect(u.status).toBe(2);
     expect(u.stderr).toMatch(/unknown option --frobnicate/);
+  });
+
+  it('refuses a release bundle for another CPU before touching anything; --foreign-arch builds another console\'s root', () => {
+    // A bundle-shaped source whose manifest says arm64 (the check reads the manifest; the signature is the updater's business).
+    const src = tempDir('install-arm-');
+    for (const f of ['bin', 'dist', 'node_modules', 'package.json', 'systemd', 'firmware-protocol/calibration']) cpSync(join(REPO, f), join(src, f), { recursive: true, verbatimSymlinks: true });
+    writeFileSync(join(src, 'manifest.json'), JSON.stringify({ format: 1, name: 'bike-telemetry', version, platform: 'linux', arch: process.arch === 'arm64' ? 'x64' : 'arm64', nodeAbi: Number(process.versions.modules), files: {} }));
+    const root = tempDir('install-');
+    const r = install(root, '--source', src);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^install: the bundle is for linux-(arm64|x64) \(Node ABI \d+\), this console is linux-\w+ \(Node ABI \d+\): build it with scripts\/release --arch/);
+    expect(existsSync(join(root, 'opt'))).toBe(false);
+    const f = install(root, '--source', src, '--foreign-arch');
+    expect(f.status, f.stderr).toBe(0);
+    expect(readlinkSync(join(root, 'opt/bike-telemetry/current'))).toBe(`versions/${version}`);
+    const onto = spawnSync('bash', [join(REPO, 'scripts/install'), '--foreign-arch', '--no-systemctl'], { encoding: 'utf8' });
+    expect(onto.status).toBe(2);
+    expect(onto.stderr).toMatch(/--foreign-arch goes with --root/);
   });
 });
 

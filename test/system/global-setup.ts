@@ -18,6 +18,10 @@ export default function setup(): void {
     ['mkfs.ext4', 'e2fsprogs'],
     ['socat', 'socat'],
     ['mosquitto', 'mosquitto'],
+    // cross.test.ts: the ARM bundles' addons are cross-built, then run under qemu-user.
+    ['aarch64-linux-gnu-g++', 'g++-aarch64-linux-gnu'],
+    ['arm-linux-gnueabihf-g++', 'g++-arm-linux-gnueabihf'],
+    ['qemu-aarch64-static', 'qemu-user-static'],
   ]) {
     if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(`the system tests need ${tool} (apt-get install ${pkg})`);
   }
