@@ -10,6 +10,7 @@ const benches = [
   ['realtime.js', '--protocol', 'fwp'],
   ['realtime.js', '--protocol', 'peloton'],
   ['drain.js'],
+  ['cli.js'],
 ];
 let failed = 0;
 for (const [b, ...args] of benches) {

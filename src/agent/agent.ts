@@ -8,8 +8,9 @@
  * moves each into its own module behind one pipeline factory; until then this
  * file is the one place they meet.
  */
+import { resolveSocketPath } from '../api/socket-path.js';
 import type { AgentConfig } from '../config/schema.js';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { encodeChunk, encodeHeader } from '../capture/format.js';
 import { brokerLogin } from '../upload/login.js';
 import { CommandProcessor, commandsStateFile, type RemoteSetting } from '../commands/commands.js';
@@ -69,12 +70,6 @@ export interface AgentHealth {
 }
 
 /** Where the API socket goes when the config does not say. */
-export function resolveSocketPath(config: AgentConfig): string {
-  if (config.api.socketPath) return config.api.socketPath;
-  if (process.env.RUNTIME_DIRECTORY) return join(process.env.RUNTIME_DIRECTORY.split(':')[0], 'api.sock');
-  if (existsSync('/run/bike-telemetry')) return '/run/bike-telemetry/api.sock';
-  return join(config.dataDir, 'api.sock');
-}
 
 /** Raw serial bytes as they cross the link: dir 0 from the board, 1 to it. */
 export type RawTap = (bytes: Buffer, dir: number) => void;

@@ -3,7 +3,8 @@
  * matched to replies by id, events to a listener.
  */
 import { createConnection, type Socket } from 'node:net';
-import { resolveSocketPath, type AgentHealth } from '../agent/agent.js';
+import type { AgentHealth } from '../agent/agent.js';
+import { resolveSocketPath } from '../api/socket-path.js';
 import type { AgentConfig } from '../config/schema.js';
 
 export class AgentNotRunningError extends Error {

@@ -1,24 +1,37 @@
 /**
  * `bike-telemetry`: one executable, one subcommand per job. Subcommands stay
- * thin; the work lives in the modules they call.
+ * thin; the work lives in the modules they call. Each command's module is
+ * loaded when that command runs, never before: `--help` and `status` must
+ * not pay for the agent's pipeline (serialport, SQLite, MQTT).
  */
 import { fstatSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { ConfigError } from '../config/load.js';
+import { ConfigError } from '../config/errors.js';
 import { AGENT_VERSION } from '../version.js';
 import { ExitCode } from './exit-codes.js';
 import { AgentNotRunningError, ApiRequestError } from './api-client.js';
-import { captureCommand, replayCommand } from './capture-cmd.js';
-import { fleetSimCommand } from './fleet-sim-cmd.js';
-import { liveCommand } from './live.js';
-import { portsCommand } from './ports.js';
-import { rideChartCommand, rideListCommand } from './ride-cmd.js';
-import { runCommand } from './run.js';
-import { selftestCommand } from './selftest.js';
-import { simulateCommand } from './simulate.js';
-import { exportCommand, spoolCommand } from './spool-cmd.js';
-import { statusCommand } from './status.js';
-import { updaterCommand } from './updater-cmd.js';
+
+/** A command's action, imported when it runs. */
+function lazy<M, K extends keyof M>(load: () => Promise<M>, name: K): (...args: unknown[]) => Promise<void> {
+  return async (...args) => {
+    const action = (await load())[name] as (...a: unknown[]) => void | Promise<void>;
+    await action(...args);
+  };
+}
+const runCommand = lazy(() => import('./run.js'), 'runCommand');
+const statusCommand = lazy(() => import('./status.js'), 'statusCommand');
+const liveCommand = lazy(() => import('./live.js'), 'liveCommand');
+const portsCommand = lazy(() => import('./ports.js'), 'portsCommand');
+const spoolCommand = lazy(() => import('./spool-cmd.js'), 'spoolCommand');
+const exportCommand = lazy(() => import('./spool-cmd.js'), 'exportCommand');
+const rideListCommand = lazy(() => import('./ride-cmd.js'), 'rideListCommand');
+const rideChartCommand = lazy(() => import('./ride-cmd.js'), 'rideChartCommand');
+const captureCommand = lazy(() => import('./capture-cmd.js'), 'captureCommand');
+const replayCommand = lazy(() => import('./capture-cmd.js'), 'replayCommand');
+const fleetSimCommand = lazy(() => import('./fleet-sim-cmd.js'), 'fleetSimCommand');
+const updaterCommand = lazy(() => import('./updater-cmd.js'), 'updaterCommand');
+const selftestCommand = lazy(() => import('./selftest.js'), 'selftestCommand');
+const simulateCommand = lazy(() => import('./simulate.js'), 'simulateCommand');
 
 function num(name: string, min: number, max: number, integer = false) {
   return (v: string): number => {

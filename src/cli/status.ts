@@ -8,8 +8,8 @@ import { loadConfig } from '../config/load.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AgentConfig } from '../config/schema.js';
-import { Updater, type OtaState } from '../ota/updater.js';
-import { SpoolReader } from '../spool/reader.js';
+import { readOtaStateFile, type OtaState } from '../ota/state.js';
+import type { SpoolReader } from '../spool/reader.js';
 import { AgentNotRunningError, ApiClient } from './api-client.js';
 import { ExitCode } from './exit-codes.js';
 import { ago, bytes, duration, json, num, out, table } from './format.js';
@@ -29,7 +29,9 @@ export async function statusCommand(opts: StatusOptions): Promise<void> {
     if (!(err instanceof AgentNotRunningError)) throw err;
     let spool: ReturnType<SpoolReader['summary']> | { error: string };
     try {
-      const r = SpoolReader.open(config.dataDir);
+      // SQLite is loaded only when the agent is not there to answer.
+      const { SpoolReader: Reader } = await import('../spool/reader.js');
+      const r = Reader.open(config.dataDir);
       spool = r.summary();
       r.close();
     } catch (e) {
@@ -58,7 +60,7 @@ export async function statusCommand(opts: StatusOptions): Promise<void> {
 function readOtaState(root: string | undefined): OtaState | null {
   if (!root) return null;
   const file = join(root, 'ota', 'state.json');
-  return existsSync(file) ? Updater.readState(file) : null;
+  return existsSync(file) ? readOtaStateFile(file) : null;
 }
 
 function printStatus(h: AgentHealth, config?: AgentConfig): void {

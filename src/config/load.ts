@@ -2,10 +2,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ConfigSchema, type AgentConfig } from './schema.js';
 
-/** A configuration problem; the message names the file and the offending key. */
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
+import { ConfigError } from './errors.js';
+
+export { ConfigError };
 
 export function parseConfig(json: unknown, source = 'config'): AgentConfig {
   const r = ConfigSchema.safeParse(json);

@@ -134,8 +134,11 @@ export function checkToolchain(t: Target, prefix = t.toolPrefix): void {
   }
 }
 
-function crossBuild(pkgDir: string, o: AddonOptions, gyp: string): void {
+function crossBuild(bundleDir: string, pkgDir: string, o: AddonOptions, gyp: string): void {
   const prefix = o.toolPrefix ?? o.target.toolPrefix;
+  // Where the bundle was staged and where the headers are cached must not end up in the binaries
+  // (debug info, __FILE__): the same sources give the same bytes wherever they are built.
+  const maps = `-ffile-prefix-map=${bundleDir}=/bike-telemetry -ffile-prefix-map=${o.nodeDir}=/node`;
   rmSync(join(pkgDir, 'build'), { recursive: true, force: true });
   rmSync(join(pkgDir, 'prebuilds'), { recursive: true, force: true });
   const env = {
@@ -144,6 +147,8 @@ function crossBuild(pkgDir: string, o: AddonOptions, gyp: string): void {
     CXX: `${prefix}g++`,
     LINK: `${prefix}g++`,
     AR: `${prefix}ar`,
+    CFLAGS: `${process.env.CFLAGS ?? ''} ${maps}`.trim(),
+    CXXFLAGS: `${process.env.CXXFLAGS ?? ''} ${maps}`.trim(),
     // Build against the target's headers only, never a download.
     npm_config_nodedir: o.nodeDir,
   };
@@ -179,7 +184,7 @@ export function prepareAddons(bundleDir: string, o: AddonOptions): AddonReport[]
     }
     if (o.cross) {
       o.progress?.(`building ${rel} for ${t.name}`);
-      crossBuild(pkgDir, o, gyp);
+      crossBuild(bundleDir, pkgDir, o, gyp);
     } else {
       prunePrebuilds(pkgDir, t);
     }

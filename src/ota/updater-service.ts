@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import mqtt, { type MqttClient } from 'mqtt';
-import { resolveSocketPath } from '../agent/agent.js';
+import { resolveSocketPath } from '../api/socket-path.js';
 import type { AgentConfig } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { TrustedKey } from './manifest.js';

@@ -20,7 +20,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statfsSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, renameSync, rmSync, statfsSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { get as httpGet, type IncomingMessage } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { basename, join } from 'node:path';
@@ -33,25 +33,13 @@ import { BundleError, MANIFEST_FILE, SIGNATURE_FILE, verifyBundle, type TrustedK
 import type { Offer } from './offer.js';
 import { writeFileAtomicSync } from '../util/files.js';
 import { checkListing, checkManifestSignature, untar } from './bundle-check.js';
+import { readOtaStateFile, type OtaState } from './state.js';
 import { OtaError, RETRYABLE } from './errors.js';
 import { currentRuntime, incompatibility } from './targets.js';
 
 export { OtaError, type OtaErrorCode } from './errors.js';
 
-export type OtaPhase = 'idle' | 'downloading' | 'staging' | 'switching' | 'checking' | 'rolling-back';
-
-export interface OtaState {
-  phase: OtaPhase;
-  offer: Offer | null;
-  /** The version `current` named before the switch. */
-  from: string | null;
-  /** What the agent looked like before the switch: the new version must do at least as well. */
-  baseline: { linkOpen: boolean; uploadConnected: boolean } | null;
-  /** The last outcome, for `status` and the status topic. */
-  last: { version: string; result: 'updated' | 'rolled-back' | 'refused' | 'failed'; reason: string | null; at: string } | null;
-  seenOffers: string[];
-  failedVersions: string[];
-}
+export type { OtaPhase, OtaState } from './state.js';
 
 export interface UpdaterOptions {
   root: string;
@@ -87,7 +75,6 @@ const DEFAULT_MAX_UNPACKED = 512 << 20;
 const UNPACK_MARGIN_BYTES = 32 << 20;
 const STEP_DELAY_MS = Number(process.env.BIKE_TELEMETRY_OTA_STEP_DELAY_MS ?? 0) || 0;
 
-const EMPTY: OtaState = { phase: 'idle', offer: null, from: null, baseline: null, last: null, seenOffers: [], failedVersions: [] };
 
 export class Updater {
   readonly versions: string;
@@ -123,11 +110,7 @@ export class Updater {
   }
 
   static readState(file: string): OtaState {
-    try {
-      return { ...EMPTY, ...(JSON.parse(readFileSync(file, 'utf8')) as Partial<OtaState>) };
-    } catch {
-      return { ...EMPTY };
-    }
+    return readOtaStateFile(file);
   }
 
   /** The version `current` names (its folder's name). */

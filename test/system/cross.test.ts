@@ -8,12 +8,14 @@
  * zero-GC hot path. A wrong toolchain fails the build on the ELF check.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentHealth } from '../../src/agent/agent.js';
 import { fetchAgentHealth } from '../../src/cli/api-client.js';
+import { prepareAddons } from '../../src/ota/addons.js';
 import { checkElfFiles } from '../../src/ota/elf.js';
 import { verifyBundle } from '../../src/ota/manifest.js';
 import { nodeDist } from '../../src/ota/node-dist.js';
@@ -112,6 +114,21 @@ describe('release bundles for three CPUs', () => {
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/release: arm64: node_modules\/@serialport\/bindings-cpp\/build\/Release\/bindings\.node is 64-bit x86-64, the bundle is for 64-bit AArch64/);
     expect(existsSync(join(out, 'bike-telemetry-0.1.0-linux-arm64.tar.gz'))).toBe(false);
+  }, 300_000);
+});
+
+describe('cross-built addons', () => {
+  it('are the same bytes wherever they are built (no build path inside), so a cross-built bundle is reproducible too', () => {
+    const sums: string[] = [];
+    for (const place of ['a', 'b/deeper/still']) {
+      const dir = join(tempDir('cross-repro-'), place);
+      // unix-dgram and what its binding.gyp needs (nan), as a staged bundle holds them.
+      for (const pkg of ['unix-dgram', 'nan', 'bindings']) cpSync(join(REPO, 'node_modules', pkg), join(dir, 'node_modules', pkg), { recursive: true });
+      const reports = prepareAddons(dir, { target: TARGETS.arm64, cross: true, nodeDir: nodeDist(TARGETS.arm64).dir, nodeAbi: 115 });
+      expect(reports.map((r) => r.files)).toEqual([['node_modules/unix-dgram/build/Release/unix_dgram.node']]);
+      sums.push(createHash('sha256').update(readFileSync(join(dir, 'node_modules/unix-dgram/build/Release/unix_dgram.node'))).digest('hex'));
+    }
+    expect(sums[0]).toBe(sums[1]);
   }, 300_000);
 });
 

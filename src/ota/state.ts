@@ -1,0 +1,33 @@
+/**
+ * The updater's state file (`<ota.root>/ota/state.json`): its shape and a
+ * reader. Its own module so `bike-telemetry status` can show the update
+ * state without loading the updater.
+ */
+import { readFileSync } from 'node:fs';
+import type { Offer } from './offer.js';
+
+export type OtaPhase = 'idle' | 'downloading' | 'staging' | 'switching' | 'checking' | 'rolling-back';
+
+export interface OtaState {
+  phase: OtaPhase;
+  offer: Offer | null;
+  /** The version `current` named before the switch. */
+  from: string | null;
+  /** What the agent looked like before the switch: the new version must do at least as well. */
+  baseline: { linkOpen: boolean; uploadConnected: boolean } | null;
+  /** The last outcome, for `status` and the status topic. */
+  last: { version: string; result: 'updated' | 'rolled-back' | 'refused' | 'failed'; reason: string | null; at: string } | null;
+  seenOffers: string[];
+  failedVersions: string[];
+}
+
+export const EMPTY_OTA_STATE: OtaState = { phase: 'idle', offer: null, from: null, baseline: null, last: null, seenOffers: [], failedVersions: [] };
+
+/** The state as written, missing fields filled in; an unreadable file reads as idle. */
+export function readOtaStateFile(file: string): OtaState {
+  try {
+    return { ...EMPTY_OTA_STATE, ...(JSON.parse(readFileSync(file, 'utf8')) as Partial<OtaState>) };
+  } catch {
+    return { ...EMPTY_OTA_STATE };
+  }
+}
