@@ -6,7 +6,8 @@
 // Prints one JSON line. Usage: node scripts/bench/realtime.js [--seconds 60] [--rate 50] [--protocol fwp|peloton]
 // (peloton: the simulated original bike answering the agent's polls at 19200 baud; --rate does not apply).
 // To attribute the cost: BENCH_RECORDS=all|1hz|none (record logging), BENCH_NO_UPLOAD=1,
-// BENCH_SYNC=FULL|NORMAL (spool.synchronous), BENCH_COALESCE_MS=N (serial.readCoalesceMs).
+// BENCH_SYNC=FULL|NORMAL (spool.synchronous), BENCH_COALESCE_MS=N (serial.readCoalesceMs),
+// BENCH_NODE_FLAGS="--max-semi-space-size=1 ..." (V8/Node flags for the agent process).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,7 +37,8 @@ const path = await new Promise((resolve, reject) => {
 });
 const config = join(dir, 'config.json');
 writeFileSync(config, JSON.stringify({ serial: { path, protocol, ...(process.env.BENCH_COALESCE_MS ? { readCoalesceMs: Number(process.env.BENCH_COALESCE_MS) } : {}) }, dataDir: dir, mqtt: { url: broker.url, ...(process.env.BENCH_NO_UPLOAD ? { enabled: false } : {}) }, ...(process.env.BENCH_SYNC ? { spool: { synchronous: process.env.BENCH_SYNC } } : {}), log: { records: process.env.BENCH_RECORDS ?? 'all', statsIntervalS: 60 } }));
-const agent = spawn(process.execPath, [bin, 'run', '--config', config], { stdio: ['ignore', 'pipe', 'inherit'] });
+const nodeFlags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+const agent = spawn(process.execPath, [...nodeFlags, bin, 'run', '--config', config], { stdio: ['ignore', 'pipe', 'inherit'] });
 let records = 0;
 let partial = '';
 agent.stdout.on('data', (d) => {
@@ -56,14 +58,25 @@ const cpuNs = (pid) =>
       return sum; // a thread that just exited
     }
   }, 0);
+// Wake-ups: voluntary context switches of every thread (each time one went to sleep and was woken).
+const wakeups = (pid) =>
+  readdirSync(`/proc/${pid}/task`).reduce((sum, tid) => {
+    try {
+      return sum + Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))[1]);
+    } catch {
+      return sum;
+    }
+  }, 0);
 const status = (pid, key) => Number(readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`${key}:\\s+(\\d+)`))[1]);
 
 await sleep(warmupS * 1000);
 const c0 = cpuNs(agent.pid);
+const w0 = wakeups(agent.pid);
 const r0 = records;
 const t0 = process.hrtime.bigint();
 await sleep(seconds * 1000);
 const c1 = cpuNs(agent.pid);
+const w1 = wakeups(agent.pid);
 const t1 = process.hrtime.bigint();
 const peakRssKb = status(agent.pid, 'VmHWM');
 const r1 = records;
@@ -80,6 +93,9 @@ console.log(
     seconds: Number(elapsed.toFixed(1)),
     cpuPercent: Number(((100 * (c1 - c0)) / 1e9 / elapsed).toFixed(2)),
     peakRssMB: Number((peakRssKb / 1024).toFixed(1)),
+    wakeupsPerS: Number(((w1 - w0) / elapsed).toFixed(1)),
+    nodeFlags: nodeFlags.join(' '),
+    records: process.env.BENCH_RECORDS ?? 'all',
     recordsPerS: Number(((r1 - r0) / elapsed).toFixed(2)),
     agentExitCode: exitCode,
     node: process.version,

@@ -2,7 +2,7 @@
  * Puts a SimBoard on a transport in real time: a pty (through socat) or a
  * writable stream. Also plays unplug/replug by tearing the pty down.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SerialPort } from 'serialport';
@@ -55,6 +55,8 @@ export class SimRunner<B extends SimulatedBoard = SimBoard> {
 
   /** Serve on a new pty pair; returns the path the agent should open. */
   async startOnPty(dir: string = mkdtempSync(join(tmpdir(), 'bike-sim-')), baudRate = 115200): Promise<string> {
+    // `simulate --dir` names a folder that may not exist yet; socat would only say it cannot make the link.
+    mkdirSync(dir, { recursive: true });
     this.pty = new PtyPair(join(dir, 'board'), join(dir, 'console'));
     await this.pty.open();
     await this.openBoardPort(baudRate);

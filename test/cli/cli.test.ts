@@ -77,9 +77,11 @@ describe('bike-telemetry run', () => {
 
   it('runs against a separately started simulator via --config serial.path', async () => {
     const dir = tempDir('cli-sep-');
-    const sim = start(['simulate', '--dir', dir, '--duration', '30']);
+    // A --dir that does not exist yet is made (it used to fail with socat's "No such file or directory").
+    const links = join(dir, 'links/board-a');
+    const sim = start(['simulate', '--dir', links, '--duration', '30']);
     await waitFor(() => sim.stdout.length > 0, 'simulator path');
-    expect(sim.stdout[0]).toBe(join(dir, 'console'));
+    expect(sim.stdout[0]).toBe(join(links, 'console'));
     const config = writeJson(dir, 'config.json', { serial: { path: sim.stdout[0] }, dataDir: dir, log: { records: '1hz' }, mqtt: { enabled: false } });
     const c = start(['run', '-c', config]);
     await waitFor(() => c.json().filter((l) => l.msg === 'record').length >= 3, 'records at 1 Hz', 15_000);
