@@ -69,8 +69,6 @@ export interface AgentHealth {
   healthy: boolean;
 }
 
-/** Where the API socket goes when the config does not say. */
-
 /** Raw serial bytes as they cross the link: dir 0 from the board, 1 to it. */
 export type RawTap = (bytes: Buffer, dir: number) => void;
 

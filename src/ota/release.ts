@@ -16,7 +16,7 @@ import { prepareAddons, type AddonReport } from './addons.js';
 import { checkElfFiles } from './elf.js';
 import { ReleaseError } from './errors.js';
 import { buildManifest, signBundle, type Manifest } from './manifest.js';
-import { headersAbi, nodeDist } from './node-dist.js';
+import { nodeDist } from './node-dist.js';
 import { hostTarget, TARGETS, type TargetName } from './targets.js';
 
 export interface ReleaseOptions {
@@ -86,8 +86,7 @@ export function buildRelease(o: ReleaseOptions): Release {
   let nodeAbi = Number(process.versions.modules);
   if (cross) {
     o.progress?.(`fetching ${target.node.package}@${target.node.version} (headers)`);
-    nodeDir = nodeDist(target).dir;
-    nodeAbi = headersAbi(nodeDir);
+    ({ dir: nodeDir, abi: nodeAbi } = nodeDist(target));
   }
   const addons = prepareAddons(dir, { target, cross, nodeDir, nodeAbi, toolPrefix: o.toolPrefix, progress: o.progress });
   // Every ELF file in the bundle, not only the addons built above.

@@ -94,7 +94,7 @@ export class Updater {
     this.stateDir = join(o.root, 'ota');
     this.stateFile = join(this.stateDir, 'state.json');
     mkdirSync(this.stateDir, { recursive: true });
-    this.state = Updater.readState(this.stateFile);
+    this.state = readOtaStateFile(this.stateFile);
     this.ensureStable();
   }
 
@@ -107,10 +107,6 @@ export class Updater {
     const from = this.state.phase !== 'idle' && this.state.from ? `versions/${this.state.from}` : readlinkSync(this.current);
     replaceSymlink(this.stable, from);
     this.o.log.info({ stable: from }, 'stable version recorded');
-  }
-
-  static readState(file: string): OtaState {
-    return readOtaStateFile(file);
   }
 
   /** The version `current` names (its folder's name). */

@@ -14,11 +14,19 @@ export interface Child {
   json: () => Array<Record<string, unknown>>;
 }
 
+/** How to start it: this Node and this checkout's bin, unless a test says otherwise (a bundle under qemu-user). */
+export interface Launcher {
+  command: string;
+  /** Before ARGS: the node binary and the bin script, say. */
+  args: string[];
+}
+
 /** Run `bike-telemetry ARGS`, collecting stdout lines and stderr. */
-export function cli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Child {
+export function cli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; launcher?: Launcher } = {}): Child {
   // A scratch working directory, so the default dataDir (./data) never lands in the checkout.
   const cwd = opts.cwd ?? mkdtempSync(join(tmpdir(), 'cli-cwd-'));
-  const proc = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+  const l = opts.launcher ?? { command: process.execPath, args: [BIN] };
+  const proc = spawn(l.command, [...l.args, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   const stdout: string[] = [];
   let err = '';
   let partial = '';

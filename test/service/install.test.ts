@@ -77,7 +77,7 @@ describe('scripts/install --root', () => {
     const root = tempDir('install-');
     const r = install(root, '--source', src);
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/^install: the bundle is for linux-(arm64|x64) \(Node ABI \d+\), this console is linux-\w+ \(Node ABI \d+\): build it with scripts\/release --arch/);
+    expect(r.stderr).toMatch(/^install: the bundle is built for linux-(arm64|x64) \(Node ABI \d+\), this console is linux-\w+ \(Node ABI \d+\): another CPU: build it with scripts\/release --arch/);
     expect(existsSync(join(root, 'opt'))).toBe(false);
     const f = install(root, '--source', src, '--foreign-arch');
     expect(f.status, f.stderr).toBe(0);

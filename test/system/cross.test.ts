@@ -9,7 +9,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,10 +22,12 @@ import { nodeDist } from '../../src/ota/node-dist.js';
 import { TARGETS, type TargetName } from '../../src/ota/targets.js';
 import { tempDir } from '../helpers/agent.js';
 import { Broker } from '../helpers/broker.js';
+import type { Child } from '../helpers/cli.js';
 import { Consumer } from '../helpers/consumer.js';
 import { keypair } from '../helpers/ota.js';
 import { waitFor } from '../helpers/wait.js';
-import { EmulatedProcess, run, runBundleCli, runEmulated } from './helpers/emulated.js';
+import { runCommand } from './helpers/command.js';
+import { runBundleCli, runEmulated, startBundleCli, stop } from './helpers/emulated.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const HOTPATH = fileURLToPath(new URL('./fixtures/hotpath-check.mjs', import.meta.url));
@@ -52,7 +54,7 @@ let releaseMs = 0;
 beforeAll(async () => {
   work = tempDir('cross-');
   writeFileSync(join(work, 'release.pem'), key.privateKeyPem, { mode: 0o600 });
-  const r = await run(process.execPath, [join(REPO, 'scripts/release.js'), '--arch', 'all', '--key', join(work, 'release.pem'), '--key-id', key.id, '--out', join(work, 'release')], {
+  const r = await runCommand(process.execPath, [join(REPO, 'scripts/release.js'), '--arch', 'all', '--key', join(work, 'release.pem'), '--key-id', key.id, '--out', join(work, 'release')], {
     cwd: REPO,
     env: { ...process.env, SOURCE_DATE_EPOCH: String(EPOCH) },
     timeoutMs: 900_000,
@@ -70,12 +72,8 @@ beforeAll(async () => {
     if (tar.status !== 0) throw new Error(`unpacking ${b.tarball}: ${tar.stderr}`);
     unpacked.set(target, join(dir, readdirSync(dir)[0]));
   }
-  console.log(JSON.stringify({ measured: 'release --arch all', ms: releaseMs, sizes: Object.fromEntries([...built].map(([t, b]) => [t, statSize(b.tarball)])) }));
+  console.log(JSON.stringify({ measured: 'release --arch all', ms: releaseMs, sizes: Object.fromEntries([...built].map(([t, b]) => [t, statSync(b.tarball).size])) }));
 }, 900_000);
-
-function statSize(f: string): number {
-  return Number(spawnSync('stat', ['-c', '%s', f], { encoding: 'utf8' }).stdout.trim());
-}
 
 describe('release bundles for three CPUs', () => {
   it('one command builds x64, arm64 and armv7 bundles, each signed, for its CPU and Node ABI, every native file of its CPU', () => {
@@ -106,7 +104,7 @@ describe('release bundles for three CPUs', () => {
 
   it('a wrong toolchain (this machine\'s compiler for an arm64 bundle) fails the build at the ELF check, naming the addon, and leaves no bundle', async () => {
     const out = join(work, 'wrong');
-    const r = await run(process.execPath, [join(REPO, 'scripts/release.js'), '--arch', 'arm64', '--cross-prefix', 'x86_64-linux-gnu-', '--key', join(work, 'release.pem'), '--key-id', key.id, '--out', out], {
+    const r = await runCommand(process.execPath, [join(REPO, 'scripts/release.js'), '--arch', 'arm64', '--cross-prefix', 'x86_64-linux-gnu-', '--key', join(work, 'release.pem'), '--key-id', key.id, '--out', out], {
       cwd: REPO,
       timeoutMs: 300_000,
     });
@@ -169,6 +167,7 @@ describe.each(['arm64', 'armv7'] as const)('the %s bundle under qemu-user', (tar
   const health = (): Promise<AgentHealth | null> => fetchAgentHealth(socketPath);
   const bundle = (): string => unpacked.get(target)!;
   const delivered = (): number => [...consumer.seen.keys()].length;
+  const started = (c: Child): boolean => c.json().some((l) => l.msg === 'agent started');
   /** Records committed to the spool and not yet acknowledged by the broker. */
   const kept = (h: AgentHealth | null): number | null => (h?.spool.state === 'open' ? h.spool.records : null);
 
@@ -182,10 +181,10 @@ describe.each(['arm64', 'armv7'] as const)('the %s bundle under qemu-user', (tar
   });
 
   it('rides on the simulator over a real pty through serialport, uploads to Mosquitto (acknowledged, then gone from the spool), and passes selftest', async () => {
-    const agent = new EmulatedProcess(target, bundle(), ['run', '--simulate', '--config', config]);
+    const agent = startBundleCli(target, bundle(), ['run', '--simulate', '--config', config]);
     try {
       let h: AgentHealth | null = null;
-      await waitFor(() => agent.logged('agent started').length > 0 || agent.proc.exitCode !== null, 'agent started', 60_000, 100);
+      await waitFor(() => started(agent) || agent.proc.exitCode !== null, 'agent started', 60_000, 100);
       expect(agent.proc.exitCode).toBeNull();
       const deadline = Date.now() + 60_000;
       while (Date.now() < deadline) {
@@ -223,16 +222,16 @@ describe.each(['arm64', 'armv7'] as const)('the %s bundle under qemu-user', (tar
       ]);
       expect(result.checks.find((c) => c.name === 'spool')!.detail).toMatch(/^integrity ok/);
     } finally {
-      expect(await agent.stop()).toBe(0);
+      expect(await stop(agent)).toBe(0);
     }
   }, 240_000);
 
   it('with the broker down, records are kept in the SQLite spool (read back by `spool export`), then delivered when it returns, each number once', async () => {
     const before = Math.max(0, ...consumer.seen.keys());
     await broker.down('SIGTERM');
-    const offline = new EmulatedProcess(target, bundle(), ['run', '--simulate', '--config', config]);
+    const offline = startBundleCli(target, bundle(), ['run', '--simulate', '--config', config]);
     try {
-      await waitFor(() => offline.logged('agent started').length > 0 || offline.proc.exitCode !== null, 'agent started', 60_000, 100);
+      await waitFor(() => started(offline) || offline.proc.exitCode !== null, 'agent started', 60_000, 100);
       let h: AgentHealth | null = null;
       for (let i = 0; i < 80; i++) {
         h = await health();
@@ -241,7 +240,7 @@ describe.each(['arm64', 'armv7'] as const)('the %s bundle under qemu-user', (tar
       }
       expect(kept(h)).toBeGreaterThanOrEqual(30);
     } finally {
-      expect(await offline.stop()).toBe(0);
+      expect(await stop(offline)).toBe(0);
     }
     // Read by the bundle's own CLI from the file, the agent stopped.
     const exported = await runBundleCli(target, bundle(), ['spool', 'export', '--format', 'json', '--config', config]);
@@ -256,11 +255,11 @@ describe.each(['arm64', 'armv7'] as const)('the %s bundle under qemu-user', (tar
     expect(seqs.every((s, i) => i === 0 || s > seqs[i - 1])).toBe(true);
 
     await broker.up();
-    const online = new EmulatedProcess(target, bundle(), ['run', '--simulate', '--config', config]);
+    const online = startBundleCli(target, bundle(), ['run', '--simulate', '--config', config]);
     try {
       await waitFor(() => seqs.every((s) => consumer.seen.has(s)), 'the kept records at the broker', 90_000, 100);
     } finally {
-      expect(await online.stop()).toBe(0);
+      expect(await stop(online)).toBe(0);
     }
     expect(consumer.reused).toEqual([]);
     expect(consumer.invalid).toEqual([]);
@@ -292,7 +291,7 @@ describe.each(['arm64', 'armv7'] as const)('the %s bundle under qemu-user', (tar
 describe('the same hot path, this machine\'s CPU under the same emulator', () => {
   it('x64 Node under qemu-x86_64: zero GC events; the ratios to it are printed for the note', async () => {
     const x64 = nodeDist(TARGETS.x64);
-    const r = await run(TARGETS.x64.qemu.binary, [x64.binary, HOTPATH, unpacked.get('x64')!, String(HOTPATH_FRAMES), tempDir('cross-gc-x64-')], { timeoutMs: 300_000 });
+    const r = await runCommand(TARGETS.x64.qemu.binary, [x64.binary, HOTPATH, unpacked.get('x64')!, String(HOTPATH_FRAMES), tempDir('cross-gc-x64-')], { timeoutMs: 300_000 });
     expect(r.status, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout) as { engineOnly: { gcEvents: number; framesPerS: number }; withSpool: { gcEvents: number; framesPerS: number } };
     expect(out.engineOnly.gcEvents).toBe(0);

@@ -13,14 +13,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { runCommand, type RunResult } from './command.js';
 import type { ConsoleImage } from './image.js';
 import { mountOverlay, unmountOverlay, WORK, writeAgentConfig } from './overlay.js';
 
-export interface RunResult {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
+export type { RunResult } from './command.js';
 
 export interface ContainerOptions {
   name: string;
@@ -95,8 +92,8 @@ export class Container {
 
   /** A command inside the running container (its namespaces and root), as root. */
   run(cmd: string[], input?: string): Promise<RunResult> {
-    if (!this.initPid) return Promise.resolve({ status: null, stdout: '', stderr: 'not running' });
-    return runCommand('nsenter', ['-t', String(this.initPid), '-m', '-u', '-i', '-n', '-p', '-r', '-w', '--', ...cmd], input);
+    if (!this.initPid) return Promise.resolve({ status: null, stdout: '', stderr: 'not running', ms: 0 });
+    return runCommand('nsenter', ['-t', String(this.initPid), '-m', '-u', '-i', '-n', '-p', '-r', '-w', '--', ...cmd], { input });
   }
 
   async sh(script: string): Promise<RunResult> {
@@ -184,23 +181,6 @@ export class Container {
   readlink(path: string): string {
     return readlinkSync(join(this.merged, path));
   }
-}
-
-function runCommand(cmd: string, args: string[], input?: string): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const p = spawn(cmd, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('error', (err) => resolve({ status: null, stdout, stderr: stderr + err.message }));
-    p.on('close', (status) => resolve({ status, stdout, stderr }));
-    if (p.stdin) {
-      // A command that exits without reading (nsenter into a machine going down) must not throw EPIPE here.
-      p.stdin.on('error', () => undefined);
-      p.stdin.end(input);
-    }
-  });
 }
 
 /** The host pid of the container's PID 1: the descendant of systemd-nspawn whose pid in its namespace is 1. */
