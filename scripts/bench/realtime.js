@@ -1,15 +1,24 @@
 #!/usr/bin/env node
 // The whole `run` process against the simulator (a separate process on a pty)
-// at 50 Hz: CPU % of one core and peak RSS of the agent process, measured
-// from /proc after a warm-up, with the spool and the uploader (to a private
-// Mosquitto) running as in production; records are logged to a pipe.
-// Prints one JSON line. Usage: node scripts/bench/realtime.js [--seconds 60] [--rate 50] [--protocol fwp|peloton]
+// at 50 Hz, with the spool and the uploader (to a private Mosquitto) running
+// as in production: CPU % of one core, peak RSS and wake-ups a second of the
+// agent process, measured from /proc after a warm-up.
+//
+// Measured three ways in one run, one JSON line:
+// - the installed configuration (top-level figures): the Node flags of
+//   systemd/bike-telemetry.service's ExecStart and records not logged, as
+//   scripts/install writes the configuration;
+// - `recordsAll`: the same with every record logged (the `run` default), to a pipe;
+// - `nodeFloor`: an idle `node` process beside it, the least any Node agent costs.
+//
+// Usage: node scripts/bench/realtime.js [--seconds 60] [--rate 50] [--protocol fwp|peloton]
 // (peloton: the simulated original bike answering the agent's polls at 19200 baud; --rate does not apply).
-// To attribute the cost: BENCH_RECORDS=all|1hz|none (record logging), BENCH_NO_UPLOAD=1,
+// To attribute the cost: BENCH_RECORDS=all|1hz|none (the installed run's record logging),
+// BENCH_NODE_FLAGS="..." (instead of the unit's flags), BENCH_NO_UPLOAD=1,
 // BENCH_SYNC=FULL|NORMAL (spool.synchronous), BENCH_COALESCE_MS=N (serial.readCoalesceMs),
-// BENCH_NODE_FLAGS="--max-semi-space-size=1 ..." (V8/Node flags for the agent process).
+// BENCH_ONLY_INSTALLED=1 (skip the records-logged run).
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -27,77 +36,110 @@ if (protocol !== 'fwp' && protocol !== 'peloton') {
   process.exit(2);
 }
 const bin = fileURLToPath(new URL('../../bin/bike-telemetry.js', import.meta.url));
-const dir = mkdtempSync(join(tmpdir(), 'bench-realtime-'));
+const unit = readFileSync(fileURLToPath(new URL('../../systemd/bike-telemetry.service', import.meta.url)), 'utf8');
 
-const broker = await startBroker();
-const sim = spawn(process.execPath, [bin, 'simulate', '--dir', dir, '--rate', String(rate), '--protocol', protocol], { stdio: ['ignore', 'pipe', 'ignore'] });
-const path = await new Promise((resolve, reject) => {
-  sim.stdout.once('data', (d) => resolve(d.toString().trim()));
-  sim.once('exit', () => reject(new Error('simulator exited')));
-});
-const config = join(dir, 'config.json');
-writeFileSync(config, JSON.stringify({ serial: { path, protocol, ...(process.env.BENCH_COALESCE_MS ? { readCoalesceMs: Number(process.env.BENCH_COALESCE_MS) } : {}) }, dataDir: dir, mqtt: { url: broker.url, ...(process.env.BENCH_NO_UPLOAD ? { enabled: false } : {}) }, ...(process.env.BENCH_SYNC ? { spool: { synchronous: process.env.BENCH_SYNC } } : {}), log: { records: process.env.BENCH_RECORDS ?? 'all', statsIntervalS: 60 } }));
-const nodeFlags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
-const agent = spawn(process.execPath, [...nodeFlags, bin, 'run', '--config', config], { stdio: ['ignore', 'pipe', 'inherit'] });
-let records = 0;
-let partial = '';
-agent.stdout.on('data', (d) => {
-  const lines = (partial + d.toString()).split('\n');
-  partial = lines.pop();
-  for (const l of lines) if (l.includes('"msg":"record"')) records++;
-});
+/** The Node flags the service is installed with: what ExecStart puts between `node` and the script. */
+function unitNodeFlags() {
+  const exec = /^ExecStart=\S*node((?:\s+--\S+)*)\s+\S*bike-telemetry\.js/m.exec(unit);
+  if (!exec) throw new Error('systemd/bike-telemetry.service: no ExecStart running node found');
+  return exec[1].split(/\s+/).filter(Boolean);
+}
 
 // Exact CPU time of every thread of the process, in ns, from the scheduler
 // (/proc/PID/task/TID/schedstat); /proc/PID/stat's 10 ms ticks over-charge a
 // process that wakes briefly many times a second.
-const cpuNs = (pid) =>
+const perThread = (pid, read) =>
   readdirSync(`/proc/${pid}/task`).reduce((sum, tid) => {
     try {
-      return sum + Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      return sum + read(tid);
     } catch {
       return sum; // a thread that just exited
     }
   }, 0);
+const cpuNs = (pid) => perThread(pid, (tid) => Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]));
 // Wake-ups: voluntary context switches of every thread (each time one went to sleep and was woken).
-const wakeups = (pid) =>
-  readdirSync(`/proc/${pid}/task`).reduce((sum, tid) => {
-    try {
-      return sum + Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))[1]);
-    } catch {
-      return sum;
-    }
-  }, 0);
-const status = (pid, key) => Number(readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`${key}:\\s+(\\d+)`))[1]);
+const wakeups = (pid) => perThread(pid, (tid) => Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))[1]));
+const peakRssKb = (pid) => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 
-await sleep(warmupS * 1000);
-const c0 = cpuNs(agent.pid);
-const w0 = wakeups(agent.pid);
-const r0 = records;
-const t0 = process.hrtime.bigint();
-await sleep(seconds * 1000);
-const c1 = cpuNs(agent.pid);
-const w1 = wakeups(agent.pid);
-const t1 = process.hrtime.bigint();
-const peakRssKb = status(agent.pid, 'VmHWM');
-const r1 = records;
-agent.kill('SIGTERM');
+/** CPU, wake-ups and peak RSS of `pid` over `seconds`, after the warm-up. */
+async function measure(pid, onStart = () => {}) {
+  await sleep(warmupS * 1000);
+  const c0 = cpuNs(pid);
+  const w0 = wakeups(pid);
+  const t0 = process.hrtime.bigint();
+  onStart();
+  await sleep(seconds * 1000);
+  const c1 = cpuNs(pid);
+  const w1 = wakeups(pid);
+  const elapsed = Number(process.hrtime.bigint() - t0) / 1e9;
+  return {
+    elapsed,
+    cpuPercent: Number(((100 * (c1 - c0)) / 1e9 / elapsed).toFixed(2)),
+    peakRssMB: Number((peakRssKb(pid) / 1024).toFixed(1)),
+    wakeupsPerS: Number(((w1 - w0) / elapsed).toFixed(1)),
+  };
+}
+
+const root = mkdtempSync(join(tmpdir(), 'bench-realtime-'));
+const broker = await startBroker();
+const sim = spawn(process.execPath, [bin, 'simulate', '--dir', root, '--rate', String(rate), '--protocol', protocol], { stdio: ['ignore', 'pipe', 'ignore'] });
+const path = await new Promise((resolve, reject) => {
+  sim.stdout.once('data', (d) => resolve(d.toString().trim()));
+  sim.once('exit', () => reject(new Error('simulator exited')));
+});
+
+/** One agent run with this record logging and these Node flags, on a fresh data folder. */
+async function runAgent(name, records, nodeFlags) {
+  const dir = join(root, name);
+  mkdirSync(dir);
+  const config = join(dir, 'config.json');
+  writeFileSync(
+    config,
+    JSON.stringify({
+      serial: { path, protocol, ...(process.env.BENCH_COALESCE_MS ? { readCoalesceMs: Number(process.env.BENCH_COALESCE_MS) } : {}) },
+      dataDir: dir,
+      mqtt: { url: broker.url, ...(process.env.BENCH_NO_UPLOAD ? { enabled: false } : {}) },
+      ...(process.env.BENCH_SYNC ? { spool: { synchronous: process.env.BENCH_SYNC } } : {}),
+      log: { records, statsIntervalS: 60 },
+    }),
+  );
+  const agent = spawn(process.execPath, [...nodeFlags, bin, 'run', '--config', config], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let lines = 0;
+  let partial = '';
+  agent.stdout.on('data', (d) => {
+    const all = (partial + d.toString()).split('\n');
+    partial = all.pop();
+    for (const l of all) if (l.includes('"msg":"record"')) lines++;
+  });
+  let r0 = 0;
+  const m = await measure(agent.pid, () => (r0 = lines));
+  const recordsPerS = Number(((lines - r0) / m.elapsed).toFixed(2));
+  agent.kill('SIGTERM');
+  const exitCode = await new Promise((r) => agent.once('exit', (code) => r(code)));
+  return { cpuPercent: m.cpuPercent, peakRssMB: m.peakRssMB, wakeupsPerS: m.wakeupsPerS, nodeFlags: nodeFlags.join(' '), records, recordsPerS, agentExitCode: exitCode, seconds: Number(m.elapsed.toFixed(1)) };
+}
+
+// The floor: an idle Node process, measured over the first agent run (it costs nothing to run beside it).
+const idle = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)'], { stdio: 'ignore' });
+const floorRun = measure(idle.pid);
+const nodeFlags = process.env.BENCH_NODE_FLAGS !== undefined ? process.env.BENCH_NODE_FLAGS.split(' ').filter(Boolean) : unitNodeFlags();
+const installed = await runAgent('installed', process.env.BENCH_RECORDS ?? 'none', nodeFlags);
+const floor = await floorRun;
+idle.kill();
+const recordsAll = process.env.BENCH_ONLY_INSTALLED ? null : await runAgent('records-all', 'all', nodeFlags);
 sim.kill('SIGTERM');
 broker.stop();
-const exitCode = await new Promise((r) => agent.once('exit', (code) => r(code)));
-const elapsed = Number(t1 - t0) / 1e9;
+const { seconds: measuredS, ...installedFigures } = installed;
 console.log(
   JSON.stringify({
     bench: 'realtime',
     protocol,
     sampleRateHz: protocol === 'peloton' ? null : rate,
-    seconds: Number(elapsed.toFixed(1)),
-    cpuPercent: Number(((100 * (c1 - c0)) / 1e9 / elapsed).toFixed(2)),
-    peakRssMB: Number((peakRssKb / 1024).toFixed(1)),
-    wakeupsPerS: Number(((w1 - w0) / elapsed).toFixed(1)),
-    nodeFlags: nodeFlags.join(' '),
-    records: process.env.BENCH_RECORDS ?? 'all',
-    recordsPerS: Number(((r1 - r0) / elapsed).toFixed(2)),
-    agentExitCode: exitCode,
+    seconds: measuredS,
+    ...installedFigures,
+    recordsAll: recordsAll && { cpuPercent: recordsAll.cpuPercent, peakRssMB: recordsAll.peakRssMB, wakeupsPerS: recordsAll.wakeupsPerS, recordsPerS: recordsAll.recordsPerS, agentExitCode: recordsAll.agentExitCode },
+    nodeFloor: { cpuPercent: floor.cpuPercent, peakRssMB: floor.peakRssMB, wakeupsPerS: floor.wakeupsPerS },
     node: process.version,
   }),
 );
+if (installed.agentExitCode !== 0 || (recordsAll && recordsAll.agentExitCode !== 0)) process.exitCode = 1;

@@ -17,7 +17,7 @@ import { CommandProcessor, commandsStateFile, type RemoteSetting } from '../comm
 import type { TrustedKey } from '../ota/manifest.js';
 import { join } from 'node:path';
 import { ApiError, ApiHub, type ApiBackend } from '../api/hub.js';
-import { HttpApiServer } from '../api/http-server.js';
+import type { HttpApiServer } from '../api/http-server.js';
 import { UnixApiServer } from '../api/unix-server.js';
 import type { Logger } from '../log/logger.js';
 import { RecentLog, type RecentEntry } from '../log/recent.js';
@@ -40,6 +40,7 @@ import { RecordBatch } from '../spool/batch.js';
 import { Spool, SpoolTooNewError, type SpoolStats } from '../spool/spool.js';
 import { Uploader } from '../upload/uploader.js';
 import { errorCode } from '../util/files.js';
+import { Heartbeat } from '../util/heartbeat.js';
 import { AGENT_VERSION } from '../version.js';
 
 export type RecordSink = (record: LiveRecord) => void;
@@ -83,14 +84,14 @@ export class Agent implements ApiBackend {
   private unixApi: UnixApiServer | null = null;
   private httpApi: HttpApiServer | null = null;
   private socketPath: string | null = null;
-  private healthTimer: NodeJS.Timeout | null = null;
+  /** The one timer of the agent's periodic work (see util/heartbeat.ts). */
+  private readonly heartbeat: Heartbeat;
   private healthTicks = 0;
   private captureStop: (() => void) | null = null;
   readonly engine: MetricsEngine;
   readonly protocol: ProtocolDriver;
   readonly link: SerialLink;
   private readonly sinks: RecordSink[] = [];
-  private statsTimer: NodeJS.Timeout | null = null;
   private spool: Spool | null = null;
   private uploader: Uploader | null = null;
   private spoolError = 'not opened';
@@ -113,6 +114,8 @@ export class Agent implements ApiBackend {
   ) {
     this.recent = recent ?? new RecentLog();
     this.calibration = loadCalibration(config.metrics.calibration);
+    // The beat is the commit interval (1 s unless configured shorter): the commit sets the pace.
+    this.heartbeat = new Heartbeat(config.spool.flushIntervalMs, (task, err) => this.log.error({ err, task }, 'periodic task failed'));
     const sinks = this.sinks;
     this.engine = new MetricsEngine({
       calibration: this.calibration,
@@ -125,7 +128,7 @@ export class Agent implements ApiBackend {
       },
     });
     const send = (b: Uint8Array): boolean => this.link.write(b as Buffer);
-    this.protocol = createProtocol(config, this.engine, this.calibration, send, this.log);
+    this.protocol = createProtocol(config, this.engine, this.calibration, send, this.log, () => this.link.readNow());
     const framing = this.protocol.framing;
     this.link = new SerialLink({
       path: config.serial.path,
@@ -135,6 +138,7 @@ export class Agent implements ApiBackend {
       reopenCapMs: config.serial.reopenCapMs,
       silenceTimeoutMs: config.serial.silenceTimeoutMs,
       readCoalesceMs: config.serial.readCoalesceMs,
+      heartbeat: this.heartbeat,
     });
     this.hub = new ApiHub(this, { clientQueueBytes: config.api.clientQueueBytes, log: this.log });
     this.recent.onEntry((e) => this.hub.logEvent(e));
@@ -185,7 +189,10 @@ export class Agent implements ApiBackend {
       (r) => history.push(r),
       (r) => hub.onRecord(r),
     );
-    this.healthTimer = setInterval(() => {
+    // Commit first, then the uploader's poll, so what was just committed goes out on the same wake-up.
+    this.heartbeat.every('spool commit', this.config.spool.flushIntervalMs, () => this.spool?.flush());
+    if (this.config.mqtt.pollMs >= this.heartbeat.periodMs) this.heartbeat.every('upload poll', this.config.mqtt.pollMs, () => this.uploader?.poll());
+    this.heartbeat.every('health', 1000, () => {
       this.hub.tickHealth();
       this.watchSpoolCondition();
       if (this.held && this.held.length > 0) this.held.wallOffset[0] = Date.now() - this.lastHeldTUs / 1000;
@@ -193,8 +200,7 @@ export class Agent implements ApiBackend {
         this.rides.persist();
         if (this.danglingPending) this.closeDanglingRides();
       }
-    }, 1000);
-    this.healthTimer.unref();
+    });
     this.link.on('state', (state: LinkState, detail) => {
       const lvl = state === 'waiting' ? 'warn' : 'info';
       this.log[lvl]({ link: state, path: this.link.path, ...detail }, `link ${state}`);
@@ -203,10 +209,8 @@ export class Agent implements ApiBackend {
     this.link.on('open', () => this.protocol.linkOpened());
     this.link.start();
     const every = this.config.log.statsIntervalS;
-    if (every > 0) {
-      this.statsTimer = setInterval(() => this.logStats(), every * 1000);
-      this.statsTimer.unref();
-    }
+    if (every > 0) this.heartbeat.every('stats', every * 1000, () => this.logStats());
+    this.heartbeat.start();
   }
 
   private openSpool(): void {
@@ -247,7 +251,7 @@ export class Agent implements ApiBackend {
       this.log.info({ adopted, droppedWhileUnavailable: dropped }, 'spool available: records held in memory are numbered and queued');
     }
     this.spoolRetryMs = 0;
-    spool.startAutoFlush(sc.flushIntervalMs);
+    // Committed once a beat by the heartbeat (start()).
     this.rides.setStore(spool.rides);
     this.closeDanglingRides();
     const st = spool.stats();
@@ -309,7 +313,8 @@ export class Agent implements ApiBackend {
         backoffBaseMs: m.backoffBaseMs,
         backoffCapMs: m.backoffCapMs,
         deflate: m.deflate,
-        pollMs: m.pollMs,
+        // Polled by the agent's heartbeat (start()) unless asked to poll faster than it beats.
+        pollMs: m.pollMs >= this.heartbeat.periodMs ? 0 : m.pollMs,
         tls: m.tls,
         log: this.log,
       });
@@ -387,6 +392,8 @@ export class Agent implements ApiBackend {
     }
     if (a.httpPort > 0) {
       try {
+        // Loaded only where the diagnostics page is on (off as installed): its server and page cost memory.
+        const { HttpApiServer } = await import('../api/http-server.js');
         const http = new HttpApiServer(this.hub, { host: a.httpHost, port: a.httpPort, maxBodyBytes: a.maxLineBytes, maxStreams: a.maxHttpStreams, log: this.log });
         const port = await http.start();
         this.httpApi = http;
@@ -648,8 +655,7 @@ export class Agent implements ApiBackend {
     this.stopped = true;
     if (this.spoolRetryTimer) clearTimeout(this.spoolRetryTimer);
     if (this.uploadRetryTimer) clearTimeout(this.uploadRetryTimer);
-    if (this.statsTimer) clearInterval(this.statsTimer);
-    if (this.healthTimer) clearInterval(this.healthTimer);
+    this.heartbeat.stop();
     this.captureStop?.();
     this.hub.closeAll('agent stopping');
     await this.unixApi?.stop();

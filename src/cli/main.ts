@@ -192,6 +192,8 @@ program
   .option('--clock-start <us>', 'board clock at boot (test the 32-bit wrap)', num('--clock-start', 0, 2 ** 32 - 1, true), 0)
   .addOption(new Option('--protocol <name>', 'fwp (our flywheel board) or peloton (the original bike, answering polls)').choices(['fwp', 'peloton']).default('fwp'))
   .option('--refuse-calibration', 'peloton: do not answer calibration-table requests')
+  // For `run --simulate`, which starts the simulator as its child: exit when stdin closes (the agent is gone).
+  .addOption(new Option('--with-parent', 'exit when stdin closes').hideHelp())
   .action(simulateCommand);
 
 try {

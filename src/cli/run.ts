@@ -5,12 +5,8 @@ import { PipelineWatch } from '../service/pipeline-watch.js';
 import { SystemdNotifier } from '../service/systemd-notify.js';
 import { InstanceLockError, lockDataDir } from '../service/instance-lock.js';
 import { installLastResort } from '../service/last-resort.js';
-import { loadCalibration } from '../metrics/calibration.js';
 import { recordToJson } from '../metrics/record.js';
-import { SimBoard } from '../sim/board.js';
-import { DEMO_RIDE, loadRideScript } from '../sim/ride-script.js';
-import { PelotonSimBoard } from '../sim/peloton-board.js';
-import { SimRunner, type SimulatedBoard } from '../sim/runner.js';
+import type { SimChild } from '../sim/child.js';
 
 export interface RunOptions {
   config?: string;
@@ -40,7 +36,7 @@ export async function runCommand(opts: RunOptions): Promise<void> {
   }
 
   // Signal handlers first: a SIGTERM while starting up must also stop cleanly.
-  let sim: SimRunner<SimulatedBoard> | undefined;
+  let sim: SimChild | undefined;
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) return;
@@ -63,14 +59,18 @@ export async function runCommand(opts: RunOptions): Promise<void> {
   process.on('SIGINT', () => shutdown('SIGINT'));
 
   if (opts.simulate) {
+    // In a process of its own: it answers while the agent is busy, as a real board does.
+    const [{ SimChild }, { DEMO_RIDE, loadRideScript }] = await Promise.all([import('../sim/child.js'), import('../sim/ride-script.js')]);
     const script = config.simulator.script ? loadRideScript(config.simulator.script) : DEMO_RIDE;
-    const calibration = loadCalibration(config.metrics.calibration);
-    const board: SimulatedBoard =
-      config.serial.protocol === 'peloton'
-        ? new PelotonSimBoard(calibration, script, { seed: config.simulator.seed })
-        : new SimBoard(calibration, script, { sampleRateHz: config.simulator.sampleRateHz, seed: config.simulator.seed });
-    sim = new SimRunner<SimulatedBoard>({ board });
-    config.serial.path = await sim.startOnPty(undefined, config.serial.baudRate);
+    sim = await SimChild.start({
+      protocol: config.serial.protocol,
+      calibration: config.metrics.calibration,
+      script: config.simulator.script ?? null,
+      sampleRateHz: config.simulator.sampleRateHz,
+      seed: config.simulator.seed,
+      baudRate: config.serial.baudRate,
+    });
+    config.serial.path = sim.path;
     log.info({ path: config.serial.path, script: script.name, protocol: config.serial.protocol }, 'simulator started');
   }
   if (stopping) return;

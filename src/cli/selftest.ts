@@ -137,7 +137,7 @@ async function serialDirect(cfg: AgentConfig, timeoutS: number): Promise<[Result
   const quiet = createLogger('silent');
   // The driver writes through the link made just after it (a late-bound send, as in the agent).
   let link: SerialLink | null = null;
-  const p = createProtocol(cfg, engine, calibration, (b) => link?.write(b as Buffer) ?? false, quiet);
+  const p = createProtocol(cfg, engine, calibration, (b) => link?.write(b as Buffer) ?? false, quiet, () => link?.readNow());
   link = new SerialLink({
     path: cfg.serial.path,
     baudRate: cfg.serial.baudRate,

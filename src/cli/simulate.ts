@@ -21,6 +21,8 @@ export interface SimulateOptions {
   clockStart: number;
   protocol: 'fwp' | 'peloton';
   refuseCalibration?: boolean;
+  /** Exit when stdin closes: started by `run --simulate`, which may die without stopping it. */
+  withParent?: boolean;
 }
 
 /** Human messages go to stderr so stdout stays the data channel (pty path or raw bytes). */
@@ -60,6 +62,11 @@ export async function simulateCommand(o: SimulateOptions): Promise<void> {
   const stop = (): void => void runner.stop();
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  if (o.withParent) {
+    process.stdin.on('close', stop);
+    process.stdin.on('end', stop);
+    process.stdin.resume();
+  }
   await runner.done;
   note('simulator stopped', { ...board.counters });
 }

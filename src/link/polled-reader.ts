@@ -64,6 +64,12 @@ export class PolledReader {
     this.timer = null;
   }
 
+  /** The next read `coalesceMs` from now, on one timer re-armed each time (no new timer per read). */
+  private readLater(): void {
+    if (this.timer) this.timer.refresh();
+    else this.timer = setTimeout(this.read, this.coalesceMs);
+  }
+
   private waitReadable(): void {
     if (!this.stopped) this.binding.poller.once('readable', this.onReadable);
   }
@@ -79,37 +85,53 @@ export class PolledReader {
     this.read();
   };
 
-  private read = (): void => {
-    this.timer = null;
-    if (this.stopped) return;
+  /**
+   * Deliver whatever the kernel holds right now, without changing when the
+   * next paced read comes. For a request's timeout: after the event loop was
+   * held up (a slow commit, a busy CPU), timers run before I/O, so a reply
+   * that arrived in time would otherwise be judged missing.
+   */
+  readNow(): void {
+    for (let i = 0; i < 4 && this.readOnce() === this.buf.length; i++) {
+      // a full buffer: there may be more
+    }
+  }
+
+  /** One non-blocking read delivered to onData: bytes read, 0 when none were waiting, -1 when the port is gone. */
+  private readOnce(): number {
+    if (this.stopped) return -1;
     const fd = this.binding.fd;
-    if (fd === null) return;
+    if (fd === null) return -1;
     let n: number;
     try {
       n = readSync(fd, this.buf, 0, this.buf.length, null);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code ?? '';
-      if (code === 'EAGAIN' || code === 'EWOULDBLOCK' || code === 'EINTR') {
-        // Nothing waiting: sleep in epoll until the next byte.
-        this.waitReadable();
-        return;
-      }
+      if (code === 'EAGAIN' || code === 'EWOULDBLOCK' || code === 'EINTR') return 0;
       this.stop();
       this.onLost(GONE.has(code) ? 'device disconnected' : `read: ${(e as Error).message}`);
-      return;
+      return -1;
     }
     if (n === 0) {
       // End of file on a terminal: the other side hung up.
       this.stop();
       this.onLost('device disconnected');
-      return;
+      return -1;
     }
     // A copy: the delimiter parser keeps slices of what it is given.
     this.onData(Buffer.from(this.buf.subarray(0, n)));
+    return n;
+  }
+
+  private read = (): void => {
+    const n = this.readOnce();
+    if (n < 0) return;
+    // Nothing waiting: sleep in epoll until the next byte.
+    if (n === 0) this.waitReadable();
     // A read of more than a 115200-baud line carries in 100 ms means a backlog
     // (a burst, or the tty buffer filled): catch up before coalescing again.
-    if (n >= BACKLOG_BYTES) setImmediate(this.read);
-    else if (this.coalesceMs > 0) this.timer = setTimeout(this.read, this.coalesceMs);
+    else if (n >= BACKLOG_BYTES) setImmediate(this.read);
+    else if (this.coalesceMs > 0) this.readLater();
     else this.waitReadable();
   };
 }

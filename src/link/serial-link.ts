@@ -9,6 +9,7 @@ import { Backoff } from './backoff.js';
 import type { Framing } from '../protocol/driver.js';
 import { BoundedDelimiterParser } from './bounded-delimiter.js';
 import { PolledReader } from './polled-reader.js';
+import type { Heartbeat } from '../util/heartbeat.js';
 
 export type LinkState = 'closed' | 'opening' | 'open' | 'waiting' | 'stopped';
 
@@ -30,6 +31,11 @@ export interface SerialLinkOptions {
    * PolledReader). Adds at most this much latency; 0 reads as soon as possible.
    */
   readCoalesceMs: number;
+  /**
+   * The owner's periodic timer: the silence check rides on it instead of a
+   * timer of its own where its beat is fine enough (timeout at least three beats).
+   */
+  heartbeat?: Heartbeat;
 }
 
 export class LinkCounters {
@@ -91,9 +97,14 @@ export class SerialLink extends EventEmitter<LinkEvents> {
     this.openNow();
     const timeout = this.opts.silenceTimeoutMs;
     if (timeout > 0) {
-      const every = Math.max(50, Math.min(1000, timeout / 4));
-      this.watchdog = setInterval(() => this.checkSilence(every), every);
-      this.watchdog.unref();
+      const hb = this.opts.heartbeat;
+      if (hb && timeout >= 3 * hb.periodMs) {
+        hb.every('link silence check', hb.periodMs, () => this.checkSilence(hb.periodMs));
+      } else {
+        const every = Math.max(50, Math.min(1000, timeout / 4));
+        this.watchdog = setInterval(() => this.checkSilence(every), every);
+        this.watchdog.unref();
+      }
     }
   }
 
@@ -114,7 +125,11 @@ export class SerialLink extends EventEmitter<LinkEvents> {
     if (this.port) this.lose(this.port, `no data for ${this.opts.silenceTimeoutMs} ms`);
   }
 
-  /** Write bytes to the board; false when the link is not open. */
+  /** Deliver the bytes the kernel holds now (see PolledReader.readNow); nothing where the port is read as a stream. */
+  readNow(): void {
+    if (this.currentState === 'open') this.reader?.readNow();
+  }
+
   /** Raw bytes as they cross the link (capture for diagnostics); null to stop. */
   setTap(tap: ((bytes: Buffer, dir: number) => void) | null): void {
     this.tap = tap;

@@ -7,7 +7,15 @@ import type { ProtocolDriver } from './driver.js';
 import { FwpProtocol } from './fwp/protocol.js';
 import { PelotonDriver } from './peloton/driver.js';
 
-export function createProtocol(config: AgentConfig, engine: MetricsEngine, calibration: Calibration, send: (b: Uint8Array) => boolean, log: Logger): ProtocolDriver {
+/** `drainInput` delivers the bytes waiting on the link at once (SerialLink.readNow): drivers ask it before judging a request unanswered. */
+export function createProtocol(
+  config: AgentConfig,
+  engine: MetricsEngine,
+  calibration: Calibration,
+  send: (b: Uint8Array) => boolean,
+  log: Logger,
+  drainInput: () => void = () => {},
+): ProtocolDriver {
   const s = config.serial;
   if (s.protocol === 'peloton') {
     return new PelotonDriver(engine, {
@@ -17,8 +25,9 @@ export function createProtocol(config: AgentConfig, engine: MetricsEngine, calib
       requestRetries: s.requestRetries,
       calibrationRetryMs: s.calibrationRetryS * 1000,
       send,
+      drainInput,
       log,
     });
   }
-  return new FwpProtocol(engine, { send: (b) => send(b), calibration, requestTimeoutMs: s.requestTimeoutMs, requestRetries: s.requestRetries, log });
+  return new FwpProtocol(engine, { send: (b) => send(b), calibration, requestTimeoutMs: s.requestTimeoutMs, requestRetries: s.requestRetries, log, drainInput });
 }

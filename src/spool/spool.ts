@@ -157,6 +157,17 @@ export class Spool {
   private readonly insertGap: Database.Statement;
   private readonly selectAfter: Database.Statement;
   private readonly deleteRange: Database.Statement;
+  private readonly countRange: Database.Statement;
+  private readonly selectOldestAfter: Database.Statement;
+  private readonly selectNewestBefore: Database.Statement;
+  /**
+   * Ranges the broker acknowledged (first, last, first, last, ...), deleted
+   * in the next commit's transaction: one fsync a second for both, not two.
+   * A crash before that commit sends them again (whole duplicate packets the
+   * cloud drops by their keys); nothing is lost.
+   */
+  private readonly acked: number[] = [];
+  private readonly deleteAcked: () => void;
   private readonly selectGaps: Database.Statement;
   private readonly markGap: Database.Statement;
   private readonly selectRange: Database.Statement;
@@ -210,6 +221,14 @@ export class Spool {
     // Prepared once: the uploader reads and acknowledges every second.
     this.selectAfter = db.prepare(`SELECT ${ROW_COLUMNS.join(', ')} FROM records WHERE seq > ? ORDER BY seq LIMIT ?`).raw(true);
     this.deleteRange = db.prepare('DELETE FROM records WHERE seq BETWEEN ? AND ?');
+    this.countRange = db.prepare('SELECT count(*) FROM records WHERE seq BETWEEN ? AND ?').pluck(true);
+    this.selectOldestAfter = db.prepare('SELECT min(seq) FROM records WHERE seq > ?').pluck(true);
+    this.selectNewestBefore = db.prepare('SELECT max(seq) FROM records WHERE seq < ?').pluck(true);
+    const acked = this.acked;
+    const deleteAcked = (): void => {
+      for (let i = 0; i < acked.length; i += 2) this.deleteRange.run(acked[i], acked[i + 1]);
+    };
+    this.deleteAcked = db.transaction(deleteAcked);
     this.selectGaps = db.prepare('SELECT id, first_seq, last_seq, count, reason, at_ms FROM gaps WHERE reported = 0 ORDER BY first_seq');
     this.markGap = db.prepare('UPDATE gaps SET reported = 1 WHERE id = ?');
     this.selectRange = db.prepare('SELECT min(seq) AS oldest, max(seq) AS newest FROM records');
@@ -218,6 +237,7 @@ export class Spool {
     const p = this.pending;
     const nv = VALUE_COLUMNS.length;
     this.writeBatch = db.transaction((n: number) => {
+      deleteAcked();
       // Records pushed out of the memory buffer are recorded with the records that follow them.
       if (p.dropped > 0) this.insertGap.run(p.droppedFirst, p.droppedLast, p.dropped, 'memory_overflow', Date.now());
       for (let k = 0; k < n; k++) {
@@ -395,8 +415,15 @@ export class Spool {
     const n = p.length;
     const dropped = p.dropped;
     try {
-      if (n > 0 || dropped > 0) this.writeBatch(n);
+      if (n > 0 || dropped > 0 || this.acked.length > 0) this.writeBatch(n);
+      this.acked.length = 0;
     } catch (err) {
+      // Deleting what the broker has may be what frees the room the records need.
+      try {
+        this.applyAcks();
+      } catch {
+        // the same failure, already reported below; tried again at the next flush
+      }
       // A full disk, or any other write failure (an I/O error on worn flash):
       // the records stay queued (the newest memoryRecords) and the next flush
       // tries again. The live pipeline never stops for the spool.
@@ -480,11 +507,43 @@ export class Spool {
     return this.selectAfter.all(afterSeq, limit) as SpoolRow[];
   }
 
-  /** The broker acknowledged seq first..last: delete them. Returns the number deleted. */
+  /**
+   * The broker acknowledged seq first..last: they are deleted with the next
+   * commit (within a second, or by applyAcks()). Returns how many records that is.
+   */
   ack(firstSeq: number, lastSeq: number): number {
-    const n = this.deleteRange.run(firstSeq, lastSeq).changes;
+    // An acknowledgement overlapping one still queued (a duplicate) must not count its records twice.
+    if (this.ackedRangeOf(firstSeq) >= 0 || this.ackedRangeOf(lastSeq) >= 0) this.applyAcks();
+    const n = this.countRange.get(firstSeq, lastSeq) as number;
+    this.acked.push(firstSeq, lastSeq);
     this.records -= n;
     return n;
+  }
+
+  /** Index in `acked` of the queued range holding `seq`, or -1. */
+  private ackedRangeOf(seq: number): number {
+    const a = this.acked;
+    for (let i = 0; i < a.length; i += 2) if (seq >= a[i]! && seq <= a[i + 1]!) return i;
+    return -1;
+  }
+
+  /** Oldest and newest record still to be sent: acknowledged ones waiting for the next commit do not count. */
+  private range(): { oldest: number | null; newest: number | null } {
+    let { oldest, newest } = this.selectRange.get() as { oldest: number | null; newest: number | null };
+    for (let i = this.ackedRangeOf(oldest ?? -1); oldest !== null && i >= 0; i = this.ackedRangeOf(oldest ?? -1)) {
+      oldest = this.selectOldestAfter.get(this.acked[i + 1]) as number | null;
+    }
+    for (let i = this.ackedRangeOf(newest ?? -1); newest !== null && i >= 0; i = this.ackedRangeOf(newest ?? -1)) {
+      newest = this.selectNewestBefore.get(this.acked[i]) as number | null;
+    }
+    return { oldest, newest };
+  }
+
+  /** Delete the acknowledged records now (before reading the spool again from its start). */
+  applyAcks(): void {
+    if (this.acked.length === 0) return;
+    this.deleteAcked();
+    this.acked.length = 0;
   }
 
   /**
@@ -523,7 +582,7 @@ export class Spool {
   }
 
   stats(): SpoolStats {
-    const range = this.selectRange.get() as { oldest: number | null; newest: number | null };
+    const range = this.range();
     const gaps = (this.countGaps.get() as { n: number }).n;
     return {
       file: this.file,

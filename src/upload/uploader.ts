@@ -56,7 +56,7 @@ export interface UploaderOptions {
   backoffBaseMs: number;
   backoffCapMs: number;
   deflate: boolean;
-  /** How often to look for newly committed records. */
+  /** How often to look for newly committed records; 0: never by itself, the owner calls poll() (the agent's heartbeat). */
   pollMs: number;
   tls?: UploaderTls;
   log: Pick<Logger, 'info' | 'warn' | 'error'>;
@@ -214,6 +214,8 @@ export class Uploader {
     this.window = Math.max(1, Math.min(this.opts.maxInflight, props.receiveMaximum ?? 65535));
     this.maxPacket = Math.min(this.opts.maxPacketBytes, props.maximumPacketSize ?? Infinity);
     this.inflight = 0;
+    // Read from the start again: what the last connection got acknowledged must be gone first.
+    this.spool.applyAcks();
     this.cursor = 0;
     this.liveFrom = (this.spool.stats().newestSeq ?? 0) + 1;
     this.liveCursor = this.liveFrom - 1;
@@ -227,7 +229,7 @@ export class Uploader {
       else for (const s of this.extraSubscriptions) if (s.topics.includes(topic)) s.handler(topic, payload);
     });
     client.subscribe([this.fleetLimitsTopic, this.deviceLimitsTopic, ...this.extraSubscriptions.flatMap((s) => s.topics)], { qos: 1 });
-    this.pollTimer = setInterval(() => this.pumpSafely(), this.opts.pollMs);
+    if (this.opts.pollMs > 0) this.pollTimer = setInterval(() => this.pumpSafely(), this.opts.pollMs);
     this.pumpSafely();
   }
 
@@ -302,6 +304,11 @@ export class Uploader {
     this.backoff.setBase(l.backoffBaseMs);
     this.opts.log.info({ limits: l }, 'limits in force');
     if (this.client === client && this.currentState === 'connected') client.publish(this.statusTopic, this.statusPayload('online'), { qos: 1, retain: true });
+    this.pumpSafely();
+  }
+
+  /** Send what is due (the owner's periodic poll when `pollMs` is 0). */
+  poll(): void {
     this.pumpSafely();
   }
 

@@ -156,10 +156,14 @@ describe('serial link on a real pty pair', () => {
     }
   });
 
-  it('a board that goes silent without an error (cable pulled, adapter still plugged) is reopened by the watchdog', async () => {
+  // A timeout of three beats or more rides on the agent's heartbeat (as installed: 3000 ms, 1 s beats); a shorter one has a timer of its own.
+  it.each([
+    ['its own timer', {}],
+    ["the agent's heartbeat", { spool: { flushIntervalMs: 250 } }],
+  ])('a board that goes silent without an error (cable pulled, adapter still plugged) is reopened by the watchdog (%s)', async (_how, overrides) => {
     const { pty, board } = await boardSide('pty-silent-');
     const frames = new SimBoard(loadCalibration('sim-bike-v1'), STEADY).generateSamples(20);
-    const { agent, states } = startAgent(pty.consolePath);
+    const { agent, states } = startAgent(pty.consolePath, overrides);
     cleanups.push(() => agent.stop());
     await waitFor(() => agent.link.state === 'open', 'link open');
     board.write(frames.bytes);

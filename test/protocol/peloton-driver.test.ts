@@ -15,6 +15,7 @@ import { SimRunner } from '../../src/sim/runner.js';
 import { startAgent, tempDir } from '../helpers/agent.js';
 import type { RecordRow } from '../helpers/ride.js';
 import { waitFor } from '../helpers/wait.js';
+import { cli } from '../helpers/cli.js';
 
 const STEADY: RideScript = { name: 'steady', loop: true, segments: [{ durationS: 600, cadenceRpm: 85, resistancePct: 40, hrBpm: 0 }] };
 const POWER = 0xf544;
@@ -73,6 +74,44 @@ describe('peloton driver on a pty', () => {
     }
     for (let i = 1; i < records.length; i++) expect((records[i].tUs as number) - (records[i - 1].tUs as number)).toBe(100_000);
     expect(records.length).toBeGreaterThanOrEqual(25);
+  });
+
+  it('an agent held up (a slow commit, a busy CPU) does not count a poll unanswered when its reply is waiting on the line', async () => {
+    // The bike in its own process, as a real bike is: it answers while the agent's event loop is held.
+    const dir = tempDir('pelo-stall-');
+    const sim = cli(['simulate', '--protocol', 'peloton', '--dir', dir]);
+    cleanups.push(async () => {
+      sim.proc.kill('SIGTERM');
+      await sim.exited;
+    });
+    await waitFor(() => sim.stdout.length > 0, 'simulator pty', 10_000);
+    const path = sim.stdout[0]!.trim();
+    const { agent } = startAgent(path, {
+      serial: { path, protocol: 'peloton', reopenBaseMs: 50, reopenCapMs: 200, silenceTimeoutMs: 5000, requestTimeoutMs: 100, requestRetries: 3, calibrationRetryS: 1 },
+    });
+    cleanups.push(() => agent.stop());
+    await waitFor(() => board(agent).source === 'bike', 'calibration table loaded', 10_000);
+    await sleep(500);
+    const timeouts0 = agent.health().protocol.requestTimeouts;
+    // Right after a poll goes out (a record is made just before each poll is sent), hold the
+    // event loop for 5 poll periods, 5 times: the reply is in the kernel's buffer when the next
+    // poll's timer runs, which libuv runs before it reads the port.
+    let stalls = 0;
+    agent.addRecordSink(() => {
+      if (stalls >= 5) return;
+      stalls++;
+      setImmediate(() => {
+        const until = performance.now() + 500;
+        while (performance.now() < until) {
+          // held up
+        }
+      });
+    });
+    await waitFor(() => stalls >= 5, '5 stalls', 10_000);
+    await sleep(500);
+    const p = agent.health().protocol;
+    expect(p.requestTimeouts - timeouts0).toBe(0);
+    expect(p.errors).toMatchObject({ checksum: 0, unmatched: 0 });
   });
 
   it('a bike that stops answering mid-ride: records go on at 10 Hz, values held and flagged stale, then withdrawn; all recover when it answers again', async () => {

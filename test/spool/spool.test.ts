@@ -82,6 +82,45 @@ describe('spool', () => {
     expect(s.stats()).toMatchObject({ records: 60, oldestSeq: 41 });
   });
 
+  it('acknowledged records leave the file with the next commit (one transaction and fsync a second); a crash before it sends them again, loses none', () => {
+    const dir = tempDir('spool-ack-defer-');
+    const s = open(dir);
+    for (let i = 0; i < 100; i++) s.append(record(i), 0);
+    s.flush();
+    const onDisk = (): number => {
+      const db = new Database(join(dir, SPOOL_FILE), { readonly: true });
+      try {
+        return (db.prepare('SELECT count(*) AS n FROM records').get() as { n: number }).n;
+      } finally {
+        db.close();
+      }
+    };
+    // Live first, then the backlog: acknowledged ranges at both ends, and one in the middle.
+    expect(s.ack(91, 100)).toBe(10);
+    expect(s.ack(1, 30)).toBe(30);
+    expect(s.ack(41, 50)).toBe(10);
+    expect(s.stats()).toMatchObject({ records: 50, oldestSeq: 31, newestSeq: 90 });
+    expect(s.read(30, 20).map((r) => r[0])).toEqual([31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50]);
+    expect(onDisk()).toBe(100); // not yet: they go with the next commit
+    // Overlaps a range still queued (a duplicate acknowledgement): the queued ones are deleted first, so only the 10 new count.
+    expect(s.ack(45, 60)).toBe(10);
+    expect(onDisk()).toBe(50);
+    // The process dies here (no flush, no close): another opens the same files and has 51-60 to send again.
+    const crashed = Spool.open({ dir, deviceId: 'bike-test', maxBytes: 256 << 20, synchronous: 'NORMAL', memoryRecords: 100, log });
+    expect(crashed.stats()).toMatchObject({ records: 50, oldestSeq: 31, newestSeq: 90 });
+    expect(crashed.read(50, 1).map((r) => r[0])).toEqual([51]);
+    crashed.close();
+    for (let i = 0; i < 5; i++) s.append(record(100 + i), 0);
+    expect(s.flush()).toBe(5);
+    expect(onDisk()).toBe(45);
+    expect(s.stats()).toMatchObject({ records: 45, oldestSeq: 31, newestSeq: 105 });
+    // Before reading from the start again (a new broker connection) they can be deleted at once.
+    expect(s.ack(31, 40)).toBe(10);
+    s.applyAcks();
+    expect(onDisk()).toBe(35);
+    expect(s.read(0, 3).map((r) => r[0])).toEqual([61, 62, 63]);
+  });
+
   it('sequence numbers never repeat: across restarts, after a crash without close, and after the spool is moved aside', () => {
     const dir = tempDir('spool-seq-');
     const a = Spool.open({ dir, deviceId: 'b', maxBytes: 1 << 26, synchronous: 'NORMAL', memoryRecords: 100, log, sequenceBlock: 1000 });

@@ -61,6 +61,12 @@ export interface FwpDriverEvents {
   onHello?: (hello: BoardHello, atBoot: boolean) => void;
   onStatus?: (status: BoardStatus) => void;
   onLog?: (level: number, text: string) => void;
+  /**
+   * Deliver the bytes waiting on the link now (the link's readNow): asked
+   * before a request is declared timed out, since after a held-up event loop
+   * timers run before the reads that may hold its reply.
+   */
+  drainInput?: () => void;
 }
 
 export interface RequestOptions {
@@ -236,6 +242,8 @@ export class FwpDriver {
     this.txSeq = (this.txSeq + 1) & 0xff;
     return new Promise<Buffer>((resolve, reject) => {
       const timer = setTimeout(() => {
+        this.events.drainInput?.();
+        if (!this.pending.has(seq)) return; // the reply was waiting: resolved by the drain
         this.pending.delete(seq);
         this.counters.requestTimeouts++;
         reject(new RequestError(`timed out after ${timeoutMs} ms`));

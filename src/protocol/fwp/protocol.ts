@@ -12,6 +12,8 @@ export interface FwpProtocolOptions {
   requestTimeoutMs: number;
   requestRetries: number;
   log: Logger;
+  /** The link's readNow (see FwpDriverEvents.drainInput). */
+  drainInput?: () => void;
 }
 
 export class FwpProtocol implements ProtocolDriver {
@@ -26,6 +28,7 @@ export class FwpProtocol implements ProtocolDriver {
     const log = opts.log;
     const cal = opts.calibration;
     this.driver = new FwpDriver(engine, opts.send, {
+      ...(opts.drainInput ? { drainInput: opts.drainInput } : {}),
       onHello: (hello, atBoot) => {
         log.info({ hello, atBoot }, atBoot ? 'board booted' : 'board hello');
         if (hello.ticksPerRev !== cal.ticksPerRev) {

@@ -32,6 +32,12 @@ export interface PelotonDriverOptions {
   calibrationRetryMs: number;
   /** Writes to the bike (poll mode). */
   send: (bytes: Uint8Array) => boolean;
+  /**
+   * Deliver the bytes waiting on the link now (the link's readNow): asked
+   * before a poll is counted unanswered, since after a held-up event loop the
+   * next poll's timer runs before the read that holds the reply.
+   */
+  drainInput?: () => void;
   log: Pick<Logger, 'info' | 'warn' | 'error'>;
   /** Every matched value reply as it is on the wire (replay statistics); small integers only. */
   onValue?: (cmd: number, value: number) => void;
@@ -248,6 +254,7 @@ export class PelotonDriver implements ProtocolDriver, PelotonFrameSink {
   }
 
   private readonly poll = (): void => {
+    if (this.pending !== NO_REQUEST && this.opts.drainInput) this.opts.drainInput();
     if (this.pending !== NO_REQUEST) this.counters.timeouts++;
     const cmd = CYCLE[this.cycleIndex];
     this.cycleIndex = this.cycleIndex === CYCLE.length - 1 ? 0 : this.cycleIndex + 1;
@@ -265,14 +272,19 @@ export class PelotonDriver implements ProtocolDriver, PelotonFrameSink {
   private askEntry(i: number, gen: number): Promise<number | null> {
     return new Promise((resolve) => {
       if (gen !== this.generation) return resolve(null);
-      const timer = setTimeout(() => {
-        this.calReply = null;
-        resolve(null);
-      }, this.opts.requestTimeoutMs);
-      this.calReply = (v) => {
+      let answered = false;
+      const reply = (v: number): void => {
+        answered = true;
         clearTimeout(timer);
         resolve(v);
       };
+      const timer = setTimeout(() => {
+        this.opts.drainInput?.();
+        if (answered) return; // the reply was waiting: answered by the drain
+        if (this.calReply === reply) this.calReply = null;
+        resolve(null);
+      }, this.opts.requestTimeoutMs);
+      this.calReply = reply;
       this.counters.requests++;
       const b = new Uint8Array(4);
       encodeRequestInto(b, REQ_CALIBRATION, i);
