@@ -2,7 +2,9 @@
 // How quickly the CLI answers a technician: `--help`, and `status` with the
 // agent not running and running (against the simulator), each run --runs
 // times (default 10); wall time and peak RSS, median and worst, beside an
-// empty `node` (the floor) measured the same way. Prints one JSON line.
+// empty `node` (the floor) measured the same way. And how long `run` takes
+// from its start to "agent started" (the moment it tells systemd READY=1),
+// with the unit's Node flags, no board and no broker. Prints one JSON line.
 // Usage: node scripts/bench/cli.js [--runs 10]   (needs `npm run build`)
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -39,9 +41,35 @@ function measure(args) {
 const floor = measure(['-e', '0']);
 const help = measure([bin, '--help']);
 const statusDown = measure([bin, 'status', '--config', config]);
+/** Wall ms from spawning `run` to its "agent started" line, `runs` times. */
+async function runToReady() {
+  const unit = readFileSync(fileURLToPath(new URL('../../systemd/bike-telemetry.service', import.meta.url)), 'utf8');
+  const flags = (/^ExecStart=\S*node((?:\s+--\S+)*)\s/m.exec(unit)?.[1] ?? '').split(/\s+/).filter(Boolean);
+  const cfg = join(dir, 'ready.json');
+  writeFileSync(cfg, JSON.stringify({ device: { id: 'bench-ready' }, serial: { path: join(dir, 'no-board') }, dataDir: join(dir, 'ready-data'), api: { socketPath: join(dir, 'ready.sock') }, mqtt: { enabled: false }, log: { records: 'none' } }));
+  const wall = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = process.hrtime.bigint();
+    const p = spawn(process.execPath, [...flags, bin, 'run', '--config', cfg], { stdio: ['ignore', 'pipe', 'ignore'] });
+    await new Promise((resolve) => {
+      let out = '';
+      p.stdout.on('data', (d) => {
+        out += d;
+        if (out.includes('"msg":"agent started"')) resolve();
+      });
+      p.once('exit', resolve);
+    });
+    wall.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    p.kill('SIGTERM');
+    await new Promise((r) => (p.exitCode !== null ? r() : p.once('exit', r)));
+  }
+  return { wallMs: Math.round(median(wall) * 10) / 10, wallMsMax: Math.round(Math.max(...wall) * 10) / 10 };
+}
+const ready = await runToReady();
+
 const agent = spawn(process.execPath, [bin, 'run', '--simulate', '--config', config], { stdio: 'ignore' });
 const deadline = Date.now() + 15_000;
 while (spawnSync(process.execPath, [bin, 'status', '--config', config], { stdio: 'ignore' }).status === 5 && Date.now() < deadline) await sleep(200);
 const statusUp = measure([bin, 'status', '--config', config]);
 agent.kill('SIGTERM');
-console.log(JSON.stringify({ bench: 'cli', runs, node: process.version, floor, help, statusAgentDown: statusDown, statusAgentRunning: statusUp }));
+console.log(JSON.stringify({ bench: 'cli', runs, node: process.version, floor, help, statusAgentDown: statusDown, statusAgentRunning: statusUp, runToReady: ready }));

@@ -14,7 +14,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { encodeChunk, encodeHeader } from '../capture/format.js';
 import { brokerLogin } from '../upload/login.js';
 import { CommandProcessor, commandsStateFile, type RemoteSetting } from '../commands/commands.js';
-import type { TrustedKey } from '../ota/manifest.js';
+import { readTrustedKeyFiles, type TrustedKey } from '../ota/manifest.js';
 import { join } from 'node:path';
 import { ApiError, ApiHub, type ApiBackend } from '../api/hub.js';
 import type { HttpApiServer } from '../api/http-server.js';
@@ -39,6 +39,7 @@ import type { PipelineSnapshot } from '../service/pipeline-watch.js';
 import { RecordBatch } from '../spool/batch.js';
 import { Spool, SpoolTooNewError, type SpoolStats } from '../spool/spool.js';
 import { Uploader } from '../upload/uploader.js';
+import { OfferForwarder } from '../ota/offer-forwarder.js';
 import { errorCode } from '../util/files.js';
 import { Heartbeat } from '../util/heartbeat.js';
 import { AGENT_VERSION } from '../version.js';
@@ -329,6 +330,15 @@ export class Agent implements ApiBackend {
     this.uploadError = null;
     this.uploader.start();
     this.startCommands(this.uploader);
+    if (this.config.ota.enabled) this.startOfferForwarding(this.uploader);
+  }
+
+  /** Update offers reach the updater through the agent's session (ota/offer-forwarder.ts). */
+  private startOfferForwarding(uploader: Uploader): void {
+    const statusTopic = `${this.config.mqtt.topicPrefix}/${this.config.device.id}/status/ota`;
+    const forwarder = new OfferForwarder(this.config, this.log, (payload) => uploader.publish(statusTopic, payload, true));
+    uploader.subscribe(forwarder.topics, (_topic, payload) => forwarder.onMessage(payload));
+    this.log.info({ topics: forwarder.topics, inbox: forwarder.inbox.dir }, 'update offers go to the updater through the inbox');
   }
 
   /** The status topic says when the disk fills and when it recovers (checked once a second, cheaply). */
@@ -544,7 +554,7 @@ export class Agent implements ApiBackend {
     if (c.trustedKeys.length === 0) return;
     let keys: TrustedKey[];
     try {
-      keys = c.trustedKeys.map((k) => ({ id: k.id, publicKeyPem: readFileSync(k.publicKeyFile, 'utf8') }));
+      keys = readTrustedKeyFiles(c.trustedKeys);
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'command keys unreadable: commands are not taken');
       return;

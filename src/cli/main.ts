@@ -160,8 +160,9 @@ program
 
 program
   .command('updater')
-  .description('the over-the-air updater service: takes signed offers, installs, health-checks, rolls back')
+  .description('the over-the-air updater: takes signed offers, installs, health-checks, rolls back')
   .option('-c, --config <file>', CONFIG_HELP)
+  .option('--once', 'finish an interrupted update, handle the offers the agent left in the inbox, then exit (the shipped units)')
   .action(updaterCommand);
 
 program

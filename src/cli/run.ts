@@ -6,7 +6,7 @@ import { SystemdNotifier } from '../service/systemd-notify.js';
 import { InstanceLockError, lockDataDir } from '../service/instance-lock.js';
 import { installLastResort } from '../service/last-resort.js';
 import { recordToJson } from '../metrics/record.js';
-import type { SimChild } from '../sim/child.js';
+import type { RunningSimulator } from '../sim/child.js';
 
 export interface RunOptions {
   config?: string;
@@ -36,7 +36,7 @@ export async function runCommand(opts: RunOptions): Promise<void> {
   }
 
   // Signal handlers first: a SIGTERM while starting up must also stop cleanly.
-  let sim: SimChild | undefined;
+  let sim: RunningSimulator | undefined;
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) return;
@@ -60,18 +60,20 @@ export async function runCommand(opts: RunOptions): Promise<void> {
 
   if (opts.simulate) {
     // In a process of its own: it answers while the agent is busy, as a real board does.
-    const [{ SimChild }, { DEMO_RIDE, loadRideScript }] = await Promise.all([import('../sim/child.js'), import('../sim/ride-script.js')]);
-    const script = config.simulator.script ? loadRideScript(config.simulator.script) : DEMO_RIDE;
-    sim = await SimChild.start({
-      protocol: config.serial.protocol,
-      calibration: config.metrics.calibration,
-      script: config.simulator.script ?? null,
-      sampleRateHz: config.simulator.sampleRateHz,
-      seed: config.simulator.seed,
-      baudRate: config.serial.baudRate,
-    });
+    const { startSimulator } = await import('../sim/child.js');
+    sim = await startSimulator(
+      {
+        protocol: config.serial.protocol,
+        calibration: config.metrics.calibration,
+        script: config.simulator.script ?? null,
+        sampleRateHz: config.simulator.sampleRateHz,
+        seed: config.simulator.seed,
+        baudRate: config.serial.baudRate,
+      },
+      (reason) => log.warn({ reason }, 'simulator runs inside the agent: its own process could not be started'),
+    );
     config.serial.path = sim.path;
-    log.info({ path: config.serial.path, script: script.name, protocol: config.serial.protocol }, 'simulator started');
+    log.info({ path: config.serial.path, script: sim.script, protocol: config.serial.protocol, where: sim.where }, 'simulator started');
   }
   if (stopping) return;
 

@@ -215,6 +215,12 @@ export const ConfigSchema = z
         resetCommand: z.array(z.string().min(1)).default(['systemctl', 'reset-failed', 'bike-telemetry.service']),
         /** Fleet-wide offers (besides <prefix>/<device>/ota). */
         fleetTopic: z.string().min(1).optional(),
+        /**
+         * Where the agent leaves signed offers for `updater --once`
+         * (ota/offer-inbox.ts); default <dataDir>/ota-offers, the folder
+         * bike-telemetry-updater.path watches.
+         */
+        inboxDir: z.string().min(1).optional(),
       })
       .strict()
       .default({}),

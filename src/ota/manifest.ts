@@ -52,6 +52,11 @@ export interface TrustedKey {
   publicKeyPem: string;
 }
 
+/** The configured keys (`{id, publicKeyFile}`), read from their files; throws when one cannot be read. */
+export function readTrustedKeyFiles(keys: ReadonlyArray<{ id: string; publicKeyFile: string }>): TrustedKey[] {
+  return keys.map((k) => ({ id: k.id, publicKeyPem: readFileSync(k.publicKeyFile, 'utf8') }));
+}
+
 export class BundleError extends Error {
   override name = 'BundleError';
 }

@@ -67,24 +67,37 @@ export interface OfferContext {
  */
 export type OfferVerdict = { ok: true; offer: Offer; signedBy: string } | { ok: false; reason: string; offerId: string | null; signed: boolean };
 
-export function validateOffer(payload: Buffer | string, ctx: OfferContext): OfferVerdict {
+/**
+ * The first half of validateOffer: is it `{offer, keyId, sig}` signed by a
+ * trusted key? The agent asks only this before handing an offer to the
+ * updater (which asks everything again); forgeries never wake it.
+ */
+export type OfferSignatureVerdict = { ok: true; offer: Record<string, unknown>; offerId: string | null; signedBy: string } | { ok: false; reason: string; offerId: string | null };
+
+export function verifyOfferSignature(payload: Buffer | string, trustedKeys: readonly TrustedKey[]): OfferSignatureVerdict {
   let json: unknown;
   try {
     json = JSON.parse(payload.toString());
   } catch {
-    return { ok: false, reason: 'malformed: not JSON', offerId: null, signed: false };
+    return { ok: false, reason: 'malformed: not JSON', offerId: null };
   }
   const signed = SignedOfferSchema.safeParse(json);
-  if (!signed.success) return { ok: false, reason: 'malformed: expected {offer, keyId, sig}', offerId: null, signed: false };
+  if (!signed.success) return { ok: false, reason: 'malformed: expected {offer, keyId, sig}', offerId: null };
   const rawId = signed.data.offer.id;
   const offerId = typeof rawId === 'string' && rawId.length <= 64 ? rawId : null;
-  let signedBy: string;
   try {
-    signedBy = verifySignature(Buffer.from(canonicalJson(signed.data.offer), 'utf8'), { alg: 'ed25519', keyId: signed.data.keyId, sig: signed.data.sig }, ctx.trustedKeys, 'offer');
+    const signedBy = verifySignature(Buffer.from(canonicalJson(signed.data.offer), 'utf8'), { alg: 'ed25519', keyId: signed.data.keyId, sig: signed.data.sig }, trustedKeys, 'offer');
+    return { ok: true, offer: signed.data.offer, offerId, signedBy };
   } catch (err) {
-    return { ok: false, reason: err instanceof BundleError ? err.message : String(err), offerId, signed: false };
+    return { ok: false, reason: err instanceof BundleError ? err.message : String(err), offerId };
   }
-  const parsed = OfferSchema.safeParse(signed.data.offer);
+}
+
+export function validateOffer(payload: Buffer | string, ctx: OfferContext): OfferVerdict {
+  const signature = verifyOfferSignature(payload, ctx.trustedKeys);
+  if (!signature.ok) return { ok: false, reason: signature.reason, offerId: signature.offerId, signed: false };
+  const { offerId, signedBy } = signature;
+  const parsed = OfferSchema.safeParse(signature.offer);
   if (!parsed.success) return { ok: false, reason: `malformed offer: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`, offerId, signed: true };
   const o = parsed.data;
   if (ctx.seen.has(o.id)) return { ok: false, reason: `replayed: offer ${o.id} was already handled`, offerId, signed: true };

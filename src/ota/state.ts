@@ -31,3 +31,12 @@ export function readOtaStateFile(file: string): OtaState {
     return { ...EMPTY_OTA_STATE };
   }
 }
+
+/**
+ * The retained message on `<prefix>/<device>/status/ota`: the updater's state
+ * and what just happened. One shape whoever sends it (the updater, or the
+ * agent refusing a forged offer before it reaches the updater).
+ */
+export function otaStatusPayload(state: OtaState, detail: Record<string, unknown>, at: Date = new Date()): string {
+  return JSON.stringify({ phase: state.phase, version: state.offer?.version ?? null, from: state.from, last: state.last, ...detail, at: at.toISOString() });
+}

@@ -1,24 +1,32 @@
 /**
- * `bike-telemetry updater`: the updater as a long-running service. It
- * finishes whatever a crash or power cut interrupted, then listens for
- * offers on `<prefix>/<device>/ota` and the fleet topic, and reports each
- * step and every refusal (with its reason) on `<prefix>/<device>/status/ota`
- * (retained).
+ * `bike-telemetry updater`: it finishes whatever a crash or power cut
+ * interrupted, then takes offers, and reports each step and every refusal
+ * (with its reason) on `<prefix>/<device>/status/ota` (retained). Two ways:
+ * - `--once` (the shipped units): the offers the agent left in the inbox
+ *   (ota/offer-inbox.ts), one after the other, then it exits; systemd starts
+ *   it at boot and whenever the inbox is not empty, so no updater waits in
+ *   memory while no update is offered;
+ * - without it: a long-running process subscribed to `<prefix>/<device>/ota`
+ *   and the fleet topic itself (installs whose units predate the inbox).
  */
-import { readFileSync } from 'node:fs';
 import mqtt, { type MqttClient } from 'mqtt';
 import { resolveSocketPath } from '../api/socket-path.js';
 import type { AgentConfig } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
-import type { TrustedKey } from './manifest.js';
+import { readTrustedKeyFiles, type TrustedKey } from './manifest.js';
+import type { OfferInbox } from './offer-inbox.js';
 import { brokerLogin, readTlsFiles } from '../upload/login.js';
 import { validateOffer } from './offer.js';
+import { otaStatusPayload } from './state.js';
 import { currentRuntime } from './targets.js';
 import { Updater, type OtaState } from './updater.js';
 
 export function loadTrustedKeys(config: AgentConfig): TrustedKey[] {
-  return config.ota.trustedKeys.map((k) => ({ id: k.id, publicKeyPem: readFileSync(k.publicKeyFile, 'utf8') }));
+  return readTrustedKeyFiles(config.ota.trustedKeys);
 }
+
+/** How long `--once` waits for the broker, at the end, so its reports go out. */
+const REPORT_FLUSH_MS = 5000;
 
 export class UpdaterService {
   readonly updater: Updater;
@@ -47,12 +55,51 @@ export class UpdaterService {
   }
 
   private report(state: OtaState, detail: Record<string, unknown>): void {
-    const payload = JSON.stringify({ phase: state.phase, version: state.offer?.version ?? null, from: state.from, last: state.last, ...detail, at: new Date().toISOString() });
+    const payload = otaStatusPayload(state, detail);
     this.log.info({ ota: JSON.parse(payload) as unknown }, 'update status');
     this.client?.publish(this.statusTopic, payload, { qos: 1, retain: true });
   }
 
+  /** The long-running way: subscribe to offers and take them as they come. */
   async start(): Promise<void> {
+    this.connect(true);
+    // Finish what a crash or power cut interrupted before taking new offers (they wait while busy):
+    // the agent must end up on a healthy version. Reports queue until the broker is reached.
+    await this.updater.resume();
+  }
+
+  /**
+   * The `--once` way: finish what was interrupted, handle every offer in the
+   * inbox (oldest first; each deleted once handled, so a kill midway leaves it
+   * to be handled again, when the updater's own record refuses it as seen),
+   * until the inbox is empty, then return.
+   */
+  async runInbox(inbox: OfferInbox): Promise<number> {
+    this.connect(false);
+    await this.updater.resume();
+    let handled = 0;
+    for (let names = inbox.list(); names.length > 0; names = inbox.list()) {
+      for (const name of names) {
+        let payload: Buffer;
+        try {
+          payload = inbox.read(name);
+        } catch {
+          continue; // gone meanwhile (the agent dropped it for a newer one)
+        }
+        try {
+          await this.onOffer(payload);
+        } catch (err) {
+          this.log.error({ err, file: name }, 'offer handling failed');
+        }
+        // A file that cannot be deleted would be handled again and again: stop (exit 1) instead.
+        inbox.remove(name);
+        handled++;
+      }
+    }
+    return handled;
+  }
+
+  private connect(subscribe: boolean): void {
     const m = this.config.mqtt;
     const client = mqtt.connect(m.url, {
       clientId: `${this.config.device.id}-updater`,
@@ -63,17 +110,15 @@ export class UpdaterService {
       ...readTlsFiles(m.tls),
     });
     this.client = client;
+    client.on('error', (err) => this.log.warn({ err }, 'updater broker error'));
+    if (!subscribe) return;
     client.on('connect', () => {
       client.subscribe(this.topics, { qos: 1 });
       this.log.info({ topics: this.topics }, 'updater listening for offers');
     });
-    client.on('error', (err) => this.log.warn({ err: err.message }, 'updater broker error'));
     client.on('message', (_topic, payload) => {
       this.onOffer(payload).catch((err: unknown) => this.log.error({ err }, 'offer handling failed'));
     });
-    // Finish what a crash or power cut interrupted before taking new offers (they wait while busy):
-    // the agent must end up on a healthy version. Reports queue until the broker is reached.
-    await this.updater.resume();
   }
 
   private async onOffer(payload: Buffer): Promise<void> {
@@ -102,9 +147,24 @@ export class UpdaterService {
     await u.apply(verdict.offer);
   }
 
+  /** Disconnect; reports still queued go out first if the broker is reached within a few seconds. */
   async stop(): Promise<void> {
     const c = this.client;
     this.client = null;
-    if (c) await c.endAsync();
+    if (!c) return;
+    if (!c.connected) {
+      let timer: NodeJS.Timeout | undefined;
+      const connected = await Promise.race([
+        new Promise<boolean>((r) => c.once('connect', () => r(true))),
+        new Promise<boolean>((r) => (timer = setTimeout(() => r(false), REPORT_FLUSH_MS))),
+      ]);
+      clearTimeout(timer);
+      if (!connected) {
+        this.log.warn('broker not reached: the last update reports were not sent (the state is on disk)');
+        await c.endAsync(true);
+        return;
+      }
+    }
+    await c.endAsync();
   }
 }

@@ -228,7 +228,11 @@ export class Uploader {
       if (topic === this.fleetLimitsTopic || topic === this.deviceLimitsTopic) this.onLimits(client, topic, payload);
       else for (const s of this.extraSubscriptions) if (s.topics.includes(topic)) s.handler(topic, payload);
     });
-    client.subscribe([this.fleetLimitsTopic, this.deviceLimitsTopic, ...this.extraSubscriptions.flatMap((s) => s.topics)], { qos: 1 });
+    const topics = [this.fleetLimitsTopic, this.deviceLimitsTopic, ...this.extraSubscriptions.flatMap((s) => s.topics)];
+    client.subscribe(topics, { qos: 1 }, (err) => {
+      // Said once per connection: from here on, messages on these topics reach the agent.
+      if (!err && this.client === client) this.opts.log.info({ topics }, 'subscribed');
+    });
     if (this.opts.pollMs > 0) this.pollTimer = setInterval(() => this.pumpSafely(), this.opts.pollMs);
     this.pumpSafely();
   }

@@ -34,6 +34,7 @@ describe('scripts/install --root', () => {
     expect(JSON.parse(readFileSync(conf, 'utf8'))).toMatchObject({ device: { id: 'bike-test-7' }, serial: { path: '/dev/flywheel' }, dataDir: '/var/lib/bike-telemetry' });
     expect(readFileSync(join(root, 'etc/systemd/system/bike-telemetry.service'), 'utf8')).toContain('Type=notify');
     expect(readFileSync(join(root, 'etc/systemd/system/bike-telemetry-updater.service'), 'utf8')).toContain('ReadWritePaths=/opt/bike-telemetry');
+    expect(readFileSync(join(root, 'etc/systemd/system/bike-telemetry-updater.path'), 'utf8')).toContain('DirectoryNotEmpty=/var/lib/bike-telemetry/ota-offers');
     expect(readFileSync(join(root, 'etc/udev/rules.d/90-bike-telemetry.rules'), 'utf8')).toMatch(/SYMLINK\+="flywheel".*TAG\+="systemd"/);
     // No leftovers from the staging or the symlink swap.
     expect(spawnSync('find', [opt, '-maxdepth', '2', '-name', '.*'], { encoding: 'utf8' }).stdout.trim()).toBe('');
@@ -91,19 +92,25 @@ describe('scripts/install --root', () => {
 describe('the systemd units', () => {
   const unit = join(REPO, 'systemd/bike-telemetry.service');
   const updaterUnit = join(REPO, 'systemd/bike-telemetry-updater.service');
+  const updaterPath = join(REPO, 'systemd/bike-telemetry-updater.path');
 
   it('pass systemd-analyze verify', () => {
-    for (const u of [unit, updaterUnit]) {
+    for (const u of [unit, updaterUnit, updaterPath]) {
       const r = spawnSync('systemd-analyze', ['verify', u], { encoding: 'utf8' });
       expect(r.stderr.trim(), u).toBe('');
       expect(r.status).toBe(0);
     }
   });
 
-  it('the updater can write only the versions folder, and is rated 2.0 or lower too', () => {
+  it('the updater can write only the versions folder and the offer inbox, runs only when started (no resident process), and is rated 2.0 or lower too', () => {
     const text = readFileSync(updaterUnit, 'utf8');
     expect(text).toMatch(/^ProtectSystem=strict$/m);
-    expect(text.match(/^ReadWritePaths=.*$/gm)).toEqual(['ReadWritePaths=/opt/bike-telemetry']);
+    expect(text.match(/^ReadWritePaths=.*$/gm)).toEqual(['ReadWritePaths=/opt/bike-telemetry -/var/lib/bike-telemetry/ota-offers']);
+    expect(text).toMatch(/^ExecStart=.* updater --once /m);
+    // Started by the path unit when the inbox the agent writes is not empty.
+    const path = readFileSync(updaterPath, 'utf8');
+    expect(path).toMatch(/^DirectoryNotEmpty=\/var\/lib\/bike-telemetry\/ota-offers$/m);
+    expect(path).toMatch(/^Unit=bike-telemetry-updater\.service$/m);
     const r = spawnSync('systemd-analyze', ['security', '--offline=yes', updaterUnit], { encoding: 'utf8' });
     const m = /Overall exposure level for bike-telemetry-updater.service: ([\d.]+)/.exec(r.stdout);
     expect(Number(m![1])).toBeLessThanOrEqual(2.0);

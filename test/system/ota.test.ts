@@ -1,8 +1,10 @@
 /**
- * Over-the-air updates under a real systemd (systemd-nspawn): the shipped
- * updater unit takes a signed offer from the broker, restarts the agent with
- * a real `systemctl restart`, rolls back a version that fails its health
- * check, and the console killed inside each phase boots with `current` a
+ * Over-the-air updates under a real systemd (systemd-nspawn), through the
+ * shipped units: the agent takes a signed offer from the broker and leaves it
+ * in the inbox, bike-telemetry-updater.path starts the updater, which
+ * restarts the agent with a real `systemctl restart`, rolls back a version
+ * that fails its health check, and exits; no updater process runs between
+ * offers. The console killed inside each phase boots with `current` a
  * complete, verified version and the agent running.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -69,6 +71,7 @@ function offer(version: string): Offer {
 
 let since = 0;
 async function publish(version: string): Promise<void> {
+  await waitAgentListening();
   since = otaStatus.length;
   await status.publishAsync(`bike/${DEVICE}/ota`, signOffer(offer(version), key), { qos: 1 });
 }
@@ -99,16 +102,32 @@ async function waitResult(version: string, result: string, timeoutMs = 180_000):
   return found!;
 }
 
-/** The updater subscribed (offers are not retained: one published before would be missed). */
-async function listening(): Promise<number> {
-  return ((await box.journal(UPDATER)).match(/updater listening for offers/g) ?? []).length;
+/**
+ * The agent running now has subscribed to the offer topics (offers are not
+ * retained: one published before would be missed). Each update restarts the
+ * agent, so this is asked before every offer.
+ */
+async function waitAgentListening(): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const { MainPID } = await box.show(UNIT, ['MainPID']);
+    if (MainPID && MainPID !== '0') {
+      const own = (await box.run(['journalctl', '--no-pager', '-o', 'cat', `_PID=${MainPID}`])).stdout;
+      if (own.split('\n').some((l) => l.includes('"msg":"subscribed"') && l.includes(`bike/${DEVICE}/ota`))) return;
+    }
+    if (Date.now() > deadline) throw new Error(`the agent never subscribed to offers:\n${(await box.journal(UNIT)).slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
-async function waitUpdaterListening(moreThan = 0): Promise<void> {
+/** No updater process: the unit is inactive (it ran, did its work and exited). */
+async function waitUpdaterGone(): Promise<void> {
   const deadline = Date.now() + 120_000;
-  while ((await listening()) <= moreThan) {
-    if (Date.now() > deadline) throw new Error(`the updater never listened:\n${await box.journal(UPDATER)}`);
-    await new Promise((r) => setTimeout(r, 250));
+  for (;;) {
+    const s = await box.show(UPDATER, ['ActiveState', 'Result']);
+    if (s.ActiveState === 'inactive') return expect(s.Result).toBe('success');
+    if (Date.now() > deadline) throw new Error(`the updater never exited: ${JSON.stringify(s)}\n${(await box.journal(UPDATER)).slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 200));
   }
 }
 
@@ -163,7 +182,9 @@ beforeAll(async () => {
   box.writeConfig(config());
   await box.boot();
   await box.waitActive(UNIT);
-  await waitUpdaterListening();
+  // At boot the updater ran once (nothing to finish, no offer) and exited; only its path unit waits.
+  await waitUpdaterGone();
+  expect((await box.show('bike-telemetry-updater.path', ['ActiveState'])).ActiveState).toBe('active');
 });
 
 afterAll(async () => {
@@ -189,6 +210,25 @@ describe('over-the-air updates under systemd (container)', () => {
     expect(after.NRestarts).toBe('0');
     expect(await assertConsistent()).toBe('0.1.1');
     expect(await box.journal(UNIT)).toMatch(/Stopping bike-telemetry\.service/);
+    // The offer went through the agent and the inbox; the updater exited after it, leaving the inbox empty.
+    expect(await box.journal(UNIT)).toMatch(/update offer handed to the updater/);
+    await waitUpdaterGone();
+    expect((await box.sh('ls -A /var/lib/bike-telemetry/ota-offers')).stdout.trim()).toBe('');
+  });
+
+  it('a forged offer is refused by the agent and never starts the updater', async () => {
+    await waitAgentListening();
+    const starts = (await box.journal(UPDATER)).match(/Starting bike-telemetry-updater\.service/g)?.length ?? 0;
+    since = otaStatus.length;
+    const forged = { ...offer('0.1.3'), id: 'sys-forged-1' };
+    const signed = JSON.parse(signOffer(forged, key)) as { offer: Offer; keyId: string; sig: string };
+    signed.offer.url = server.url('/evil.tar.gz'); // changed after signing
+    await status.publishAsync(`bike/${DEVICE}/ota`, JSON.stringify(signed), { qos: 1 });
+    await waitFor(() => otaStatus.slice(since).some((s) => typeof s.refused === 'string'), 'refusal on status/ota', 30_000);
+    expect(String(otaStatus.slice(since).find((s) => typeof s.refused === 'string')!.refused)).toMatch(/signature/i);
+    await new Promise((r) => setTimeout(r, 2000));
+    expect((await box.journal(UPDATER)).match(/Starting bike-telemetry-updater\.service/g)?.length ?? 0).toBe(starts);
+    expect((await box.show(UPDATER, ['ActiveState'])).ActiveState).toBe('inactive');
   });
 
   it('a B that crashes at start is rolled back by the real units (start limit or not)', async () => {
@@ -210,9 +250,7 @@ describe('over-the-air updates under systemd (container)', () => {
     mkdirSync(join(box.merged, 'etc/systemd/system/bike-telemetry-updater.service.d'), { recursive: true });
     writeFileSync(join(box.merged, 'etc/systemd/system/bike-telemetry-updater.service.d/90-test-step-delay.conf'), STEP_DELAY_DROPIN);
     await box.run(['systemctl', 'daemon-reload']);
-    const n = await listening();
-    await box.run(['systemctl', 'restart', UPDATER]);
-    await waitUpdaterListening(n);
+    // Taken by the next start of the updater (by its path unit, at the next offer).
     expect((await box.show(UPDATER, ['Environment'])).Environment).toMatch(/BIKE_TELEMETRY_OTA_STEP_DELAY_MS=2000/);
   });
 
@@ -232,7 +270,7 @@ describe('over-the-air updates under systemd (container)', () => {
       // The updater resumes and ends it: the good version updated, the broken one rolled back.
       const expected = BROKEN.includes(version) ? 'rolled-back' : 'updated';
       await waitResult(version, expected);
-      await waitUpdaterListening();
+      await waitUpdaterGone();
       expect(await assertConsistent()).toBe(expected === 'updated' ? version : box.readlink(`${OPT}/previous`).replace('versions/', ''));
     });
   }
