@@ -3,7 +3,8 @@
  * the packet that carried it. One SQLite file under dataDir, in WAL mode.
  *
  * Promises (README, "Delivery guarantee"):
- * - records are committed in one transaction at least once per second;
+ * - records are committed in one transaction by flush(), which the owner calls
+ *   at least once per second (the agent: its heartbeat, util/heartbeat.ts);
  * - every record has a per-device sequence number that never repeats;
  * - the file stays under `maxBytes`: the oldest records are evicted first and
  *   the eviction is kept as a gap (first, last, count) for the cloud to see;
@@ -181,7 +182,6 @@ export class Spool {
   private lastWriteError: string | null = null;
   private evicted = 0;
   private droppedInMemory = 0;
-  private timer: NodeJS.Timeout | null = null;
   private closed = false;
   /** When flush() last ran (the watchdog checks the commit loop is alive). */
   lastFlushMs = Date.now();
@@ -395,12 +395,6 @@ export class Spool {
     return n;
   }
 
-  /** Flush every `intervalMs` (at most 1000 for the once-per-second promise). */
-  startAutoFlush(intervalMs = 1000): void {
-    this.timer = setInterval(() => this.flush(), intervalMs);
-    this.timer.unref();
-  }
-
   /**
    * Commit the queued records in one transaction. On a full disk they stay
    * queued (the newest `memoryRecords`) and the next flush tries again.
@@ -610,7 +604,6 @@ export class Spool {
   /** Commit what is queued and close. Records still queued on a full disk are lost, and logged. */
   close(): void {
     if (this.closed) return;
-    if (this.timer) clearInterval(this.timer);
     this.flush();
     if (this.pending.length > 0) this.opts.log.error({ lost: this.pending.length }, 'spool closed with records it could not write');
     this.closed = true;
