@@ -8,6 +8,9 @@ import { fileURLToPath } from 'node:url';
 import { BodyWriter, MsgType, encodeFrame, writeHelloBody, writeSampleBody, writeStatusBody } from '../dist/protocol/fwp/codec.js';
 import { crc16CcittFalse } from '../dist/protocol/fwp/crc16.js';
 import { cobsEncode } from '../dist/protocol/fwp/cobs.js';
+import { crc32 } from '../dist/protocol/fwp/crc32.js';
+import { writeFwBegin, writeFwInfo, writeFwProgress, writeFwResume } from '../dist/protocol/fwp/fwu.js';
+import { generateFwuVectors } from './gen-fwu-vectors.js';
 
 const hex = (b) => Buffer.from(b).toString('hex');
 const out = [];
@@ -53,10 +56,15 @@ status('status_longer_body', 23, { uptimeS: 5, tempCentiC: 2500, supplyMv: 12000
 const helloFields = (h) => ({
   proto_minor: h.protoMinor, fw_major: h.fwMajor, fw_minor: h.fwMinor, fw_patch: h.fwPatch, hw_rev: h.hwRev,
   ticks_per_rev: h.ticksPerRev, sample_rate_hz: h.sampleRateHz, serial: hex(h.serial),
+  ...(h.protoMinor >= 1 ? { boot_mode: h.bootMode, board_model: h.boardModel } : {}),
 });
 const H = { protoMinor: 0, fwMajor: 1, fwMinor: 4, fwPatch: 2, hwRev: 3, ticksPerRev: 8, sampleRateHz: 50, serial: Buffer.from('FWB2401A0042', 'ascii') };
 bodyOk('hello_basic', MsgType.HELLO, 0, helloFields(H), (w) => writeHelloBody(w, H));
-const H2 = { ...H, protoMinor: 2, sampleRateHz: 100, serial: Buffer.from('000102030405060708090a0b', 'hex') };
+const H11 = { ...H, protoMinor: 1, bootMode: 0, boardModel: 7 };
+bodyOk('hello_v1_1_application', MsgType.HELLO, 0, helloFields(H11), (w) => writeHelloBody(w, H11));
+const H11b = { ...H, protoMinor: 1, fwMajor: 1, fwMinor: 0, fwPatch: 0, ticksPerRev: 0, sampleRateHz: 0, bootMode: 1, boardModel: 0x1234 };
+bodyOk('hello_v1_1_bootloader', MsgType.HELLO, 0, helloFields(H11b), (w) => writeHelloBody(w, H11b));
+const H2 = { ...H, protoMinor: 2, sampleRateHz: 100, serial: Buffer.from('000102030405060708090a0b', 'hex'), bootMode: 0, boardModel: 3 };
 bodyOk('hello_longer_body_minor_2', MsgType.HELLO, 0, helloFields(H2), (w) => writeHelloBody(w, H2), Buffer.from([0x10, 0x00, 0x20]));
 
 const response = (name, seq, reqSeq, st, data) =>
@@ -82,6 +90,36 @@ request('request_get_hello', 0, 0x01, Buffer.alloc(0));
 request('request_set_sample_rate', 1, 0x02, Buffer.from([100, 0]));
 request('request_zero_resistance', 2, 0x03, Buffer.alloc(0));
 request('request_reboot', 3, 0x04, Buffer.alloc(0));
+
+// 1.1: firmware update (SPEC.md section 11).
+request('request_enter_bootloader', 4, 0x05, Buffer.alloc(0));
+request('request_fw_info', 5, 0x10, Buffer.alloc(0));
+const sha = Buffer.from('9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08', 'hex');
+const beginArgs = (a) => { const w = new BodyWriter(); writeFwBegin(w, a); return Buffer.from(w.bytes.subarray(0, w.len)); };
+request('request_fw_begin', 6, 0x11, beginArgs({ size: 262144, sha256: sha, version: [1, 2, 0], boardModel: 7, flags: 0 }));
+request('request_fw_begin_allow_downgrade', 7, 0x11, beginArgs({ size: 600, sha256: sha, version: [0, 9, 255], boardModel: 0xfffe, flags: 1 }));
+request('request_fw_verify', 8, 0x12, Buffer.alloc(0));
+request('request_fw_test_boot', 9, 0x13, Buffer.from([30, 0]));
+request('request_fw_confirm', 10, 0x14, Buffer.alloc(0));
+request('request_fw_abort', 11, 0x15, Buffer.alloc(0));
+const bw = (fn) => { const w = new BodyWriter(); fn(w); return Buffer.from(w.bytes.subarray(0, w.len)); };
+response('response_fw_info', 35, 5, 0, bw((w) => writeFwInfo(w, {
+  bootMode: 1, activeSlot: 0, boardModel: 7, slotSize: 524288, maxChunk: 240, window: 8, xferState: 1, xferSize: 262144, xferNext: 122880,
+  xferSha256: sha, xferVersion: [1, 2, 0], xferSlot: 1, slots: [{ state: 1, version: [1, 1, 3] }, { state: 2, version: [1, 2, 0] }],
+})));
+response('response_fw_begin_resume', 36, 6, 0, bw((w) => writeFwResume(w, { next: 122880, maxChunk: 240, window: 8 })));
+response('response_fw_begin_refused_model', 37, 6, 2, Buffer.from([2]));
+response('response_wrong_mode', 38, 6, 5, Buffer.alloc(0));
+const progress = (name, seq, next, st, free) => bodyOk(name, MsgType.FW_PROGRESS, seq, { next, status: st, free }, (w) => writeFwProgress(w, next, st, free));
+progress('fw_progress_ok', 50, 122880, 0, 7);
+progress('fw_progress_out_of_order', 51, 123120, 2, 8);
+progress('fw_progress_bad_check', 52, 0xfffffff0, 1, 0);
+const chunk = (name, seq, offset, data, crc = crc32(data, 0, data.length)) =>
+  bodyOk(name, MsgType.FW_CHUNK, seq, { offset, crc32: crc, data: hex(data) }, (w) => w.u32(offset).u32(crc).raw(data));
+chunk('fw_chunk_small', 12, 0, Buffer.from('firmware', 'ascii'));
+chunk('fw_chunk_zeros', 13, 240, Buffer.alloc(16));
+chunk('fw_chunk_max', 14, 262080, Buffer.from(Array.from({ length: 241 }, (_, i) => (i * 7 + 1) & 0xff)));
+chunk('fw_chunk_wrong_crc32', 15, 480, Buffer.from([1, 2, 3]), 0xdeadbeef); // decodes; the board's receiver refuses it (bad_check)
 
 // Invalid frames: the bytes a receiver sees between delimiters, and the error it must report.
 function rawPayload(bytes) {
@@ -122,6 +160,8 @@ add('err_unknown_type', rawPayload(withCrc([1, 0x7f, 9, 1, 2, 3])), { result: 'e
 add('err_body_short_sample', rawPayload(withCrc([1, 1, 7, ...Buffer.alloc(19, 1)])), { result: 'err_body_short' });
 add('err_body_short_hello', rawPayload(withCrc([1, 3, 0, ...Buffer.alloc(20, 1)])), { result: 'err_body_short' });
 add('err_body_short_response', rawPayload(withCrc([1, 4, 0, 5])), { result: 'err_body_short' });
+add('err_body_short_fw_progress', rawPayload(withCrc([1, 6, 0, 1, 2, 3, 4, 0])), { result: 'err_body_short' });
+add('err_body_short_fw_chunk', rawPayload(withCrc([1, 0x82, 0, 1, 2, 3, 4, 5, 6, 7])), { result: 'err_body_short' });
 add('empty_frame', Buffer.from([0]), { result: 'err_empty' });
 
 const header = `# fwp v1 golden vectors (firmware-protocol/SPEC.md section 8). Generated by scripts/gen-vectors.js.
@@ -135,3 +175,7 @@ const lines = out.map((v) => Object.entries(v).map(([k, val]) => `${k}=${val}`).
 const file = fileURLToPath(new URL('../firmware-protocol/vectors/fwp-v1.vec', import.meta.url));
 writeFileSync(file, header + lines.join('\n') + '\n');
 console.log(`${out.length} vectors written to ${file}`);
+const fwu = generateFwuVectors();
+const fwuFile = fileURLToPath(new URL('../firmware-protocol/vectors/fwu-v1.vec', import.meta.url));
+writeFileSync(fwuFile, fwu.text);
+console.log(`${fwu.steps} firmware-update steps in ${fwu.scripts} scripts written to ${fwuFile}`);

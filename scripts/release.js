@@ -2,6 +2,7 @@
 // Build signed release bundles of the agent (README, "Over-the-air updates" and "CPUs").
 //   scripts/release --key release.pem --key-id 2026a [--arch x64|arm64|armv7|all|a,b] [--out release/] [--version X.Y.Z]
 //                   [--cross-prefix aarch64-linux-gnu-]   (the GNU toolchain for a single --arch; default the target's)
+//                   [--board-firmware a.fwimg,b.fwimg]     (signed board images the agent installs when idle: board-firmware/)
 //   scripts/release --keygen --key-id 2026a --out keys/   (writes 2026a.pem, keep it offline, and 2026a.pub.pem for devices)
 // Prints one JSON line per bundle: version, target, platform, arch, nodeAbi, tarball, dir, sha256, size, files, addons, signedBy.
 // SOURCE_DATE_EPOCH makes the bytes depend on the inputs alone.
@@ -90,6 +91,7 @@ for (const target of targets) {
       toolPrefix,
       sourceDateEpoch: epochText === undefined ? undefined : Number(epochText),
       progress: (line) => console.error(`release: ${line}`),
+      boardFirmware: arg('--board-firmware')?.split(','),
     });
     const m = r.manifest;
     console.log(

@@ -12,6 +12,16 @@ uint16_t fwp_crc16(const uint8_t *data, size_t len) {
   return crc;
 }
 
+uint32_t fwp_crc32(const uint8_t *data, size_t len) {
+  /* Bitwise, reflected 0xEDB88320: no table, small code. */
+  uint32_t crc = 0xFFFFFFFFu;
+  for (size_t i = 0; i < len; i++) {
+    crc ^= data[i];
+    for (int b = 0; b < 8; b++) crc = (crc & 1u) ? (crc >> 1) ^ 0xEDB88320u : crc >> 1;
+  }
+  return crc ^ 0xFFFFFFFFu;
+}
+
 size_t fwp_cobs_encode(const uint8_t *src, size_t len, uint8_t *dst) {
   size_t code_idx = 0, out = 1;
   uint8_t code = 1;
@@ -59,7 +69,7 @@ static uint32_t rd32(const uint8_t *p) {
 static void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
 static void wr32(uint8_t *p, uint32_t v) { wr16(p, (uint16_t)v); wr16(p + 2, (uint16_t)(v >> 16)); }
 
-static void read_hello(const uint8_t *b, fwp_hello *h) {
+static void read_hello(const uint8_t *b, size_t len, fwp_hello *h) {
   h->proto_minor = b[0];
   h->fw_major = b[1];
   h->fw_minor = b[2];
@@ -68,6 +78,8 @@ static void read_hello(const uint8_t *b, fwp_hello *h) {
   h->ticks_per_rev = rd16(b + 5);
   h->sample_rate_hz = rd16(b + 7);
   memcpy(h->serial, b + 9, 12);
+  h->boot_mode = len >= FWP_HELLO_LEN_1_1 ? b[21] : 0;
+  h->board_model = len >= FWP_HELLO_LEN_1_1 ? rd16(b + 22) : 0;
 }
 
 fwp_result fwp_decode(const uint8_t *wire, size_t len, fwp_frame *f) {
@@ -109,7 +121,7 @@ fwp_result fwp_decode(const uint8_t *wire, size_t len, fwp_frame *f) {
       return FWP_OK;
     case FWP_HELLO:
       if (bl < FWP_HELLO_LEN) return FWP_ERR_BODY_SHORT;
-      read_hello(b, &f->u.hello);
+      read_hello(b, bl, &f->u.hello);
       return FWP_OK;
     case FWP_RESPONSE:
       if (bl < FWP_RESPONSE_LEN) return FWP_ERR_BODY_SHORT;
@@ -129,6 +141,19 @@ fwp_result fwp_decode(const uint8_t *wire, size_t len, fwp_frame *f) {
       f->u.request.op = b[0];
       f->u.request.data = b + 1;
       f->u.request.data_len = bl - 1;
+      return FWP_OK;
+    case FWP_FW_PROGRESS:
+      if (bl < FWP_FW_PROGRESS_LEN) return FWP_ERR_BODY_SHORT;
+      f->u.progress.next = rd32(b);
+      f->u.progress.status = b[4];
+      f->u.progress.free = b[5];
+      return FWP_OK;
+    case FWP_FW_CHUNK:
+      if (bl < FWP_FW_CHUNK_LEN) return FWP_ERR_BODY_SHORT;
+      f->u.chunk.offset = rd32(b);
+      f->u.chunk.crc32 = rd32(b + 4);
+      f->u.chunk.data = b + 8;
+      f->u.chunk.data_len = bl - 8;
       return FWP_OK;
     default:
       return FWP_ERR_UNKNOWN_TYPE;
@@ -179,7 +204,24 @@ size_t fwp_write_hello(const fwp_hello *h, uint8_t *b) {
   wr16(b + 5, h->ticks_per_rev);
   wr16(b + 7, h->sample_rate_hz);
   memcpy(b + 9, h->serial, 12);
-  return FWP_HELLO_LEN;
+  if (h->proto_minor < 1) return FWP_HELLO_LEN;
+  b[21] = h->boot_mode;
+  wr16(b + 22, h->board_model);
+  return FWP_HELLO_LEN_1_1;
+}
+
+size_t fwp_write_progress(uint32_t next, uint8_t status, uint8_t free_slots, uint8_t *b) {
+  wr32(b, next);
+  b[4] = status;
+  b[5] = free_slots;
+  return FWP_FW_PROGRESS_LEN;
+}
+
+size_t fwp_write_chunk(uint32_t offset, const uint8_t *data, size_t len, uint8_t *b) {
+  wr32(b, offset);
+  wr32(b + 4, fwp_crc32(data, len));
+  if (len) memcpy(b + 8, data, len);
+  return FWP_FW_CHUNK_LEN + len;
 }
 
 const char *fwp_result_name(fwp_result r) {

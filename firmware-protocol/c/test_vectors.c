@@ -10,32 +10,11 @@
 #include <string.h>
 
 #include "fwp.h"
+#include "vector_file.h"
 
 #define MAX_LINE 4096
 #define MAX_BYTES 1024
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-static int unhex(const char *s, uint8_t *out, size_t cap) {
-  size_t n = strlen(s);
-  if (n % 2 || n / 2 > cap) return -1;
-  for (size_t i = 0; i < n / 2; i++) {
-    int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-    if (hi < 0 || lo < 0) return -1;
-    out[i] = (uint8_t)(hi << 4 | lo);
-  }
-  return (int)(n / 2);
-}
-
-static void tohex(const uint8_t *b, size_t n, char *out) {
-  for (size_t i = 0; i < n; i++) sprintf(out + 2 * i, "%02x", b[i]);
-  out[2 * n] = 0;
-}
 
 /* The decoded value of `key` as the vector file writes it; 0 if the key is unknown. */
 static int field(const fwp_frame *f, const char *key, char *out) {
@@ -61,6 +40,7 @@ static int field(const fwp_frame *f, const char *key, char *out) {
       NUM("proto_minor", h->proto_minor) NUM("fw_major", h->fw_major) NUM("fw_minor", h->fw_minor)
       NUM("fw_patch", h->fw_patch) NUM("hw_rev", h->hw_rev) NUM("ticks_per_rev", h->ticks_per_rev)
       NUM("sample_rate_hz", h->sample_rate_hz) HEX("serial", h->serial, 12)
+      NUM("boot_mode", h->boot_mode) NUM("board_model", h->board_model)
       break;
     }
     case FWP_RESPONSE:
@@ -72,6 +52,12 @@ static int field(const fwp_frame *f, const char *key, char *out) {
       break;
     case FWP_REQUEST:
       NUM("op", f->u.request.op) HEX("data", f->u.request.data, f->u.request.data_len)
+      break;
+    case FWP_FW_PROGRESS:
+      NUM("next", f->u.progress.next) NUM("status", f->u.progress.status) NUM("free", f->u.progress.free)
+      break;
+    case FWP_FW_CHUNK:
+      NUM("offset", f->u.chunk.offset) NUM("crc32", f->u.chunk.crc32) HEX("data", f->u.chunk.data, f->u.chunk.data_len)
       break;
   }
   return 0;
@@ -102,6 +88,15 @@ static size_t rebuild_body(const fwp_frame *f, const uint8_t *tail, size_t tail_
       memcpy(body + 1, f->u.request.data, f->u.request.data_len);
       n = 1 + f->u.request.data_len;
       break;
+    case FWP_FW_PROGRESS: n = fwp_write_progress(f->u.progress.next, f->u.progress.status, f->u.progress.free, body); break;
+    case FWP_FW_CHUNK:
+      /* The crc32 as received (a vector may carry a wrong one on purpose). */
+      n = fwp_write_chunk(f->u.chunk.offset, f->u.chunk.data, f->u.chunk.data_len, body);
+      body[4] = (uint8_t)f->u.chunk.crc32;
+      body[5] = (uint8_t)(f->u.chunk.crc32 >> 8);
+      body[6] = (uint8_t)(f->u.chunk.crc32 >> 16);
+      body[7] = (uint8_t)(f->u.chunk.crc32 >> 24);
+      break;
   }
   memcpy(body + n, tail, tail_len);
   return n + tail_len;
@@ -119,9 +114,11 @@ int main(int argc, char **argv) {
   }
   int passed = 0, failed = 0;
 
-  /* The CRC check value from SPEC.md. */
+  /* The CRC check values from SPEC.md. */
   if (fwp_crc16((const uint8_t *)"123456789", 9) == 0x29B1) passed++;
   else { failed++; printf("FAIL crc_check_value: got %04x\n", fwp_crc16((const uint8_t *)"123456789", 9)); }
+  if (fwp_crc32((const uint8_t *)"123456789", 9) == 0xCBF43926u) passed++;
+  else { failed++; printf("FAIL crc32_check_value: got %08lx\n", (unsigned long)fwp_crc32((const uint8_t *)"123456789", 9)); }
 
   static char line[MAX_LINE];
   while (fgets(line, sizeof line, fp)) {

@@ -11,6 +11,7 @@ const benches = [
   ['realtime.js', '--protocol', 'peloton'],
   ['drain.js'],
   ['cli.js'],
+  ['board-update.js'],
 ];
 let failed = 0;
 for (const [b, ...args] of benches) {

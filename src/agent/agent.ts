@@ -43,6 +43,8 @@ import { OfferForwarder } from '../ota/offer-forwarder.js';
 import { errorCode } from '../util/files.js';
 import { Heartbeat } from '../util/heartbeat.js';
 import { AGENT_VERSION } from '../version.js';
+import { BoardService } from '../firmware/agent-wiring.js';
+import type { BoardUpdateStatus } from '../firmware/board-updater.js';
 
 export type RecordSink = (record: LiveRecord) => void;
 
@@ -66,6 +68,8 @@ export interface AgentHealth {
   spool: (SpoolStats & { state: 'open' }) | { state: 'unavailable'; error: string; heldRecords: number; droppedWhileUnavailable: number };
   upload: ReturnType<Uploader['stats']> | { state: 'disabled' } | { state: 'unavailable'; error: string };
   ride: RideSummary | null;
+  /** The flywheel board's firmware update (fwp), null when none was asked for. */
+  boardUpdate: BoardUpdateStatus | null;
   api: ReturnType<ApiHub['stats']> & { socket: string | null; httpPort: number | null };
   lastError: RecentEntry | null;
   healthy: boolean;
@@ -107,6 +111,8 @@ export class Agent implements ApiBackend {
   private lastSpoolCondition = 'ok';
   private stopped = false;
   private lastFrameCount = 0;
+  /** Firmware updates of the flywheel board (fwp only). */
+  private board: BoardService | null = null;
 
   constructor(
     readonly config: AgentConfig,
@@ -208,6 +214,20 @@ export class Agent implements ApiBackend {
       if (state !== 'open') this.protocol.linkLost(`link ${state}`);
     });
     this.link.on('open', () => this.protocol.linkOpened());
+    if (this.protocol instanceof FwpProtocol) {
+      const board = new BoardService({
+        config: this.config,
+        protocol: this.protocol,
+        linkOpen: () => this.link.snapshot().state === 'open',
+        lowLatency: (on) => this.link.setLowLatency(on),
+        rideActive: () => this.rides.current() !== null,
+        log: this.log,
+        onChange: () => this.boardUpdateChanged(),
+      });
+      this.board = board;
+      this.sinks.push(board.onRecord);
+      board.start();
+    }
     this.link.start();
     const every = this.config.log.statsIntervalS;
     if (every > 0) this.heartbeat.every('stats', every * 1000, () => this.logStats());
@@ -378,6 +398,7 @@ export class Agent implements ApiBackend {
         : { state: 'unavailable', error: this.spoolError, heldRecords: this.held?.length ?? 0, droppedWhileUnavailable: this.held?.dropped ?? 0 },
       upload: this.uploader ? this.uploader.stats() : this.uploadError !== null ? { state: 'unavailable', error: this.uploadError } : { state: 'disabled' },
       ride: this.rides.current(),
+      boardUpdate: this.board?.status() ?? null,
       api: { ...this.hub.stats(), socket: this.unixApi ? this.socketPath : null, httpPort: this.httpApi ? this.httpApi.port : null },
       lastError: this.recent.last(),
       healthy: problems.length === 0,
@@ -430,6 +451,34 @@ export class Agent implements ApiBackend {
     if (MemberPseudonymiser.isPseudonym(member)) return member;
     if (!this.pseudonymiser) throw new ApiError('unavailable', 'member key unavailable: see the agent log');
     return this.pseudonymiser.pseudonym(member);
+  }
+
+  /** A board update's stage or progress (every 10 %) changed: the live stream and `<prefix>/<device>/status/board` hear of it. */
+  private boardUpdateChanged(): void {
+    const u = this.board?.status();
+    if (!u) return;
+    const updating = this.board!.updater.boardBusy;
+    this.hub.boardEvent({ updating, stage: u.stage, version: u.version, percent: u.percent });
+    const topic = `${this.config.mqtt.topicPrefix}/${this.config.device.id}/status/board`;
+    const hello = this.protocol instanceof FwpProtocol ? this.protocol.driver.hello : null;
+    this.uploader?.publish(topic, JSON.stringify({ deviceId: this.config.device.id, board: hello, update: u, at: new Date().toISOString() }), true);
+  }
+
+  private boardService(): BoardService {
+    if (!this.board) throw new ApiError('unavailable', `the board's firmware is updated over fwp; serial.protocol is ${this.protocol.name}`);
+    return this.board;
+  }
+
+  boardInfo(): Promise<unknown> {
+    return this.boardService().info();
+  }
+
+  boardUpload(offset: number, b64: string): unknown {
+    return this.boardService().upload(offset, b64);
+  }
+
+  boardUpdate(sha256: string): unknown {
+    return this.boardService().update(sha256);
   }
 
   startRide(member: string | null, classId: string | null): { started: RideSummary; ended: RideSummary | null } {
@@ -666,6 +715,7 @@ export class Agent implements ApiBackend {
     if (this.spoolRetryTimer) clearTimeout(this.spoolRetryTimer);
     if (this.uploadRetryTimer) clearTimeout(this.uploadRetryTimer);
     this.heartbeat.stop();
+    this.board?.stop();
     this.captureStop?.();
     this.hub.closeAll('agent stopping');
     await this.unixApi?.stop();

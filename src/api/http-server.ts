@@ -196,9 +196,10 @@ export class HttpApiServer {
         write: () => {},
         close: () => {},
       };
-      const reply = this.hub.respond(conn, Buffer.concat(chunks).toString('utf8'));
-      const status = !reply.error ? 200 : reply.error.code === 'forbidden' ? 403 : reply.error.code === 'internal' ? 500 : 400;
-      res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(reply));
+      void Promise.resolve(this.hub.respond(conn, Buffer.concat(chunks).toString('utf8'))).then((reply) => {
+        const status = !reply.error ? 200 : reply.error.code === 'forbidden' ? 403 : reply.error.code === 'internal' ? 500 : 400;
+        res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(reply));
+      });
     });
   }
 

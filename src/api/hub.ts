@@ -40,6 +40,8 @@ export type ApiErrorCode =
   | 'unavailable'
   | 'busy'
   | 'forbidden'
+  /** A firmware image or update refused (signature, board model, downgrade, ...). */
+  | 'refused'
   | 'internal';
 
 export class ApiError extends Error {
@@ -49,6 +51,12 @@ export class ApiError extends Error {
   ) {
     super(message);
   }
+}
+
+export interface ApiReply {
+  id: string | number | null;
+  result?: unknown;
+  error?: { code: ApiErrorCode; message: string };
 }
 
 /** What the hub needs from the agent. */
@@ -64,6 +72,10 @@ export interface ApiBackend {
   purgeMember(member: string): { member: string; rides: number; records: number };
   history(seconds: number): Record<string, Array<number | null>>;
   recentLog(): RecentEntry[];
+  /** The flywheel board's firmware: FW_INFO and the update job (fwp only; ApiError unavailable otherwise). */
+  boardInfo(): Promise<unknown>;
+  boardUpload(offset: number, b64: string): unknown;
+  boardUpdate(sha256: string): unknown;
   /** Tee raw serial bytes to `onChunk` for `seconds`; returns a stop function. */
   startCapture(seconds: number, onChunk: (tMs: number, dir: number, bytes: Buffer) => void, onEnd: (reason: string) => void): () => void;
 }
@@ -119,6 +131,10 @@ const PARAMS = {
   'log.recent': z.object({}).strict(),
   'capture.start': z.object({ seconds: z.number().min(0.1).max(3600) }).strict(),
   'capture.stop': z.object({}).strict(),
+  'board.info': z.object({}).strict(),
+  // 32 KiB of image per piece: its base64 stays under the default 64 KiB request line.
+  'board.upload': z.object({ offset: z.number().int().min(0), data: z.string().max(44 * 1024) }).strict(),
+  'board.update': z.object({ sha256: z.string().regex(/^[0-9a-f]{64}$/) }).strict(),
 } as const;
 
 export type Method = keyof typeof PARAMS;
@@ -204,11 +220,13 @@ export class ApiHub {
   handleLine(c: ApiConnection, line: string): void {
     const trimmed = line.trim();
     if (trimmed === '') return;
-    this.send(c, this.respond(c, trimmed));
+    const reply = this.respond(c, trimmed);
+    if (reply instanceof Promise) void reply.then((r) => this.send(c, r));
+    else this.send(c, reply);
   }
 
-  /** The response object for one request text (HTTP POST sends it as its body). */
-  respond(c: ApiConnection, text: string): { id: string | number | null; result?: unknown; error?: { code: ApiErrorCode; message: string } } {
+  /** The response object for one request text (HTTP POST sends it as its body); a promise for methods that wait on the board. */
+  respond(c: ApiConnection, text: string): ApiReply | Promise<ApiReply> {
     this.counters.requests++;
     let id: string | number | null = null;
     try {
@@ -221,13 +239,25 @@ export class ApiHub {
       if (json && typeof json === 'object' && !Array.isArray(json)) id = echoableId((json as { id?: unknown }).id);
       const req = RequestSchema.safeParse(json);
       if (!req.success) throw new ApiError('bad_request', `request must be {"id", "method", "params"}: ${zodMessage(req.error)}`);
-      return { id, result: this.call(c, req.data.method, req.data.params ?? {}) ?? null };
+      const result = this.call(c, req.data.method, req.data.params ?? {});
+      if (result instanceof Promise) {
+        const replyId = id;
+        return result.then(
+          (r: unknown) => ({ id: replyId, result: r ?? null }),
+          (err: unknown) => this.errorReply(c, replyId, err),
+        );
+      }
+      return { id, result: result ?? null };
     } catch (err) {
-      this.counters.errors++;
-      const e = err instanceof ApiError ? err : new ApiError('internal', (err as Error).message);
-      if (e.code === 'internal') this.logInternal(c, err);
-      return { id, error: { code: e.code, message: e.message } };
+      return this.errorReply(c, id, err);
     }
+  }
+
+  private errorReply(c: ApiConnection, id: string | number | null, err: unknown): ApiReply {
+    this.counters.errors++;
+    const e = err instanceof ApiError ? err : new ApiError('internal', (err as Error).message);
+    if (e.code === 'internal') this.logInternal(c, err);
+    return { id, error: { code: e.code, message: e.message } };
   }
 
   private logInternal(c: ApiConnection, err: unknown): void {
@@ -328,6 +358,12 @@ export class ApiHub {
         c.capture = stop;
         return { seconds: p.seconds };
       }
+      case 'board.info':
+        return b.boardInfo();
+      case 'board.upload':
+        return b.boardUpload(p.offset as number, p.data as string);
+      case 'board.update':
+        return b.boardUpdate(p.sha256 as string);
       case 'capture.stop': {
         if (!c.capture) throw new ApiError('not_found', 'no capture running on this connection');
         c.capture();
@@ -371,6 +407,16 @@ export class ApiHub {
   /** Once a second from the agent. */
   tickHealth(): void {
     if (this.subscribers.health > 0) this.broadcast('health', JSON.stringify({ event: 'health', data: this.backend.health() }));
+  }
+
+  /**
+   * The board leaves its application for a firmware update, or comes back:
+   * to `live` subscribers, so the app shows "updating" instead of figures that
+   * stopped (no records come while the bootloader runs; the first after it is
+   * flagged gap_before).
+   */
+  boardEvent(data: { updating: boolean; stage: string; version: string; percent: number }): void {
+    if (this.subscribers.live > 0) this.broadcast('live', JSON.stringify({ event: 'board', data }));
   }
 
   rideEvent(state: 'started' | 'ended', summary: RideSummary): void {

@@ -13,4 +13,6 @@ export const ExitCode = {
   NOT_RUNNING: 5,
   /** What was asked for does not exist (a ride, a spool file). */
   NOT_FOUND: 6,
+  /** `board update`: the image or the update was refused (signature, model, downgrade); nothing was sent. */
+  REFUSED: 7,
 } as const;

@@ -32,6 +32,9 @@ const fleetSimCommand = lazy(() => import('./fleet-sim-cmd.js'), 'fleetSimComman
 const updaterCommand = lazy(() => import('./updater-cmd.js'), 'updaterCommand');
 const selftestCommand = lazy(() => import('./selftest.js'), 'selftestCommand');
 const simulateCommand = lazy(() => import('./simulate.js'), 'simulateCommand');
+const boardInfoCommand = lazy(() => import('./board-cmd.js'), 'boardInfoCommand');
+const boardUpdateCommand = lazy(() => import('./board-cmd.js'), 'boardUpdateCommand');
+const boardImageCommand = lazy(() => import('./board-cmd.js'), 'boardImageCommand');
 
 function num(name: string, min: number, max: number, integer = false) {
   return (v: string): number => {
@@ -195,7 +198,39 @@ program
   .option('--refuse-calibration', 'peloton: do not answer calibration-table requests')
   // For `run --simulate`, which starts the simulator as its child: exit when stdin closes (the agent is gone).
   .addOption(new Option('--with-parent', 'exit when stdin closes').hideHelp())
+  .option('--flash <file>', 'fwp: a board with a bootloader and two image slots in this file (takes firmware updates)')
+  .option('--board-model <id>', 'fwp: the board model id it says in HELLO', num('--board-model', 1, 65535, true), 1)
+  .option('--paced', 'deliver the console\'s bytes at the line rate (baud / 10 per second), as a real UART')
+  .option('--chunk-noise <fraction>', 'corrupt this fraction of firmware chunks on their way to the board', num('--chunk-noise', 0, 1), 0)
   .action(simulateCommand);
+
+const board = program.command('board').description("the flywheel board's firmware: what it runs, and updates over the link (fwp)");
+board
+  .command('info')
+  .description('board model, boot mode, both image slots and any transfer in progress (asks the board)')
+  .option('-c, --config <file>', CONFIG_HELP)
+  .option('--socket <path>', SOCKET_HELP)
+  .option('--json', 'machine-readable output')
+  .action(boardInfoCommand);
+board
+  .command('update <file>')
+  .description('install a signed board image (.fwimg): checked, then sent when the bike is idle; a progress bar until the board runs it')
+  .option('-c, --config <file>', CONFIG_HELP)
+  .option('--socket <path>', SOCKET_HELP)
+  .option('--detach', 'return once the agent has accepted the image')
+  .option('--json', 'machine-readable output (the final state)')
+  .action(boardUpdateCommand);
+board
+  .command('image <raw>')
+  .description("the firmware team's release step: wrap a raw image into a signed .fwimg")
+  .requiredOption('--model <id>', 'board model id', num('--model', 1, 65535, true))
+  .requiredOption('--fw-version <a.b.c>', 'firmware version of the image')
+  .requiredOption('--key <file>', 'Ed25519 private key (PEM) of the fleet firmware key')
+  .requiredOption('--key-id <id>', 'the key id devices trust it under')
+  .requiredOption('-o, --out <file>', 'the .fwimg to write')
+  .option('--allow-downgrade', 'may be installed over a newer version')
+  .option('--notes <text>', 'release notes carried in the signed header')
+  .action(boardImageCommand);
 
 try {
   await program.parseAsync(process.argv);

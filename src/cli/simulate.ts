@@ -1,5 +1,6 @@
 import { loadCalibration } from '../metrics/calibration.js';
 import { SimBoard } from '../sim/board.js';
+import { BootloaderBoard } from '../sim/bootloader-board.js';
 import { DEMO_RIDE, loadRideScript } from '../sim/ride-script.js';
 import { PelotonSimBoard } from '../sim/peloton-board.js';
 import { SimRunner, type SimulatedBoard } from '../sim/runner.js';
@@ -23,6 +24,13 @@ export interface SimulateOptions {
   refuseCalibration?: boolean;
   /** Exit when stdin closes: started by `run --simulate`, which may die without stopping it. */
   withParent?: boolean;
+  /** fwp: a board with a bootloader and two image slots kept in this file (firmware updates). */
+  flash?: string;
+  boardModel: number;
+  /** Deliver the console's bytes at the line rate (baud / 10 bytes per second), as a UART would. */
+  paced?: boolean;
+  /** Fraction of FW_CHUNK frames the line corrupts on their way to the board. */
+  chunkNoise: number;
 }
 
 /** Human messages go to stderr so stdout stays the data channel (pty path or raw bytes). */
@@ -39,7 +47,15 @@ export async function simulateCommand(o: SimulateOptions): Promise<void> {
           seed: o.seed,
           faults: { noiseBytesPerS: o.noise, badChecksumRate: o.badCrc, dropRate: o.drop, refuseCalibration: o.refuseCalibration === true },
         })
-      : new SimBoard(calibration, script, {
+      : o.flash
+        ? new BootloaderBoard(calibration, script, {
+            flashFile: o.flash,
+            boardModel: o.boardModel,
+            chunkNoiseRate: o.chunkNoise,
+            seed: o.seed,
+            app: { sampleRateHz: o.rate, clockStartUs: o.clockStart, faults: { noiseBytesPerS: o.noise, badCrcRate: o.badCrc, dropRate: o.drop } },
+          })
+        : new SimBoard(calibration, script, {
           sampleRateHz: o.rate,
           seed: o.seed,
           clockStartUs: o.clockStart,
@@ -48,6 +64,7 @@ export async function simulateCommand(o: SimulateOptions): Promise<void> {
   const runner = new SimRunner<SimulatedBoard>({
     board,
     durationS: o.duration,
+    ...(o.paced ? { lineBytesPerS: o.baud / 10, tickMs: 5 } : {}),
     unplug: o.unplugEvery ? { everyS: o.unplugEvery, forS: o.unplugFor } : undefined,
     onEvent: note,
   });

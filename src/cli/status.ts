@@ -63,6 +63,22 @@ function readOtaState(root: string | undefined): OtaState | null {
   return existsSync(file) ? readOtaStateFile(file) : null;
 }
 
+/** One line for a board firmware update's state (status and board update). */
+export function boardUpdateLine(u: NonNullable<AgentHealth['boardUpdate']>): string {
+  switch (u.stage) {
+    case 'waiting-idle':
+      return 'waiting for the bike to be idle';
+    case 'transferring':
+      return `sending ${num(u.percent, 1)} % (${bytes(u.written)} of ${bytes(u.size)}${u.bytesPerS ? ` · ${bytes(u.bytesPerS)}/s` : ''}${u.resumes ? ` · resumed ${u.resumes}×` : ''}${u.retransmits ? ` · ${u.retransmits} resent` : ''})`;
+    case 'testing':
+      return 'test boot: waiting for the new image to say HELLO';
+    case 'done':
+      return `done${u.finishedAt ? ` at ${u.finishedAt}` : ''}${u.fromVersion ? ` (was ${u.fromVersion})` : ''}`;
+    case 'failed':
+      return `FAILED: ${u.error?.message ?? 'unknown'}`;
+  }
+}
+
 function printStatus(h: AgentHealth, config?: AgentConfig): void {
   const l = h.link;
   const c = l.counters;
@@ -73,7 +89,10 @@ function printStatus(h: AgentHealth, config?: AgentConfig): void {
   const hello = h.board.hello;
   const cal = h.board.calibration;
   if (cal) rows.push(['Board', `polled bus (peloton) · resistance table ${cal.source === 'bike' ? "read from the bike" : `DEFAULT (records flagged)${cal.error ? `: ${cal.error}` : ''}`} · ${num(h.protocol.requestTimeouts)} polls unanswered`]);
-  else rows.push(['Board', hello ? `firmware ${hello.firmware} · serial ${hello.serial} · hw rev ${hello.hwRev} · ${hello.sampleRateHz} Hz` : 'no hello received']);
+  else if (hello?.bootMode === 'bootloader') rows.push(['Board', `IN ITS BOOTLOADER (firmware update): no live figures · bootloader ${hello.firmware} · serial ${hello.serial}`]);
+  else rows.push(['Board', hello ? `firmware ${hello.firmware} · serial ${hello.serial} · hw rev ${hello.hwRev}${hello.boardModel !== null ? ` · model ${hello.boardModel}` : ''} · ${hello.sampleRateHz} Hz` : 'no hello received']);
+  const bu = h.boardUpdate;
+  if (bu) rows.push(['', `firmware update to ${bu.version}: ${boardUpdateLine(bu)}`]);
   if (h.board.status) {
     const s = h.board.status;
     rows.push(['', `up ${duration(s.uptimeS)} · ${num(s.temperatureC, 1)} °C · ${num(s.supplyV, 2)} V · faults 0x${s.faults.toString(16)}`]);

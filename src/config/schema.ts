@@ -224,6 +224,32 @@ export const ConfigSchema = z
       })
       .strict()
       .default({}),
+    board: z
+      .object({
+        /** Flywheel-board firmware updates over the link (fwp 1.1; firmware-protocol/SPEC.md section 11). */
+        update: z
+          .object({
+            /** Public keys that may sign board images (the fleet firmware key); several while keys rotate. */
+            trustedKeys: z.array(z.object({ id: z.string().min(1), publicKeyFile: z.string().min(1) }).strict()).default([]),
+            /** An update starts only after the bike was idle (no ride, no pedalling) this long. */
+            idleS: z.number().int().min(0).max(3600).default(120),
+            /** An update still waiting for idle after this long fails (it never interrupts a ride). */
+            waitIdleMaxS: z.number().int().min(1).max(30 * 86400).default(86400),
+            /** The new image must say HELLO and be confirmed within this long after its test boot, or the board goes back to the old one. */
+            confirmDeadlineS: z.number().int().min(5).max(600).default(30),
+            /**
+             * Signed board images shipped with the agent (a release's
+             * board-firmware/ folder; default: the installed bundle's). The
+             * newest for the board's model, newer than what it runs, is
+             * installed when the bike is idle. "" turns this off.
+             */
+            imagesDir: z.string().optional(),
+          })
+          .strict()
+          .default({}),
+      })
+      .strict()
+      .default({}),
     simulator: z
       .object({
         /** Ride script JSON for `run --simulate`; the built-in interval ride when absent. */

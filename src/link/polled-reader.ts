@@ -58,6 +58,9 @@ export class PolledReader {
     return r;
   }
 
+  /** Read as soon as bytes come, not paced (a firmware transfer waits on every acknowledgement). */
+  lowLatency = false;
+
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
@@ -131,7 +134,7 @@ export class PolledReader {
     // A read of more than a 115200-baud line carries in 100 ms means a backlog
     // (a burst, or the tty buffer filled): catch up before coalescing again.
     else if (n >= BACKLOG_BYTES) setImmediate(this.read);
-    else if (this.coalesceMs > 0) this.readLater();
+    else if (this.coalesceMs > 0 && !this.lowLatency) this.readLater();
     else this.waitReadable();
   };
 }

@@ -208,6 +208,7 @@ export class SerialLink extends EventEmitter<LinkEvents> {
       deliver(chunk);
     };
     this.reader = PolledReader.attach(port, onChunk, (reason) => this.lose(port, reason), this.opts.readCoalesceMs);
+    if (this.reader) this.reader.lowLatency = this.lowLatency;
     // Platforms whose binding cannot be polled read through serialport's stream.
     if (!this.reader) port.on('data', onChunk);
     port.on('error', (err: Error & { code?: string }) => {
@@ -221,6 +222,18 @@ export class SerialLink extends EventEmitter<LinkEvents> {
     });
     this.setState('open', {});
     this.emit('open');
+  }
+
+  private lowLatency = false;
+
+  /**
+   * Read each byte as it comes instead of pacing reads (readCoalesceMs):
+   * for a firmware transfer, whose window waits on the board's
+   * acknowledgements. Costs wake-ups; off again when the transfer ends.
+   */
+  setLowLatency(on: boolean): void {
+    this.lowLatency = on;
+    if (this.reader) this.reader.lowLatency = on;
   }
 
   /** The port stopped working: release it and try again later. */

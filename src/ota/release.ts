@@ -10,7 +10,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { SCHEMA_VERSION } from '../spool/schema.js';
 import { prepareAddons, type AddonReport } from './addons.js';
 import { checkElfFiles } from './elf.js';
@@ -35,6 +35,8 @@ export interface ReleaseOptions {
   sourceDateEpoch?: number;
   /** Progress lines for a person watching (the addon builds take minutes). */
   progress?: (line: string) => void;
+  /** Signed flywheel-board images (.fwimg) to ship in board-firmware/: the agent installs the newest for its board when idle. */
+  boardFirmware?: string[];
 }
 
 export interface Release {
@@ -72,6 +74,13 @@ export function buildRelease(o: ReleaseOptions): Release {
   for (const c of CONTENTS) {
     const from = join(o.repo, c);
     if (existsSync(from)) cpSync(from, join(dir, c), { recursive: true, verbatimSymlinks: true });
+  }
+  if (o.boardFirmware?.length) {
+    mkdirSync(join(dir, 'board-firmware'));
+    for (const f of o.boardFirmware) {
+      if (!f.endsWith('.fwimg') || !existsSync(f)) throw new ReleaseError('usage', `--board-firmware ${f}: not a .fwimg file`);
+      cpSync(f, join(dir, 'board-firmware', basename(f)));
+    }
   }
   if (version !== pkg.version) {
     const staged = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as Record<string, unknown>;

@@ -47,8 +47,12 @@ export interface SimBoardOptions {
   flyTicksStart?: number;
   faults?: BoardFaults;
   serial?: Uint8Array;
-  firmware?: [number, number, number];
+  firmware?: readonly [number, number, number];
   hwRev?: number;
+  /** fwp minor version the board says in HELLO (0 unless set; 1 adds boot_mode and board_model). */
+  protoMinor?: number;
+  /** Board model id (HELLO, minor >= 1). */
+  boardModel?: number;
 }
 
 export class SimBoardCounters {
@@ -101,7 +105,9 @@ export class SimBoard {
     const serial = opts.serial ?? Buffer.from('SIMBIKE00001', 'ascii');
     const fw = opts.firmware ?? [1, 0, 0];
     this.hello = {
-      protoMinor: 0,
+      protoMinor: opts.protoMinor ?? 0,
+      bootMode: 0,
+      boardModel: opts.boardModel ?? 0,
       fwMajor: fw[0],
       fwMinor: fw[1],
       fwPatch: fw[2],
@@ -125,6 +131,30 @@ export class SimBoard {
 
   setFaults(f: BoardFaults): void {
     Object.assign(this.faults, f);
+  }
+
+  /** The firmware version this board says it runs (a new image after an update). */
+  setFirmware(v: readonly [number, number, number]): void {
+    this.hello.fwMajor = v[0];
+    this.hello.fwMinor = v[1];
+    this.hello.fwPatch = v[2];
+  }
+
+  /** Boot at board time `elapsedUs` after time spent elsewhere (the bootloader): no samples for the time it was not running. */
+  bootAt(elapsedUs: number): Buffer[] {
+    this.elapsedUs = elapsedUs;
+    this.lastPhysicsUs = elapsedUs;
+    return this.boot();
+  }
+
+  /** HELLO's fields as this firmware says them. */
+  get helloFields(): Readonly<HelloFields> {
+    return this.hello;
+  }
+
+  /** Send a frame of this firmware's (its sequence numbers): for the bootloader's ops answered by the application. */
+  emit(type: number, body: BodyWriter): Buffer {
+    return this.frame(type, body);
   }
 
   /** Power-on: counters from zero, seq from zero, HELLO first. Returns the wire bytes. */

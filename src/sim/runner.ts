@@ -2,13 +2,14 @@
  * Puts a SimBoard on a transport in real time: a pty (through socat) or a
  * writable stream. Also plays unplug/replug by tearing the pty down.
  */
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SerialPort } from 'serialport';
 import type { Writable } from 'node:stream';
 import type { SimBoard } from './board.js';
 import { PtyPair } from './pty.js';
+import { PolledReader } from '../link/polled-reader.js';
 
 /** A simulated board: what it sends as time passes, and its replies to what it receives. */
 export interface SimulatedBoard {
@@ -29,6 +30,12 @@ export interface SimRunnerOptions<B extends SimulatedBoard = SimBoard> {
   unplug?: UnplugPlan;
   /** Stop after this many seconds of ride (default: run until stopped). */
   durationS?: number;
+  /**
+   * Pace the console's bytes to the board at this many bytes per second, as a
+   * UART at that line rate would deliver them (a pty delivers at once); for
+   * a baud rate b with 8N1, b / 10. Unset: as fast as the pty.
+   */
+  lineBytesPerS?: number;
   onEvent?: (event: string, detail: Record<string, unknown>) => void;
 }
 
@@ -62,7 +69,7 @@ export class SimRunner<B extends SimulatedBoard = SimBoard> {
     await this.openBoardPort(baudRate);
     this.baudRate = baudRate;
     if (this.opts.unplug) this.nextUnplugS = this.opts.unplug.everyS;
-    this.begin((b) => this.port?.write(b));
+    this.begin((b) => this.port && this.writeNow(this.port, b));
     return this.pty.consolePath;
   }
 
@@ -77,14 +84,50 @@ export class SimRunner<B extends SimulatedBoard = SimBoard> {
     if (!this.pty) return;
     const port = new SerialPort({ path: this.pty.boardPath, baudRate, autoOpen: false });
     await new Promise<void>((resolve, reject) => port.open((err) => (err ? reject(err) : resolve())));
-    port.on('data', (chunk: Buffer) => {
-      for (const reply of this.opts.board.receive(chunk)) port.write(reply);
-    });
+    const onData = (chunk: Buffer): void => {
+      const rate = this.opts.lineBytesPerS;
+      if (rate) {
+        // The last byte of this chunk reaches the board when the line has carried everything before it.
+        const now = this.elapsedS();
+        this.lineFreeAtS = Math.max(now, this.lineFreeAtS) + chunk.length / rate;
+        this.rxQueue.push({ atS: this.lineFreeAtS, bytes: chunk });
+        return;
+      }
+      for (const reply of this.opts.board.receive(chunk)) this.writeNow(port, reply);
+    };
+    // A board answers at once: bytes read on the event loop as they come and
+    // replies written straight to the fd, not through serialport's threadpool
+    // round trips, which under a loaded machine delay a reply past the
+    // console's poll period.
+    const reader = PolledReader.attach(port, onData, () => {}, 0);
+    if (reader) this.reader = reader;
+    else port.on('data', onData);
     port.on('error', () => {});
     this.port = port;
   }
 
   private write: (b: Buffer) => void = () => {};
+  private reader: PolledReader | null = null;
+
+  /** Write to the board's end now (a non-blocking write on its fd); serialport's queue when the fd would block. */
+  private writeNow(port: SerialPort, b: Buffer): void {
+    const fd = (port.port as { fd?: number | null } | undefined)?.fd;
+    if (typeof fd === 'number') {
+      try {
+        const n = writeSync(fd, b);
+        if (n === b.length) return;
+        port.write(b.subarray(n));
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') return; // the pty is going away
+      }
+    }
+    port.write(b);
+  }
+  private lineFreeAtS = 0;
+  private readonly rxQueue: Array<{ atS: number; bytes: Buffer }> = [];
+  /** Bytes the board received from the console. */
+  bytesFromConsole = 0;
 
   private begin(write: (b: Buffer) => void): void {
     this.write = write;
@@ -103,6 +146,12 @@ export class SimRunner<B extends SimulatedBoard = SimBoard> {
     const frames = this.opts.board.advanceTo(t * 1e6);
     if (!this.unplugged) for (const f of frames) this.write(f);
     else this.framesWhileUnplugged += frames.length;
+    while (this.rxQueue.length > 0 && this.rxQueue[0].atS <= t) {
+      const bytes = this.rxQueue.shift()!.bytes;
+      if (this.unplugged) continue;
+      this.bytesFromConsole += bytes.length;
+      for (const reply of this.opts.board.receive(bytes)) this.write(reply);
+    }
     if (this.opts.durationS !== undefined && t >= this.opts.durationS) {
       await this.stop();
       return;
@@ -120,6 +169,9 @@ export class SimRunner<B extends SimulatedBoard = SimBoard> {
   async unplug(): Promise<void> {
     if (this.unplugged || !this.pty) return;
     this.unplugged = true;
+    this.rxQueue.length = 0;
+    this.reader?.stop();
+    this.reader = null;
     const port = this.port;
     this.port = null;
     if (port?.isOpen) await new Promise<void>((r) => port.close(() => r()));
@@ -131,7 +183,7 @@ export class SimRunner<B extends SimulatedBoard = SimBoard> {
     if (!this.unplugged || !this.pty) return;
     await this.pty.open();
     await this.openBoardPort(this.baudRate);
-    this.write = (b) => this.port?.write(b);
+    this.write = (b) => this.port && this.writeNow(this.port, b);
     this.unplugged = false;
     this.opts.onEvent?.('replugged', { atS: this.elapsedS() });
   }
@@ -140,6 +192,8 @@ export class SimRunner<B extends SimulatedBoard = SimBoard> {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    this.reader?.stop();
+    this.reader = null;
     const port = this.port;
     this.port = null;
     if (port?.isOpen) await new Promise<void>((r) => port.close(() => r()));

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildManifest, compareVersions, signBundle, verifyBundle, type TrustedKey } from '../../src/ota/manifest.js';
+import { buildImage } from '../../src/firmware/image.js';
 import { buildRelease, type Release } from '../../src/ota/release.js';
 import { hostTarget } from '../../src/ota/targets.js';
 import { tempDir } from '../helpers/agent.js';
@@ -27,8 +28,14 @@ const k1 = keypair('2026a');
 const k2 = keypair('2026b');
 let rel: Release;
 
+let boardImage: Buffer;
+
 beforeAll(() => {
-  rel = buildRelease({ repo: REPO, outDir: tempDir('release-'), privateKeyPem: k1.privateKeyPem, keyId: k1.id, version: '9.8.7' });
+  // A signed flywheel-board image shipped in the bundle (scripts/release --board-firmware).
+  const fw = join(tempDir('board-fw-'), 'flywheel-1.2.0.fwimg');
+  boardImage = buildImage(Buffer.alloc(1000, 7), { boardModel: 1, version: '1.2.0' }, k2.privateKeyPem, k2.id);
+  writeFileSync(fw, boardImage);
+  rel = buildRelease({ repo: REPO, outDir: tempDir('release-'), privateKeyPem: k1.privateKeyPem, keyId: k1.id, version: '9.8.7', boardFirmware: [fw] });
 }, 60_000);
 
 /** Run fn with a file changed, then put it back (the bundle is 60 MB: not copied per case). */
@@ -53,6 +60,9 @@ describe('release bundle', () => {
     expect(files).toContain('node_modules/unix-dgram/build/Release/unix_dgram.node');
     expect(files).toContain('firmware-protocol/calibration/peloton-v1.json');
     expect(files).toContain('systemd/bike-telemetry.service');
+    // Board images ride in the signed bundle, where the installed agent looks for them (firmware/agent-wiring.ts).
+    expect(files).toContain('board-firmware/flywheel-1.2.0.fwimg');
+    expect(readFileSync(join(rel.dir, 'board-firmware/flywheel-1.2.0.fwimg')).equals(boardImage)).toBe(true);
     // Production only.
     expect(files.some((f) => f.startsWith('node_modules/vitest/'))).toBe(false);
     expect(files.some((f) => f.startsWith('node_modules/typescript/'))).toBe(false);

@@ -10,6 +10,7 @@ import {
   writeSampleBody,
   writeStatusBody,
 } from '../../src/protocol/fwp/codec.js';
+import { writeFwProgress } from '../../src/protocol/fwp/fwu.js';
 import { loadVectors } from '../helpers/vectors.js';
 
 const vectors = loadVectors();
@@ -29,10 +30,13 @@ function field(f: FwpFrame, key: string): string | undefined {
     [MsgType.HELLO]: {
       proto_minor: f.protoMinor, fw_major: f.fwMajor, fw_minor: f.fwMinor, fw_patch: f.fwPatch, hw_rev: f.hwRev,
       ticks_per_rev: f.ticksPerRev, sample_rate_hz: f.sampleRateHz, serial: hex(f.serial),
+      boot_mode: f.bootMode, board_model: f.boardModel,
     },
     [MsgType.RESPONSE]: { req_seq: f.reqSeq, status: f.status, data: body(f.dataOffset, f.dataLen) },
     [MsgType.LOG]: { level: f.level, text: body(f.dataOffset, f.dataLen) },
     [MsgType.REQUEST]: { op: f.op, data: body(f.dataOffset, f.dataLen) },
+    [MsgType.FW_PROGRESS]: { next: f.fwNext, status: f.fwStatus, free: f.fwFree },
+    [MsgType.FW_CHUNK]: { offset: f.chunkOffset, crc32: f.chunkCrc, data: body(f.dataOffset, f.dataLen) },
   };
   const v = byType[f.type]?.[key];
   return v === undefined ? undefined : String(v);
@@ -49,6 +53,9 @@ function reencode(f: FwpFrame, tail: Buffer): Buffer {
     case MsgType.RESPONSE: w.u8(f.reqSeq).u8(f.status).raw(data()); break;
     case MsgType.LOG: w.u8(f.level).raw(data()); break;
     case MsgType.REQUEST: w.u8(f.op).raw(data()); break;
+    case MsgType.FW_PROGRESS: writeFwProgress(w, f.fwNext, f.fwStatus, f.fwFree); break;
+    // The crc32 as received: a vector may carry a wrong one on purpose (the board's receiver refuses it).
+    case MsgType.FW_CHUNK: w.u32(f.chunkOffset).u32(f.chunkCrc).raw(data()); break;
   }
   w.raw(tail);
   return encodeFrame(f.type, f.seq, w.bytes, w.len);
@@ -62,6 +69,10 @@ describe('golden vectors (firmware-protocol/vectors/fwp-v1.vec)', () => {
     expect(ok.filter((v) => v.tail).length).toBeGreaterThanOrEqual(2);
     expect(ok.some((v) => v.t_us === '4294967280')).toBe(true);
     expect(ok.some((v) => v.crank_revs === '65535')).toBe(true);
+    // 1.1: HELLO of the application and of the bootloader, the largest chunk (payload 254 bytes).
+    expect(ok.some((v) => v.boot_mode === '0' && v.board_model !== undefined)).toBe(true);
+    expect(ok.some((v) => v.boot_mode === '1')).toBe(true);
+    expect(ok.some((v) => Number(v.type) === MsgType.FW_CHUNK && v.data.length === 241 * 2)).toBe(true);
     for (const e of FWP_RESULT_NAMES.slice(1)) expect(vectors.some((v) => v.result === e), e).toBe(true);
   });
 

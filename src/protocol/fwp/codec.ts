@@ -9,8 +9,8 @@ import { crc16CcittFalse } from './crc16.js';
 import { COBS_MAX_ENCODED, COBS_MAX_PAYLOAD, cobsDecode, cobsEncode } from './cobs.js';
 
 export const FWP_VERSION = 1;
-/** Minor version this agent implements; sent by the board in HELLO. */
-export const FWP_MINOR_VERSION = 0;
+/** Minor version this agent implements; sent by the board in HELLO. 1: firmware update (SPEC.md section 11). */
+export const FWP_MINOR_VERSION = 1;
 export const HEADER_LEN = 3;
 export const CRC_LEN = 2;
 export const MAX_BODY = COBS_MAX_PAYLOAD - HEADER_LEN - CRC_LEN;
@@ -23,7 +23,11 @@ export const MsgType = {
   HELLO: 0x03,
   RESPONSE: 0x04,
   LOG: 0x05,
+  /** 1.1: the board's answer to each FW_CHUNK (next offset it needs). */
+  FW_PROGRESS: 0x06,
   REQUEST: 0x81,
+  /** 1.1: a piece of a firmware image, addressed by offset. */
+  FW_CHUNK: 0x82,
 } as const;
 
 export const BodyLen = {
@@ -33,7 +37,16 @@ export const BodyLen = {
   RESPONSE: 2,
   LOG: 1,
   REQUEST: 1,
+  FW_PROGRESS: 6,
+  /** offset and crc32; the data follows. */
+  FW_CHUNK: 8,
 } as const;
+
+/** HELLO body of a minor >= 1 board: the 1.0 layout plus boot_mode and board_model. */
+export const HELLO_LEN_V1_1 = 24;
+
+/** HELLO boot_mode (1.1). */
+export const BootMode = { APPLICATION: 0, BOOTLOADER: 1 } as const;
 
 export const SampleFlag = {
   FLYWHEEL_FAULT: 1 << 0,
@@ -56,6 +69,14 @@ export const RequestOp = {
   SET_SAMPLE_RATE: 0x02,
   ZERO_RESISTANCE: 0x03,
   REBOOT: 0x04,
+  // 1.1, firmware update (SPEC.md section 11)
+  ENTER_BOOTLOADER: 0x05,
+  FW_INFO: 0x10,
+  FW_BEGIN: 0x11,
+  FW_VERIFY: 0x12,
+  FW_TEST_BOOT: 0x13,
+  FW_CONFIRM: 0x14,
+  FW_ABORT: 0x15,
 } as const;
 
 export const ResponseStatus = {
@@ -64,6 +85,8 @@ export const ResponseStatus = {
   BAD_ARGUMENT: 2,
   BUSY: 3,
   FAILED: 4,
+  /** 1.1: the op exists but not in the mode the board is in (application or bootloader). */
+  WRONG_MODE: 5,
 } as const;
 
 export const LogLevel = { DEBUG: 0, INFO: 1, WARN: 2, ERROR: 3 } as const;
@@ -133,6 +156,19 @@ export class FwpFrame {
   ticksPerRev = 0;
   sampleRateHz = 0;
   readonly serial = new Uint8Array(12);
+  /** 1.1 (0 from a 1.0 board). */
+  bootMode = 0;
+  /** 1.1 (0 = not said, from a 1.0 board). */
+  boardModel = 0;
+
+  // FW_PROGRESS
+  fwNext = 0;
+  fwStatus = 0;
+  fwFree = 0;
+
+  // FW_CHUNK (data at dataOffset, dataLen)
+  chunkOffset = 0;
+  chunkCrc = 0;
 
   // RESPONSE
   reqSeq = 0;
@@ -161,8 +197,8 @@ function i16(b: Uint8Array, o: number): number {
   return ((b[o] | (b[o + 1] << 8)) << 16) >> 16;
 }
 
-/** Parses HELLO fields at payload[o, o+21) into f. */
-function readHello(b: Uint8Array, o: number, f: FwpFrame): void {
+/** Parses HELLO fields at payload[o, o+len) into f (len >= 21; the 1.1 fields when len >= 24). */
+function readHello(b: Uint8Array, o: number, len: number, f: FwpFrame): void {
   f.protoMinor = b[o];
   f.fwMajor = b[o + 1];
   f.fwMinor = b[o + 2];
@@ -171,6 +207,8 @@ function readHello(b: Uint8Array, o: number, f: FwpFrame): void {
   f.ticksPerRev = u16(b, o + 5);
   f.sampleRateHz = u16(b, o + 7);
   for (let i = 0; i < 12; i++) f.serial[i] = b[o + 9 + i];
+  f.bootMode = len >= HELLO_LEN_V1_1 ? b[o + 21] : 0;
+  f.boardModel = len >= HELLO_LEN_V1_1 ? u16(b, o + 22) : 0;
 }
 
 /**
@@ -217,7 +255,7 @@ export function decodeFrame(src: Uint8Array, start: number, end: number, f: FwpF
       return FwpResult.OK;
     case MsgType.HELLO:
       if (len < BodyLen.HELLO) return FwpResult.BODY_TOO_SHORT;
-      readHello(p, o, f);
+      readHello(p, o, len, f);
       return FwpResult.OK;
     case MsgType.RESPONSE:
       if (len < BodyLen.RESPONSE) return FwpResult.BODY_TOO_SHORT;
@@ -239,6 +277,19 @@ export function decodeFrame(src: Uint8Array, start: number, end: number, f: FwpF
       f.dataLen = len - 1;
       f.arg = len >= 3 ? u16(p, o + 1) : 0;
       return FwpResult.OK;
+    case MsgType.FW_PROGRESS:
+      if (len < BodyLen.FW_PROGRESS) return FwpResult.BODY_TOO_SHORT;
+      f.fwNext = u32(p, o);
+      f.fwStatus = p[o + 4];
+      f.fwFree = p[o + 5];
+      return FwpResult.OK;
+    case MsgType.FW_CHUNK:
+      if (len < BodyLen.FW_CHUNK) return FwpResult.BODY_TOO_SHORT;
+      f.chunkOffset = u32(p, o);
+      f.chunkCrc = u32(p, o + 4);
+      f.dataOffset = o + 8;
+      f.dataLen = len - 8;
+      return FwpResult.OK;
     default:
       return FwpResult.UNKNOWN_TYPE;
   }
@@ -247,7 +298,7 @@ export function decodeFrame(src: Uint8Array, start: number, end: number, f: FwpF
 /** Parse the HELLO layout carried as RESPONSE data (reply to GET_HELLO). */
 export function readHelloFromResponse(f: FwpFrame): boolean {
   if (f.dataLen < BodyLen.HELLO) return false;
-  readHello(f.payload, f.dataOffset, f);
+  readHello(f.payload, f.dataOffset, f.dataLen, f);
   return true;
 }
 
@@ -294,6 +345,9 @@ export interface HelloFields {
   sampleRateHz: number;
   /** 12 bytes. */
   serial: Uint8Array;
+  /** 1.1: written when protoMinor >= 1 (a 1.0 board's HELLO ends at the serial). */
+  bootMode?: number;
+  boardModel?: number;
 }
 
 /** Writes little-endian fields into a growing body; one per encode. */
@@ -345,7 +399,9 @@ export function writeStatusBody(w: BodyWriter, s: StatusFields): BodyWriter {
 
 export function writeHelloBody(w: BodyWriter, h: HelloFields): BodyWriter {
   if (h.serial.length !== 12) throw new Error('board serial must be 12 bytes');
-  return w.u8(h.protoMinor).u8(h.fwMajor).u8(h.fwMinor).u8(h.fwPatch).u8(h.hwRev).u16(h.ticksPerRev).u16(h.sampleRateHz).raw(h.serial);
+  w.u8(h.protoMinor).u8(h.fwMajor).u8(h.fwMinor).u8(h.fwPatch).u8(h.hwRev).u16(h.ticksPerRev).u16(h.sampleRateHz).raw(h.serial);
+  if (h.protoMinor >= 1) w.u8(h.bootMode ?? 0).u16(h.boardModel ?? 0);
+  return w;
 }
 
 const scratchPayload = new Uint8Array(COBS_MAX_PAYLOAD);
@@ -385,8 +441,10 @@ export function encodeFrame(type: number, seq: number, body: Uint8Array, bodyLen
   return Buffer.from(out.subarray(0, n));
 }
 
-export function encodeRequest(seq: number, op: number, arg?: number): Buffer {
+/** A REQUEST frame; `arg` a u16 argument or the argument bytes (the FW_* ops). */
+export function encodeRequest(seq: number, op: number, arg?: number | Uint8Array): Buffer {
   const w = new BodyWriter().u8(op);
-  if (arg !== undefined) w.u16(arg);
+  if (typeof arg === 'number') w.u16(arg);
+  else if (arg !== undefined) w.raw(arg);
   return encodeFrame(MsgType.REQUEST, seq, w.bytes, w.len);
 }

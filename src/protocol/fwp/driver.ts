@@ -6,7 +6,10 @@
 import type { MetricsEngine } from '../../metrics/engine.js';
 import { ReadingKind } from '../../metrics/sample-ring.js';
 import { BoardClock } from './board-clock.js';
+import { writeFwChunk } from './fwu.js';
 import {
+  BodyWriter,
+  BootMode,
   FwpFrame,
   FwpResult,
   FWP_RESULT_NAMES,
@@ -14,6 +17,7 @@ import {
   RequestOp,
   ResponseStatus,
   decodeFrame,
+  encodeFrame,
   encodeRequest,
   logText,
   readHelloFromResponse,
@@ -23,6 +27,10 @@ import {
 export interface BoardHello {
   protoMinor: number;
   firmware: string;
+  /** fwp 1.1: the bootloader answers (no samples) while the board takes a firmware update. */
+  bootMode: 'application' | 'bootloader';
+  /** fwp 1.1: the board model id; null from a 1.0 board. */
+  boardModel: number | null;
   hwRev: number;
   ticksPerRev: number;
   sampleRateHz: number;
@@ -61,6 +69,8 @@ export interface FwpDriverEvents {
   onHello?: (hello: BoardHello, atBoot: boolean) => void;
   onStatus?: (status: BoardStatus) => void;
   onLog?: (level: number, text: string) => void;
+  /** FW_PROGRESS (firmware update): the next offset the board needs, and how it took the last chunk. */
+  onProgress?: (next: number, status: number, free: number) => void;
   /**
    * Deliver the bytes waiting on the link now (the link's readNow): asked
    * before a request is declared timed out, since after a held-up event loop
@@ -78,6 +88,8 @@ export class RequestError extends Error {
   constructor(
     message: string,
     readonly status?: number,
+    /** The RESPONSE data that came with a refusal (FW_BEGIN's reason, FW_VERIFY's resume point). */
+    readonly data?: Buffer,
   ) {
     super(message);
     this.name = 'RequestError';
@@ -99,6 +111,8 @@ export class FwpDriver {
   readonly counters = new FwpCounters();
   readonly clock = new BoardClock(10_000_000);
   hello: BoardHello | null = null;
+  /** HELLOs seen (at boot or asked for): a firmware update waits for the next one. */
+  helloCount = 0;
   status: BoardStatus | null = null;
   private expectSeq = -1;
   private txSeq = 0;
@@ -178,6 +192,9 @@ export class FwpDriver {
       case MsgType.LOG:
         this.events.onLog?.(f.level, logText(f));
         return;
+      case MsgType.FW_PROGRESS:
+        this.events.onProgress?.(f.fwNext, f.fwStatus, f.fwFree);
+        return;
       default:
         // REQUEST frames are console-to-board; a board echoing them is ignored.
         return;
@@ -200,12 +217,15 @@ export class FwpDriver {
     this.hello = {
       protoMinor: f.protoMinor,
       firmware: `${f.fwMajor}.${f.fwMinor}.${f.fwPatch}`,
+      bootMode: f.bootMode === BootMode.BOOTLOADER ? 'bootloader' : 'application',
+      boardModel: f.protoMinor >= 1 ? f.boardModel : null,
       hwRev: f.hwRev,
       ticksPerRev: f.ticksPerRev,
       sampleRateHz: f.sampleRateHz,
       serial: serialHex(f),
     };
     if (f.sampleRateHz > 0) this.sampleStepUs = 1e6 / f.sampleRateHz;
+    this.helloCount++;
     this.events.onHello?.(this.hello, atBoot);
   }
 
@@ -216,15 +236,25 @@ export class FwpDriver {
     this.pending.delete(f.reqSeq);
     clearTimeout(p.timer);
     if (f.status !== ResponseStatus.OK) {
-      p.reject(new RequestError(`board refused ${OP_NAMES[p.op] ?? p.op}: ${STATUS_NAMES[f.status] ?? `status ${f.status}`}`, f.status));
+      p.reject(new RequestError(`board refused ${OP_NAMES[p.op] ?? p.op}: ${STATUS_NAMES[f.status] ?? `status ${f.status}`}`, f.status, Buffer.from(f.payload.subarray(f.dataOffset, f.dataOffset + f.dataLen))));
       return;
     }
     if (p.op === RequestOp.GET_HELLO && readHelloFromResponse(f)) this.setHello(false);
     p.resolve(Buffer.from(f.payload.subarray(f.dataOffset, f.dataOffset + f.dataLen)));
   }
 
+  /** Send one FW_CHUNK (image[from, from+len) at `offset`); false when the link is not open. Not on the sample path. */
+  sendChunk(offset: number, image: Uint8Array, from: number, len: number): boolean {
+    const seq = this.txSeq;
+    this.txSeq = (this.txSeq + 1) & 0xff;
+    const w = writeFwChunk(this.chunkWriter.reset(), offset, image, from, len);
+    return this.send(encodeFrame(MsgType.FW_CHUNK, seq, w.bytes, w.len));
+  }
+
+  private readonly chunkWriter = new BodyWriter();
+
   /** Send one request, retrying on timeout with a new seq; resolves with the response data. */
-  async request(op: number, arg: number | undefined, opts: RequestOptions): Promise<Buffer> {
+  async request(op: number, arg: number | Uint8Array | undefined, opts: RequestOptions): Promise<Buffer> {
     let lastErr: Error = new RequestError('not sent');
     for (let attempt = 0; attempt <= opts.retries; attempt++) {
       try {
@@ -237,7 +267,7 @@ export class FwpDriver {
     throw new RequestError(`${OP_NAMES[op] ?? `op ${op}`}: no response after ${opts.retries + 1} attempts (${lastErr.message})`);
   }
 
-  private requestOnce(op: number, arg: number | undefined, timeoutMs: number): Promise<Buffer> {
+  private requestOnce(op: number, arg: number | Uint8Array | undefined, timeoutMs: number): Promise<Buffer> {
     const seq = this.txSeq;
     this.txSeq = (this.txSeq + 1) & 0xff;
     return new Promise<Buffer>((resolve, reject) => {

@@ -4,7 +4,7 @@ import type { Calibration } from '../../metrics/calibration.js';
 import type { MetricsEngine } from '../../metrics/engine.js';
 import type { Framing, ProtocolDriver, ProtocolHealth } from '../driver.js';
 import { LogLevel, MAX_WIRE_FRAME, RequestOp } from './codec.js';
-import { FwpDriver } from './driver.js';
+import { FwpDriver, type BoardHello } from './driver.js';
 
 export interface FwpProtocolOptions {
   send: (bytes: Buffer) => boolean;
@@ -29,9 +29,12 @@ export class FwpProtocol implements ProtocolDriver {
     const cal = opts.calibration;
     this.driver = new FwpDriver(engine, opts.send, {
       ...(opts.drainInput ? { drainInput: opts.drainInput } : {}),
+      onProgress: (next, status, free) => this.progressListener?.(next, status, free),
       onHello: (hello, atBoot) => {
         log.info({ hello, atBoot }, atBoot ? 'board booted' : 'board hello');
-        if (hello.ticksPerRev !== cal.ticksPerRev) {
+        for (const l of this.helloListeners) l(hello);
+        // The bootloader (a firmware update) measures nothing: its HELLO says 0 ticks per revolution.
+        if (hello.bootMode === 'application' && hello.ticksPerRev !== cal.ticksPerRev) {
           log.error(
             { boardTicksPerRev: hello.ticksPerRev, calibrationTicksPerRev: cal.ticksPerRev, calibration: cal.model },
             'board and calibration disagree on flywheel ticks per revolution: wrong calibration for this bike',
@@ -45,6 +48,19 @@ export class FwpProtocol implements ProtocolDriver {
     });
     const driver = this.driver;
     this.framing = { kind: 'delimited', maxFrame: MAX_WIRE_FRAME - 1, onFrame: (frame) => driver.onFrame(frame) };
+  }
+
+  private progressListener: ((next: number, status: number, free: number) => void) | null = null;
+  private readonly helloListeners: Array<(hello: BoardHello) => void> = [];
+
+  /** Hear every HELLO (at boot or asked for): the board update offers bundled images then. */
+  onHello(l: (hello: BoardHello) => void): void {
+    this.helloListeners.push(l);
+  }
+
+  /** Who hears FW_PROGRESS (the board update's transfer), or nobody. */
+  setProgressListener(l: ((next: number, status: number, free: number) => void) | null): void {
+    this.progressListener = l;
   }
 
   linkOpened(): void {

@@ -1,0 +1,44 @@
+/**
+ * A board firmware update job as kept in `<dataDir>/board-update/job.json`,
+ * and as shown to people and the cloud (`status`, the local API's
+ * `health.boardUpdate`, `<prefix>/<device>/status/board`).
+ */
+export type UpdateStage = 'waiting-idle' | 'transferring' | 'testing' | 'done' | 'failed';
+
+export interface UpdateJob {
+  id: string;
+  version: string;
+  boardModel: number;
+  size: number;
+  sha256: string;
+  stage: UpdateStage;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  /** The version the board ran when the transfer started. */
+  fromVersion: string | null;
+  /** FW_CHUNK data bytes this agent sent (in this job, across restarts as far as job.json was written). */
+  bytesSent: number;
+  resumes: number;
+  retransmits: number;
+  error: { code: string; message: string } | null;
+}
+
+/** What `status`, the local API and the status topic show. */
+export interface BoardUpdateStatus {
+  stage: UpdateStage;
+  version: string;
+  fromVersion: string | null;
+  size: number;
+  /** Bytes the board has written (its offset), while transferring. */
+  written: number;
+  percent: number;
+  bytesPerS: number | null;
+  bytesSent: number;
+  resumes: number;
+  retransmits: number;
+  startedAt: string | null;
+  finishedAt: string | null;
+  error: { code: string; message: string } | null;
+}
+
