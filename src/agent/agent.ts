@@ -27,6 +27,7 @@ import { RideTracker } from '../rides/ride-tracker.js';
 import type { RideSummary } from '../spool/rides.js';
 import { encodePurgeNotice, encodeRideSummary } from '../upload/notices.js';
 import { SerialLink, type LinkState } from '../link/serial-link.js';
+import { LinkStateLog } from '../link/link-log.js';
 import { loadCalibration, type Calibration } from '../metrics/calibration.js';
 import { MetricsEngine } from '../metrics/engine.js';
 import type { LiveRecord } from '../metrics/record.js';
@@ -208,9 +209,9 @@ export class Agent implements ApiBackend {
         if (this.danglingPending) this.closeDanglingRides();
       }
     });
+    const linkLog = new LinkStateLog(this.log, this.link.path);
     this.link.on('state', (state: LinkState, detail) => {
-      const lvl = state === 'waiting' ? 'warn' : 'info';
-      this.log[lvl]({ link: state, path: this.link.path, ...detail }, `link ${state}`);
+      linkLog.onState(state, detail);
       if (state !== 'open') this.protocol.linkLost(`link ${state}`);
     });
     this.link.on('open', () => this.protocol.linkOpened());

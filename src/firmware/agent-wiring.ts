@@ -9,6 +9,7 @@ import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, writeSync } 
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiError } from '../api/hub.js';
+import { errorCode } from '../util/files.js';
 import type { AgentConfig } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { LiveRecord } from '../metrics/record.js';
@@ -159,7 +160,13 @@ export class BoardService {
     if (data.length > UPLOAD_PIECE_BYTES) throw new ApiError('bad_request', `a piece is at most ${UPLOAD_PIECE_BYTES} bytes`);
     if (offset + data.length > MAX_IMAGE_BYTES + 65536) throw new ApiError('bad_request', 'image too large');
     mkdirSync(this.dir, { recursive: true, mode: 0o750 });
-    const fd = openSync(join(this.dir, 'upload.part'), offset === 0 ? 'w' : 'r+');
+    let fd: number;
+    try {
+      fd = openSync(join(this.dir, 'upload.part'), offset === 0 ? 'w' : 'r+');
+    } catch (err) {
+      if (errorCode(err) === 'ENOENT') throw new ApiError('bad_request', 'an upload starts at offset 0');
+      throw err;
+    }
     try {
       writeSync(fd, data, 0, data.length, offset);
     } finally {

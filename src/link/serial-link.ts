@@ -180,7 +180,7 @@ export class SerialLink extends EventEmitter<LinkEvents> {
       if (err) {
         this.counters.openFailures++;
         this.port = null;
-        this.scheduleReopen(`open ${this.opts.path}: ${err.message}`);
+        this.scheduleReopen(openFailure(this.opts.path, err));
         return;
       }
       this.onOpened(port);
@@ -268,4 +268,14 @@ export class SerialLink extends EventEmitter<LinkEvents> {
     if (!port || !port.isOpen) return Promise.resolve();
     return new Promise((resolve) => port.close(() => resolve()));
   }
+}
+
+/**
+ * Why an open failed, said once: serialport's message repeats the path and
+ * an "Error: " prefix ("Error: No such file or directory, cannot open
+ * /dev/flywheel").
+ */
+export function openFailure(path: string, err: Error): string {
+  const why = err.message.replace(/^Error: /, '').replace(`, cannot open ${path}`, '');
+  return `cannot open ${path}: ${why}`;
 }

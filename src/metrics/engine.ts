@@ -327,10 +327,18 @@ export class MetricsEngine {
     } else if (revs !== this.lastCrankRevs) {
       const dRevs = (revs - this.lastCrankRevs) & 0xffff;
       const dEvt = (evt - this.lastCrankEvt) & 0xffff;
+      // After a standstill (no crank event for longer than the timeout) the
+      // previous event is no start of this revolution: the first stroke only
+      // starts a new interval (SPEC.md 8.1), else it reads as 10 rpm for a
+      // while (one revolution over the whole pause), or worse once the 16-bit
+      // event time has wrapped.
+      const resumed = tUs - this.lastCrankChangeUs > this.cadenceTimeoutUs || dEvt * 1_000_000 > this.cadenceTimeoutUs * 1024;
       this.lastCrankRevs = revs;
       this.lastCrankEvt = evt;
       this.lastCrankChangeUs = tUs;
-      if (dEvt > 0) {
+      if (resumed) {
+        this.value[CH_CADENCE] = 0;
+      } else if (dEvt > 0) {
         const rpm = (dRevs * 60 * 1024) / dEvt;
         if (rpm > LIMITS.maxCadenceRpm) {
           this.intervalCadenceImplausible = true;

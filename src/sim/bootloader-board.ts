@@ -17,7 +17,7 @@
  */
 import type { Calibration } from '../metrics/calibration.js';
 import { BodyWriter, BootMode, FwpFrame, FwpResult, MsgType, RequestOp, ResponseStatus, decodeFrame, encodeFrame, writeHelloBody, type HelloFields } from '../protocol/fwp/codec.js';
-import { writeFwProgress, type FwVersion } from '../protocol/fwp/fwu.js';
+import { SlotState, XferState, writeFwProgress, type FwVersion } from '../protocol/fwp/fwu.js';
 import { SimBoard, type SimBoardOptions } from './board.js';
 import { SimFlash } from './flash.js';
 import { FwuReceiver } from './fwu-receiver.js';
@@ -179,9 +179,9 @@ export class BootloaderBoard implements SimulatedBoard {
     this.delayed.length = 0;
     this.watchdogAtUs = -1;
     this.rxBuf = Buffer.alloc(0);
-    const wasTesting = this.fwu.meta.xfer.state;
+    const stateBefore = this.fwu.meta.xfer.state;
     const choice = this.fwu.boot(stay);
-    if (wasTesting !== this.fwu.meta.xfer.state && this.fwu.meta.xfer.state === 5) this.counters.reverts++;
+    if (stateBefore !== this.fwu.meta.xfer.state && this.fwu.meta.xfer.state === XferState.REJECTED) this.counters.reverts++;
     if (choice.mode === 'bootloader') {
       this.mode = 'bootloader';
       this.lastRxUs = this.nowUs;
@@ -346,7 +346,7 @@ export class BootloaderBoard implements SimulatedBoard {
   }
 
   private hasValidSlot(): boolean {
-    return this.fwu.meta.slots.some((s) => s.state === 1);
+    return this.fwu.meta.slots.some((s) => s.state === SlotState.VALID);
   }
 
   private scheduleReset(stay: boolean): void {

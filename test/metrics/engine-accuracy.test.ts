@@ -101,6 +101,28 @@ describe('stopping, stale and implausible values', () => {
     expect(p.records.every((r) => r.hrBpm === null)).toBe(true);
   });
 
+  for (const pauseS of [5, 70]) {
+    it(`after a ${pauseS} s standstill the first pedal stroke gives no cadence (no 60/${pauseS} rpm from the stroke before the pause); the second gives the true one`, () => {
+      const p = makePipeline({
+        name: 'pause',
+        loop: false,
+        segments: [
+          { durationS: 10, cadenceRpm: 80, resistancePct: 40, hrBpm: 0 },
+          { durationS: pauseS, cadenceRpm: 0, resistancePct: 40, hrBpm: 0 },
+          { durationS: 10, cadenceRpm: 80, resistancePct: 40, hrBpm: 0 },
+        ],
+      });
+      p.boot();
+      p.ride(20 + pauseS);
+      const resumeS = 10 + pauseS;
+      // Zero through the pause and until the second stroke after it (0.75 s at 80 rpm); never a value in between.
+      const after = between(p.records, 13.1, resumeS + 10);
+      expect(after.filter((r) => (r.cadenceRpm as number) > 0 && Math.abs((r.cadenceRpm as number) - 80) > 1)).toEqual([]);
+      expect(between(p.records, 13.1, resumeS + 0.7).every((r) => r.cadenceRpm === 0)).toBe(true);
+      expect(between(p.records, resumeS + 1.6, resumeS + 10).every((r) => Math.abs((r.cadenceRpm as number) - 80) <= 1)).toBe(true);
+    });
+  }
+
   it('flags implausible cadence and heart rate and withholds the values', () => {
     const p = makePipeline({ name: 'x', loop: false, segments: [{ durationS: 1, cadenceRpm: 0, resistancePct: 0, hrBpm: 0 }] });
     const e = p.engine;
