@@ -266,6 +266,7 @@ export class Agent implements ApiBackend {
     }
     this.spool = spool;
     this.spoolError = '';
+    this.engine.continueAfter(spool.priorTUs);
     if (this.held) {
       const dropped = this.held.dropped;
       const adopted = spool.adopt(this.held);

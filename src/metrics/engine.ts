@@ -99,6 +99,9 @@ export class MetricsEngine {
   private started = false;
   private nextTickUs = 0;
   private lastEmitUs = 0;
+  /** Added to the tick time of each record (see continueAfter). */
+  private timeBaseUs = 0;
+  private floorUs = -1;
   private lastReadingUs = 0;
   private gapPending = false;
   /** Index of the first reading after the last reset; history before it is unrelated. */
@@ -281,6 +284,15 @@ export class MetricsEngine {
     this.energyKj = 0;
   }
 
+  /**
+   * Records from now on come after `tUs` (engine time of the newest record an
+   * earlier run kept): t_ms is non-decreasing per device across agent
+   * restarts, though each run's board clock starts anew (SPEC.md 7).
+   */
+  continueAfter(tUs: number): void {
+    if (tUs > this.floorUs) this.floorUs = tUs;
+  }
+
   get totals(): { distanceM: number; energyKj: number } {
     return { distanceM: this.distanceM, energyKj: this.energyKj };
   }
@@ -425,7 +437,14 @@ export class MetricsEngine {
     const r = this.record;
     const cal = this.calibration;
     const cur = this.current;
-    r.tUs = atUs;
+    // Engine time continues after the floor (the spool's newest record, from
+    // an earlier run): the base only ever grows, so record times never go back.
+    let tUs = atUs + this.timeBaseUs;
+    if (tUs <= this.floorUs) {
+      this.timeBaseUs += this.floorUs + this.intervalUs - tUs;
+      tUs = this.floorUs + this.intervalUs;
+    }
+    r.tUs = tUs;
     r.flags = this.baseFlags | this.intervalFlags;
     if (this.gapPending) r.flags |= RecordFlag.GAP_BEFORE;
 

@@ -177,6 +177,13 @@ export class Spool {
   private readonly writeBatch: (n: number) => void;
   private readonly pageSize: number;
   private records: number;
+  private readonly setLastT: Database.Statement;
+  /**
+   * The engine time of the newest record this spool ever committed (0 for a
+   * new spool): the agent's records continue after it, so t_ms never goes
+   * backwards across restarts.
+   */
+  readonly priorTUs: number;
   private diskFull = false;
   private writeFailing = false;
   private lastWriteError: string | null = null;
@@ -213,6 +220,11 @@ export class Spool {
     );
     Spool.reportReservation(opts, seqFile, reservation, floor, movedAside.length > 0, this.seq.peek());
     this.setSeqHigh = db.prepare("INSERT INTO meta (key, value) VALUES ('seq_high', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+    this.setLastT = db.prepare("INSERT INTO meta (key, value) VALUES ('last_t_us', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+    const lastT = db
+      .prepare("SELECT max(t) AS t FROM (SELECT max(t_us) AS t FROM records UNION ALL SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'last_t_us')")
+      .get() as { t: number | null };
+    this.priorTUs = lastT.t ?? 0;
     this.records = (db.prepare('SELECT count(*) AS n FROM records').get() as { n: number }).n;
     this.pending = new RecordBatch(opts.memoryRecords);
     const cols = ROW_COLUMNS.join(', ');
@@ -253,8 +265,12 @@ export class Spool {
         row[4 + nv] = p.flags[i];
         this.insert.run(row);
       }
-      // The floor travels with the records: a drained spool still knows the highest number used.
-      if (n > 0) this.setSeqHigh.run(p.seq[p.index(n - 1)]);
+      // The floor travels with the records: a drained spool still knows the highest number used,
+      // and the latest engine time, from which the next run's records continue (SPEC.md 7).
+      if (n > 0) {
+        this.setSeqHigh.run(p.seq[p.index(n - 1)]);
+        this.setLastT.run(p.tUs[p.index(n - 1)]);
+      }
     });
   }
 

@@ -1,0 +1,61 @@
+/**
+ * The time contract across agent restarts (SPEC.md 7, packet.cddl t_ms): an
+ * agent killed with SIGKILL and started again, while the board runs on
+ * through its 32-bit clock wrap, keeps engine time non-decreasing in
+ * sequence order. Before, each run anchored engine time afresh and t_ms went
+ * back to about 0 after a restart.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/agent.js';
+import { cli, type Child } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('engine time across agent restarts', () => {
+  it('killed and restarted around the board clock wrap: t_ms non-decreasing in sequence order, the second run after the first', async () => {
+    const dir = tempDir('time-cont-');
+    // The board clock starts 3 s before its 32-bit wrap; the wrap comes while the agent is down.
+    const sim = cli(['simulate', '--dir', join(dir, 'pty'), '--clock-start', String(2 ** 32 - 3_000_000)]);
+    const runs: Child[] = [];
+    try {
+      await waitFor(() => sim.stdout.length > 0, 'the simulator', 10_000);
+      const config = join(dir, 'config.json');
+      writeFileSync(
+        config,
+        JSON.stringify({ serial: { path: sim.stdout[0].trim(), reopenBaseMs: 50, reopenCapMs: 200 }, dataDir: join(dir, 'data'), mqtt: { enabled: false }, api: { socketPath: join(dir, 'api.sock') }, log: { records: '1hz', statsIntervalS: 0 } }),
+      );
+      const run = async (ms: number, signal: NodeJS.Signals): Promise<number[]> => {
+        const a = cli(['run', '-c', config]);
+        runs.push(a);
+        await waitFor(() => a.json().some((l) => l.msg === 'agent started'), 'agent started', 20_000);
+        await sleep(ms);
+        a.proc.kill(signal);
+        await a.exited;
+        return a.json().filter((l) => l.msg === 'record').map((l) => (l.record as { tUs: number }).tUs);
+      };
+      const first = await run(2200, 'SIGKILL');
+      await sleep(2000);
+      const second = await run(2500, 'SIGTERM');
+      expect(first.length).toBeGreaterThan(0);
+      expect(second.length).toBeGreaterThan(0);
+      // What the cloud gets: the spool in sequence order.
+      const exp = cli(['spool', 'export', '--format', 'json', '-c', config]);
+      expect((await exp.exited).code).toBe(0);
+      const rows = exp.stdout.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { seq: number; tMs: number });
+      expect(rows.length).toBeGreaterThan(30);
+      for (let i = 1; i < rows.length; i++) {
+        expect(rows[i].seq).toBeGreaterThan(rows[i - 1].seq);
+        expect(rows[i].tMs, `seq ${rows[i].seq}`).toBeGreaterThanOrEqual(rows[i - 1].tMs);
+      }
+      // The restarted agent's records come after everything the first one kept.
+      expect(Math.min(...second)).toBeGreaterThan(rows.filter((r) => r.tMs * 1000 <= Math.max(...first)).at(-1)!.tMs * 1000);
+    } finally {
+      for (const r of runs) if (r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill('SIGKILL');
+      sim.proc.kill('SIGTERM');
+      await sim.exited;
+    }
+  });
+});
