@@ -32,6 +32,7 @@ import { Outbox, RideStore, type PurgeResult } from './rides.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './schema.js';
 import { errorCode, syncDir } from '../util/files.js';
 import { SequenceAllocator, type Reservation } from './sequence.js';
+import { WallClockMap } from './wall-clock.js';
 
 export type SyncMode = 'OFF' | 'NORMAL' | 'FULL';
 
@@ -53,6 +54,8 @@ export interface SpoolOptions {
    * observer outside the machine (the power-cut tests) knows what a cut may not lose.
    */
   onCommit?: (records: number, lastSeq: number) => void;
+  /** The wall clock, ms (tests inject one); default Date.now. */
+  now?: () => number;
 }
 
 export const SPOOL_FILE = 'spool.db';
@@ -390,13 +393,19 @@ export class Spool {
 
   /**
    * The wall-clock offset in force: wall time now minus the engine time of the
-   * newest record. Measured once a second (at flush) and at the first record,
-   * so a wall-clock jump (NTP after boot) shows within a second and never
-   * reorders records, which are ordered by sequence number.
+   * newest record, filtered. Measured once a second (at flush) and at the
+   * first record, so a wall-clock step (NTP after boot) shows within a second
+   * and never reorders records, which are ordered by sequence number.
    */
   private measureWallOffset(tUs: number): void {
-    this.pending.wallOffset[0] = Date.now() - tUs / 1000;
+    this.pending.wallOffset[0] = this.wallClock.measure(this.now(), tUs);
     this.offsetKnown = true;
+  }
+
+  /** Filtered: one offset for long stretches, never backwards between records (spool/wall-clock.ts). */
+  private readonly wallClock = new WallClockMap();
+  private get now(): () => number {
+    return this.opts.now ?? Date.now;
   }
 
   /**
