@@ -106,6 +106,8 @@ type UpdateState = NonNullable<AgentHealth['boardUpdate']>;
 async function follow(config: ReturnType<typeof loadConfig>, opts: BoardOptions): Promise<UpdateState | null> {
   const tty = process.stdout.isTTY === true && !opts.json;
   let last = '';
+  /** Percent shown last (off a terminal, a line every 10 %). */
+  let lastPct = -10;
   let goneSince = 0;
   for (;;) {
     let u: UpdateState | null = null;
@@ -142,8 +144,6 @@ async function follow(config: ReturnType<typeof loadConfig>, opts: BoardOptions)
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
 }
-
-let lastPct = -10;
 
 function bar(pct: number): string {
   const n = Math.round(pct / 5);

@@ -52,8 +52,6 @@ export interface BoardUpdaterPorts {
   lowLatency(on: boolean): void;
 }
 
-/** A transient failure: the job goes on from the board's state (a timeout, a reset, a lost link). */
-const Interrupted = TransferInterrupted;
 
 const JOB_FILE = 'job.json';
 const IMAGE_FILE = 'image.fwimg';
@@ -357,7 +355,7 @@ export class BoardUpdater {
     if (!(await this.session.verify(j.size))) {
       this.verifyFailures++;
       if (this.verifyFailures >= 2) throw new FirmwareError('transfer_failed', 'the image written to the board did not match its sha256 twice');
-      throw new Interrupted('the image written to the board did not match its sha256: sent again');
+      throw new TransferInterrupted('the image written to the board did not match its sha256: sent again');
     }
     this.written = j.size;
     await this.testBoot();

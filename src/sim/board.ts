@@ -27,6 +27,16 @@ import { seededRandom } from './rng.js';
 
 const LEADING_DELIMITER = Buffer.from([0]);
 
+/**
+ * A frame as a board sends it: with a leading 0x00 as well as the trailing
+ * one (SPEC.md §2.3), so noise picked up while the line was idle ends before
+ * the frame instead of corrupting it. The application and the bootloader
+ * (bootloader-board.ts) each number their own frames.
+ */
+export function boardFrame(type: number, seq: number, body: BodyWriter): Buffer {
+  return Buffer.concat([LEADING_DELIMITER, encodeFrame(type, seq, body.bytes, body.len)]);
+}
+
 export interface BoardFaults {
   /** Random bytes injected between frames, per second. */
   noiseBytesPerS?: number;
@@ -265,15 +275,11 @@ export class SimBoard {
     return this.frame(MsgType.STATUS, body);
   }
 
-  /**
-   * A frame as the board sends it: with a leading 0x00 as well as the
-   * trailing one (SPEC.md §2.3), so noise picked up while the line was idle
-   * ends before the frame instead of corrupting it.
-   */
+  /** The next frame of this firmware's (boardFrame with its sequence number). */
   private frame(type: number, body: BodyWriter): Buffer {
-    const b = encodeFrame(type, this.seq, body.bytes, body.len);
+    const b = boardFrame(type, this.seq, body);
     this.seq = (this.seq + 1) & 0xff;
-    return Buffer.concat([LEADING_DELIMITER, b]);
+    return b;
   }
 
   private withFaults(frame: Buffer): Buffer[] {

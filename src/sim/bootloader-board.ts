@@ -16,9 +16,9 @@
  * (simFirmwareImage); any other image runs normally.
  */
 import type { Calibration } from '../metrics/calibration.js';
-import { BodyWriter, BootMode, FwpFrame, FwpResult, MsgType, RequestOp, ResponseStatus, decodeFrame, encodeFrame, writeHelloBody, type HelloFields } from '../protocol/fwp/codec.js';
+import { BodyWriter, BootMode, FwpFrame, FwpResult, MsgType, RequestOp, ResponseStatus, decodeFrame, writeHelloBody, type HelloFields } from '../protocol/fwp/codec.js';
 import { SlotState, XferState, writeFwProgress, type FwVersion } from '../protocol/fwp/fwu.js';
-import { SimBoard, type SimBoardOptions } from './board.js';
+import { SimBoard, boardFrame, type SimBoardOptions } from './board.js';
 import { SimFlash } from './flash.js';
 import { FwuReceiver } from './fwu-receiver.js';
 import type { RideScript } from './ride-script.js';
@@ -201,9 +201,9 @@ export class BootloaderBoard implements SimulatedBoard {
   }
 
   private blFrame(type: number, body: BodyWriter): Buffer {
-    const b = encodeFrame(type, this.blSeq, body.bytes, body.len);
+    const b = boardFrame(type, this.blSeq, body);
     this.blSeq = (this.blSeq + 1) & 0xff;
-    return Buffer.concat([Buffer.from([0]), b]);
+    return b;
   }
 
   /** A frame from whichever program runs now. */

@@ -4,6 +4,11 @@
  * firmware-protocol/vectors/ pin every field. Decoding writes into a reusable
  * FwpFrame and returns a numeric result, so the receive path neither allocates
  * nor throws.
+ *
+ * Over 400 lines: the type codes, body lengths and field order are one table
+ * read by both halves, the decoder and the encoders, and the golden vectors
+ * check the two against each other; split, a field added to one half could
+ * be missed in the other.
  */
 import { crc16CcittFalse } from './crc16.js';
 import { COBS_MAX_ENCODED, COBS_MAX_PAYLOAD, cobsDecode, cobsEncode } from './cobs.js';
