@@ -33,14 +33,22 @@ class Script {
     this.step = 0;
     this.flash = new RamFlash(GEOMETRY.slotSize, GEOMETRY.sectorSize);
     this.meta = freshMeta(GEOMETRY.factory);
-    this.rx = new FwuReceiver({ boardModel: GEOMETRY.boardModel, maxChunk: GEOMETRY.maxChunk, window: GEOMETRY.window }, this.flash, this.meta);
+    this.rx = new FwuReceiver(
+      { boardModel: GEOMETRY.boardModel, maxChunk: GEOMETRY.maxChunk, window: GEOMETRY.window },
+      this.flash,
+      this.meta,
+    );
     this.txSeq = 0; // console's
     this.boardSeq = 0; // board's, restarts at each reset
     this.frame = new FwpFrame();
   }
 
   emit(kv) {
-    this.lines.push(`script=${this.name} step=${this.step++} ${Object.entries(kv).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+    this.lines.push(
+      `script=${this.name} step=${this.step++} ${Object.entries(kv)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ')}`,
+    );
   }
 
   /** A frame into the board; records what it answers. */
@@ -74,7 +82,10 @@ class Script {
 
   chunk(img, offset, len, { crc } = {}) {
     const data = img.subarray(offset, offset + len);
-    const w = new BodyWriter().u32(offset).u32(crc ?? crc32(data, 0, data.length)).raw(data);
+    const w = new BodyWriter()
+      .u32(offset)
+      .u32(crc ?? crc32(data, 0, data.length))
+      .raw(data);
     this.send(MsgType.FW_CHUNK, Buffer.from(w.bytes.subarray(0, w.len)));
   }
 

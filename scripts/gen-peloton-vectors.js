@@ -15,12 +15,33 @@ const lines = [
   '# to the byte after the next f6; stray = how many bytes it skips outside any frame doing so.',
   '# stream vectors: several frames and noise in one wire; requests/replies/errors/stray are the counts.',
 ];
-const v = (fields) => lines.push(Object.entries(fields).map(([k, x]) => `${k}=${x}`).join(' '));
+const v = (fields) =>
+  lines.push(
+    Object.entries(fields)
+      .map(([k, x]) => `${k}=${x}`)
+      .join(' '),
+  );
 
 // Worked examples from the public documentation (hand-written).
-v({ name: 'doc_power_43_3w', wire: 'f144053333343030 34f6'.replace(' ', ''), result: 'ok', frame: 'reply', cmd: 0x44, value: 433, digits: 5 });
+v({
+  name: 'doc_power_43_3w',
+  wire: 'f144053333343030 34f6'.replace(' ', ''),
+  result: 'ok',
+  frame: 'reply',
+  cmd: 0x44,
+  value: 433,
+  digits: 5,
+});
 v({ name: 'doc_cadence_23rpm', wire: 'f141033332 30caf6'.replace(' ', ''), result: 'ok', frame: 'reply', cmd: 0x41, value: 23, digits: 3 });
-v({ name: 'doc_resistance_raw_899', wire: 'f14a0439393830 19f6'.replace(' ', ''), result: 'ok', frame: 'reply', cmd: 0x4a, value: 899, digits: 4 });
+v({
+  name: 'doc_resistance_raw_899',
+  wire: 'f14a0439393830 19f6'.replace(' ', ''),
+  result: 'ok',
+  frame: 'reply',
+  cmd: 0x4a,
+  value: 899,
+  digits: 4,
+});
 
 // Requests.
 for (const [name, type, cmd] of [
@@ -30,7 +51,8 @@ for (const [name, type, cmd] of [
   ['request_calibration_entry_0', 0xf7, 0x00],
   ['request_calibration_entry_30', 0xf7, 0x1e],
   ['request_startup', 0xfe, 0x00],
-]) v({ name, wire: hex(encodeRequest(type, cmd)), result: 'ok', frame: 'request', type, cmd });
+])
+  v({ name, wire: hex(encodeRequest(type, cmd)), result: 'ok', frame: 'request', type, cmd });
 
 // Replies.
 for (const [name, cmd, value, digits] of [
@@ -43,7 +65,8 @@ for (const [name, cmd, value, digits] of [
   ['reply_resistance_raw_967', 0x4a, 967, 4],
   ['reply_calibration_entry_297', 0xf7, 297, 4],
   ['reply_resistance_pct_45', 0x49, 45, 3],
-]) v({ name, wire: hex(encodeReply(cmd, value, digits)), result: 'ok', frame: 'reply', cmd, value, digits });
+])
+  v({ name, wire: hex(encodeReply(cmd, value, digits)), result: 'ok', frame: 'reply', cmd, value, digits });
 
 // A request whose checksum byte is f6, like its end byte (cmd 0x01): a parser that splits at f6 loses it;
 // one that counts bytes does not. (No value reply can have f6 as checksum: its digits keep the sum elsewhere.)

@@ -25,17 +25,46 @@ function bodyOk(name, type, seq, fields, writeBody, tail = Buffer.alloc(0)) {
 }
 
 const sampleKeys = (s) => ({
-  t_us: s.tUs, fly_ticks: s.flyTicks, fly_tick_us: s.flyTickUs, crank_revs: s.crankRevs,
-  crank_evt: s.crankEvt, resistance_raw: s.resistanceRaw, hr_bpm: s.hrBpm, flags: s.flags,
+  t_us: s.tUs,
+  fly_ticks: s.flyTicks,
+  fly_tick_us: s.flyTickUs,
+  crank_revs: s.crankRevs,
+  crank_evt: s.crankEvt,
+  resistance_raw: s.resistanceRaw,
+  hr_bpm: s.hrBpm,
+  flags: s.flags,
 });
 function sample(name, seq, s, tail) {
   bodyOk(name, MsgType.SAMPLE, seq, sampleKeys(s), (w) => writeSampleBody(w, s), tail);
 }
-const S = (o) => ({ tUs: 1_000_000, flyTicks: 1234, flyTickUs: 995_000, crankRevs: 42, crankEvt: 1000, resistanceRaw: 1450, hrBpm: 128, flags: 0x08, ...o });
+const S = (o) => ({
+  tUs: 1_000_000,
+  flyTicks: 1234,
+  flyTickUs: 995_000,
+  crankRevs: 42,
+  crankEvt: 1000,
+  resistanceRaw: 1450,
+  hrBpm: 128,
+  flags: 0x08,
+  ...o,
+});
 
 sample('sample_basic', 7, S({}));
 sample('sample_all_zero', 0, S({ tUs: 0, flyTicks: 0, flyTickUs: 0, crankRevs: 0, crankEvt: 0, resistanceRaw: 0, hrBpm: 0, flags: 0 }));
-sample('sample_all_max', 255, S({ tUs: 0xffffffff, flyTicks: 0xffffffff, flyTickUs: 0xffffffff, crankRevs: 0xffff, crankEvt: 0xffff, resistanceRaw: 4095, hrBpm: 255, flags: 0x0f }));
+sample(
+  'sample_all_max',
+  255,
+  S({
+    tUs: 0xffffffff,
+    flyTicks: 0xffffffff,
+    flyTickUs: 0xffffffff,
+    crankRevs: 0xffff,
+    crankEvt: 0xffff,
+    resistanceRaw: 4095,
+    hrBpm: 255,
+    flags: 0x0f,
+  }),
+);
 sample('sample_t_us_before_wrap', 10, S({ tUs: 0xfffffff0, flyTickUs: 0xffffff00 }));
 sample('sample_t_us_after_wrap', 11, S({ tUs: 0x00004e10, flyTickUs: 0xffffff00 }));
 sample('sample_fly_ticks_wrap', 12, S({ flyTicks: 0xffffffff }));
@@ -47,18 +76,40 @@ sample('sample_faults', 17, S({ flags: 0x07 }));
 sample('sample_longer_body', 18, S({}), Buffer.from([0x01, 0x02, 0x00, 0x04]));
 
 const status = (name, seq, s, tail) =>
-  bodyOk(name, MsgType.STATUS, seq, { uptime_s: s.uptimeS, temp_centi_c: s.tempCentiC, supply_mv: s.supplyMv, faults: s.faults, board_dropped: s.boardDropped }, (w) => writeStatusBody(w, s), tail);
+  bodyOk(
+    name,
+    MsgType.STATUS,
+    seq,
+    { uptime_s: s.uptimeS, temp_centi_c: s.tempCentiC, supply_mv: s.supplyMv, faults: s.faults, board_dropped: s.boardDropped },
+    (w) => writeStatusBody(w, s),
+    tail,
+  );
 status('status_basic', 20, { uptimeS: 3600, tempCentiC: 3650, supplyMv: 12010, faults: 0, boardDropped: 0 });
 status('status_negative_temperature', 21, { uptimeS: 86400, tempCentiC: -1234, supplyMv: 11800, faults: 0, boardDropped: 3 });
 status('status_faults', 22, { uptimeS: 0xffffffff, tempCentiC: 8512, supplyMv: 10500, faults: 0x001b, boardDropped: 0xffffffff });
 status('status_longer_body', 23, { uptimeS: 5, tempCentiC: 2500, supplyMv: 12000, faults: 0, boardDropped: 0 }, Buffer.from([0xaa, 0xbb]));
 
 const helloFields = (h) => ({
-  proto_minor: h.protoMinor, fw_major: h.fwMajor, fw_minor: h.fwMinor, fw_patch: h.fwPatch, hw_rev: h.hwRev,
-  ticks_per_rev: h.ticksPerRev, sample_rate_hz: h.sampleRateHz, serial: hex(h.serial),
+  proto_minor: h.protoMinor,
+  fw_major: h.fwMajor,
+  fw_minor: h.fwMinor,
+  fw_patch: h.fwPatch,
+  hw_rev: h.hwRev,
+  ticks_per_rev: h.ticksPerRev,
+  sample_rate_hz: h.sampleRateHz,
+  serial: hex(h.serial),
   ...(h.protoMinor >= 1 ? { boot_mode: h.bootMode, board_model: h.boardModel } : {}),
 });
-const H = { protoMinor: 0, fwMajor: 1, fwMinor: 4, fwPatch: 2, hwRev: 3, ticksPerRev: 8, sampleRateHz: 50, serial: Buffer.from('FWB2401A0042', 'ascii') };
+const H = {
+  protoMinor: 0,
+  fwMajor: 1,
+  fwMinor: 4,
+  fwPatch: 2,
+  hwRev: 3,
+  ticksPerRev: 8,
+  sampleRateHz: 50,
+  serial: Buffer.from('FWB2401A0042', 'ascii'),
+};
 bodyOk('hello_basic', MsgType.HELLO, 0, helloFields(H), (w) => writeHelloBody(w, H));
 const H11 = { ...H, protoMinor: 1, bootMode: 0, boardModel: 7 };
 bodyOk('hello_v1_1_application', MsgType.HELLO, 0, helloFields(H11), (w) => writeHelloBody(w, H11));
@@ -84,8 +135,7 @@ log('log_utf8', 41, 2, 'température élevée: 71 °C ✓');
 log('log_empty_text', 42, 0, '');
 log('log_max_payload', 43, 3, 'E'.repeat(248)); // body 249 bytes: payload 254, the largest frame
 
-const request = (name, seq, op, data) =>
-  bodyOk(name, MsgType.REQUEST, seq, { op, data: hex(data) }, (w) => w.u8(op).raw(data));
+const request = (name, seq, op, data) => bodyOk(name, MsgType.REQUEST, seq, { op, data: hex(data) }, (w) => w.u8(op).raw(data));
 request('request_get_hello', 0, 0x01, Buffer.alloc(0));
 request('request_set_sample_rate', 1, 0x02, Buffer.from([100, 0]));
 request('request_zero_resistance', 2, 0x03, Buffer.alloc(0));
@@ -95,22 +145,64 @@ request('request_reboot', 3, 0x04, Buffer.alloc(0));
 request('request_enter_bootloader', 4, 0x05, Buffer.alloc(0));
 request('request_fw_info', 5, 0x10, Buffer.alloc(0));
 const sha = Buffer.from('9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08', 'hex');
-const beginArgs = (a) => { const w = new BodyWriter(); writeFwBegin(w, a); return Buffer.from(w.bytes.subarray(0, w.len)); };
+const beginArgs = (a) => {
+  const w = new BodyWriter();
+  writeFwBegin(w, a);
+  return Buffer.from(w.bytes.subarray(0, w.len));
+};
 request('request_fw_begin', 6, 0x11, beginArgs({ size: 262144, sha256: sha, version: [1, 2, 0], boardModel: 7, flags: 0 }));
-request('request_fw_begin_allow_downgrade', 7, 0x11, beginArgs({ size: 600, sha256: sha, version: [0, 9, 255], boardModel: 0xfffe, flags: 1 }));
+request(
+  'request_fw_begin_allow_downgrade',
+  7,
+  0x11,
+  beginArgs({ size: 600, sha256: sha, version: [0, 9, 255], boardModel: 0xfffe, flags: 1 }),
+);
 request('request_fw_verify', 8, 0x12, Buffer.alloc(0));
 request('request_fw_test_boot', 9, 0x13, Buffer.from([30, 0]));
 request('request_fw_confirm', 10, 0x14, Buffer.alloc(0));
 request('request_fw_abort', 11, 0x15, Buffer.alloc(0));
-const bw = (fn) => { const w = new BodyWriter(); fn(w); return Buffer.from(w.bytes.subarray(0, w.len)); };
-response('response_fw_info', 35, 5, 0, bw((w) => writeFwInfo(w, {
-  bootMode: 1, activeSlot: 0, boardModel: 7, slotSize: 524288, maxChunk: 240, window: 8, xferState: 1, xferSize: 262144, xferNext: 122880,
-  xferSha256: sha, xferVersion: [1, 2, 0], xferSlot: 1, slots: [{ state: 1, version: [1, 1, 3] }, { state: 2, version: [1, 2, 0] }],
-})));
-response('response_fw_begin_resume', 36, 6, 0, bw((w) => writeFwResume(w, { next: 122880, maxChunk: 240, window: 8 })));
+const bw = (fn) => {
+  const w = new BodyWriter();
+  fn(w);
+  return Buffer.from(w.bytes.subarray(0, w.len));
+};
+response(
+  'response_fw_info',
+  35,
+  5,
+  0,
+  bw((w) =>
+    writeFwInfo(w, {
+      bootMode: 1,
+      activeSlot: 0,
+      boardModel: 7,
+      slotSize: 524288,
+      maxChunk: 240,
+      window: 8,
+      xferState: 1,
+      xferSize: 262144,
+      xferNext: 122880,
+      xferSha256: sha,
+      xferVersion: [1, 2, 0],
+      xferSlot: 1,
+      slots: [
+        { state: 1, version: [1, 1, 3] },
+        { state: 2, version: [1, 2, 0] },
+      ],
+    }),
+  ),
+);
+response(
+  'response_fw_begin_resume',
+  36,
+  6,
+  0,
+  bw((w) => writeFwResume(w, { next: 122880, maxChunk: 240, window: 8 })),
+);
 response('response_fw_begin_refused_model', 37, 6, 2, Buffer.from([2]));
 response('response_wrong_mode', 38, 6, 5, Buffer.alloc(0));
-const progress = (name, seq, next, st, free) => bodyOk(name, MsgType.FW_PROGRESS, seq, { next, status: st, free }, (w) => writeFwProgress(w, next, st, free));
+const progress = (name, seq, next, st, free) =>
+  bodyOk(name, MsgType.FW_PROGRESS, seq, { next, status: st, free }, (w) => writeFwProgress(w, next, st, free));
 progress('fw_progress_ok', 50, 122880, 0, 7);
 progress('fw_progress_out_of_order', 51, 123120, 2, 8);
 progress('fw_progress_bad_check', 52, 0xfffffff0, 1, 0);
@@ -171,7 +263,11 @@ const header = `# fwp v1 golden vectors (firmware-protocol/SPEC.md section 8). G
 # For ok vectors every other key is a decoded field; "tail" is body bytes beyond the known layout,
 # which a receiver ignores and an encoder appends to reproduce the wire bytes.
 `;
-const lines = out.map((v) => Object.entries(v).map(([k, val]) => `${k}=${val}`).join(' '));
+const lines = out.map((v) =>
+  Object.entries(v)
+    .map(([k, val]) => `${k}=${val}`)
+    .join(' '),
+);
 const file = fileURLToPath(new URL('../firmware-protocol/vectors/fwp-v1.vec', import.meta.url));
 writeFileSync(file, header + lines.join('\n') + '\n');
 console.log(`${out.length} vectors written to ${file}`);

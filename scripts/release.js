@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Build signed release bundles of the agent (README, "Over-the-air updates" and "CPUs").
+// Build signed release bundles of the agent (docs/ota.md and docs/console-cpus.md).
 //   scripts/release --key release.pem --key-id 2026a [--arch x64|arm64|armv7|all|a,b] [--out release/] [--version X.Y.Z]
 //                   [--cross-prefix aarch64-linux-gnu-]   (the GNU toolchain for a single --arch; default the target's)
 //                   [--board-firmware a.fwimg,b.fwimg]     (signed board images the agent installs when idle: board-firmware/)

@@ -19,5 +19,9 @@ if (i >= 0) {
 }
 const root = fileURLToPath(new URL('..', import.meta.url));
 const vitest = createRequire(import.meta.url).resolve('vitest/vitest.mjs');
-const r = spawnSync(process.execPath, [vitest, 'run', '--config', 'test/system/vitest.config.ts', ...args], { cwd: root, env, stdio: 'inherit' });
+const r = spawnSync(process.execPath, [vitest, 'run', '--config', 'test/system/vitest.config.ts', ...args], {
+  cwd: root,
+  env,
+  stdio: 'inherit',
+});
 process.exit(r.status ?? 1);

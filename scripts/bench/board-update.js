@@ -29,14 +29,26 @@ const dir = mkdtempSync(join(tmpdir(), 'bench-board-update-'));
 const size = kib * 1024;
 const lineBytesPerS = baud / 10;
 
-const board = new BootloaderBoard(loadCalibration('sim-bike-v1'), { name: 'idle', loop: true, segments: [{ durationS: 60, cadenceRpm: 0, resistancePct: 20, hrBpm: 0 }] }, { flashFile: join(dir, 'flash.bin'), boardModel: 1 });
+const board = new BootloaderBoard(
+  loadCalibration('sim-bike-v1'),
+  { name: 'idle', loop: true, segments: [{ durationS: 60, cadenceRpm: 0, resistancePct: 20, hrBpm: 0 }] },
+  { flashFile: join(dir, 'flash.bin'), boardModel: 1 },
+);
 const runner = new SimRunner({ board, tickMs: 5, lineBytesPerS });
 const path = await runner.startOnPty(join(dir, 'pty'), baud);
 
 const { privateKey, publicKey } = generateKeyPairSync('ed25519');
 writeFileSync(join(dir, 'fw.pub'), publicKey.export({ type: 'spki', format: 'pem' }));
 const image = join(dir, 'image.fwimg');
-writeFileSync(image, buildImage(simFirmwareImage(size, 0, 7), { boardModel: 1, version: '2.0.0' }, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), 'bench'));
+writeFileSync(
+  image,
+  buildImage(
+    simFirmwareImage(size, 0, 7),
+    { boardModel: 1, version: '2.0.0' },
+    privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    'bench',
+  ),
+);
 const config = join(dir, 'config.json');
 writeFileSync(
   config,

@@ -14,7 +14,10 @@ export async function startBroker(extraConfig = []) {
     });
   });
   const dir = mkdtempSync(join(tmpdir(), 'bench-broker-'));
-  writeFileSync(join(dir, 'm.conf'), [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', ...extraConfig, ''].join('\n'));
+  writeFileSync(
+    join(dir, 'm.conf'),
+    [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', ...extraConfig, ''].join('\n'),
+  );
   const proc = spawn('mosquitto', ['-c', join(dir, 'm.conf')], { stdio: 'ignore' });
   process.on('exit', () => proc.kill('SIGTERM'));
   for (let i = 0; ; i++) {

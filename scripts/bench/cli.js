@@ -19,7 +19,16 @@ const bin = fileURLToPath(new URL('../../bin/bike-telemetry.js', import.meta.url
 const preload = fileURLToPath(new URL('./report-rss.cjs', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'bench-cli-'));
 const config = join(dir, 'config.json');
-writeFileSync(config, JSON.stringify({ device: { id: 'bench-cli' }, dataDir: join(dir, 'data'), api: { socketPath: join(dir, 'api.sock') }, mqtt: { enabled: false }, log: { records: 'none', statsIntervalS: 0 } }));
+writeFileSync(
+  config,
+  JSON.stringify({
+    device: { id: 'bench-cli' },
+    dataDir: join(dir, 'data'),
+    api: { socketPath: join(dir, 'api.sock') },
+    mqtt: { enabled: false },
+    log: { records: 'none', statsIntervalS: 0 },
+  }),
+);
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -46,7 +55,17 @@ async function runToReady() {
   const unit = readFileSync(fileURLToPath(new URL('../../systemd/bike-telemetry.service', import.meta.url)), 'utf8');
   const flags = (/^ExecStart=\S*node((?:\s+--\S+)*)\s/m.exec(unit)?.[1] ?? '').split(/\s+/).filter(Boolean);
   const cfg = join(dir, 'ready.json');
-  writeFileSync(cfg, JSON.stringify({ device: { id: 'bench-ready' }, serial: { path: join(dir, 'no-board') }, dataDir: join(dir, 'ready-data'), api: { socketPath: join(dir, 'ready.sock') }, mqtt: { enabled: false }, log: { records: 'none' } }));
+  writeFileSync(
+    cfg,
+    JSON.stringify({
+      device: { id: 'bench-ready' },
+      serial: { path: join(dir, 'no-board') },
+      dataDir: join(dir, 'ready-data'),
+      api: { socketPath: join(dir, 'ready.sock') },
+      mqtt: { enabled: false },
+      log: { records: 'none' },
+    }),
+  );
   const wall = [];
   for (let i = 0; i < runs; i++) {
     const t0 = process.hrtime.bigint();
@@ -69,7 +88,19 @@ const ready = await runToReady();
 
 const agent = spawn(process.execPath, [bin, 'run', '--simulate', '--config', config], { stdio: 'ignore' });
 const deadline = Date.now() + 15_000;
-while (spawnSync(process.execPath, [bin, 'status', '--config', config], { stdio: 'ignore' }).status === 5 && Date.now() < deadline) await sleep(200);
+while (spawnSync(process.execPath, [bin, 'status', '--config', config], { stdio: 'ignore' }).status === 5 && Date.now() < deadline)
+  await sleep(200);
 const statusUp = measure([bin, 'status', '--config', config]);
 agent.kill('SIGTERM');
-console.log(JSON.stringify({ bench: 'cli', runs, node: process.version, floor, help, statusAgentDown: statusDown, statusAgentRunning: statusUp, runToReady: ready }));
+console.log(
+  JSON.stringify({
+    bench: 'cli',
+    runs,
+    node: process.version,
+    floor,
+    help,
+    statusAgentDown: statusDown,
+    statusAgentRunning: statusUp,
+    runToReady: ready,
+  }),
+);

@@ -24,11 +24,18 @@ const dir = mkdtempSync(join(tmpdir(), 'bench-drain-'));
 
 /** A spool holding `n` records of a plausible ride, as after a day offline. */
 function filledSpool(name, n) {
-  const spool = Spool.open({ dir: join(dir, name), deviceId: 'bench-bike', maxBytes: 1 << 30, synchronous: 'NORMAL', memoryRecords: 10_001, log });
+  const spool = Spool.open({
+    dir: join(dir, name),
+    deviceId: 'bench-bike',
+    maxBytes: 1 << 30,
+    synchronous: 'NORMAL',
+    memoryRecords: 10_001,
+    log,
+  });
   const r = new LiveRecord();
   // Sensor-like noise (seeded) so deflate sees realistic entropy, not a repeating pattern.
   let x = 12345;
-  const noise = () => ((x = (x * 1103515245 + 12345) % 2147483648) / 2147483648 - 0.5);
+  const noise = () => (x = (x * 1103515245 + 12345) % 2147483648) / 2147483648 - 0.5;
   for (let i = 0; i < n; i++) {
     r.tUs += 100_000;
     const phase = (i % 6000) / 6000;
@@ -53,9 +60,21 @@ function filledSpool(name, n) {
  */
 async function drain(spool, rateBytesPerS, maxSeconds, window = null) {
   const u = new Uploader(spool, {
-    url: broker.url, deviceId: 'bench-bike', topicPrefix: 'bike', agentVersion: 'bench',
-    sessionExpirySec: 3600, keepaliveSec: 60, maxInflight: 32, maxRecordsPerPacket: 6000, maxPacketBytes: 256 * 1024,
-    rateBytesPerS, backoffBaseMs: 100, backoffCapMs: 1000, deflate: true, pollMs: 50, log,
+    url: broker.url,
+    deviceId: 'bench-bike',
+    topicPrefix: 'bike',
+    agentVersion: 'bench',
+    sessionExpirySec: 3600,
+    keepaliveSec: 60,
+    maxInflight: 32,
+    maxRecordsPerPacket: 6000,
+    maxPacketBytes: 256 * 1024,
+    rateBytesPerS,
+    backoffBaseMs: 100,
+    backoffCapMs: 1000,
+    deflate: true,
+    pollMs: 50,
+    log,
   });
   const start = spool.stats().records;
   u.start();

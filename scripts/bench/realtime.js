@@ -58,7 +58,8 @@ const perThread = (pid, read) =>
   }, 0);
 const cpuNs = (pid) => perThread(pid, (tid) => Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]));
 // Wake-ups: voluntary context switches of every thread (each time one went to sleep and was woken).
-const wakeups = (pid) => perThread(pid, (tid) => Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))[1]));
+const wakeups = (pid) =>
+  perThread(pid, (tid) => Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))[1]));
 const peakRssKb = (pid) => Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 
 /** CPU, wake-ups and peak RSS of `pid` over `seconds`, after the warm-up. */
@@ -82,7 +83,9 @@ async function measure(pid, onStart = () => {}) {
 
 const root = mkdtempSync(join(tmpdir(), 'bench-realtime-'));
 const broker = await startBroker();
-const sim = spawn(process.execPath, [bin, 'simulate', '--dir', root, '--rate', String(rate), '--protocol', protocol], { stdio: ['ignore', 'pipe', 'ignore'] });
+const sim = spawn(process.execPath, [bin, 'simulate', '--dir', root, '--rate', String(rate), '--protocol', protocol], {
+  stdio: ['ignore', 'pipe', 'ignore'],
+});
 const path = await new Promise((resolve, reject) => {
   sim.stdout.once('data', (d) => resolve(d.toString().trim()));
   sim.once('exit', () => reject(new Error('simulator exited')));
@@ -116,7 +119,16 @@ async function runAgent(name, records, nodeFlags) {
   const recordsPerS = Number(((lines - r0) / m.elapsed).toFixed(2));
   agent.kill('SIGTERM');
   const exitCode = await new Promise((r) => agent.once('exit', (code) => r(code)));
-  return { cpuPercent: m.cpuPercent, peakRssMB: m.peakRssMB, wakeupsPerS: m.wakeupsPerS, nodeFlags: nodeFlags.join(' '), records, recordsPerS, agentExitCode: exitCode, seconds: Number(m.elapsed.toFixed(1)) };
+  return {
+    cpuPercent: m.cpuPercent,
+    peakRssMB: m.peakRssMB,
+    wakeupsPerS: m.wakeupsPerS,
+    nodeFlags: nodeFlags.join(' '),
+    records,
+    recordsPerS,
+    agentExitCode: exitCode,
+    seconds: Number(m.elapsed.toFixed(1)),
+  };
 }
 
 // The floor: an idle Node process, measured over the first agent run (it costs nothing to run beside it).
@@ -137,7 +149,13 @@ console.log(
     sampleRateHz: protocol === 'peloton' ? null : rate,
     seconds: measuredS,
     ...installedFigures,
-    recordsAll: recordsAll && { cpuPercent: recordsAll.cpuPercent, peakRssMB: recordsAll.peakRssMB, wakeupsPerS: recordsAll.wakeupsPerS, recordsPerS: recordsAll.recordsPerS, agentExitCode: recordsAll.agentExitCode },
+    recordsAll: recordsAll && {
+      cpuPercent: recordsAll.cpuPercent,
+      peakRssMB: recordsAll.peakRssMB,
+      wakeupsPerS: recordsAll.wakeupsPerS,
+      recordsPerS: recordsAll.recordsPerS,
+      agentExitCode: recordsAll.agentExitCode,
+    },
     nodeFloor: { cpuPercent: floor.cpuPercent, peakRssMB: floor.peakRssMB, wakeupsPerS: floor.wakeupsPerS },
     node: process.version,
   }),

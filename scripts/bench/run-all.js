@@ -15,7 +15,9 @@ const benches = [
 ];
 let failed = 0;
 for (const [b, ...args] of benches) {
-  const r = spawnSync(process.execPath, [fileURLToPath(new URL(b, import.meta.url)), ...args, ...process.argv.slice(2)], { stdio: 'inherit' });
+  const r = spawnSync(process.execPath, [fileURLToPath(new URL(b, import.meta.url)), ...args, ...process.argv.slice(2)], {
+    stdio: 'inherit',
+  });
   if (r.status !== 0) failed++;
 }
 process.exitCode = failed ? 1 : 0;

@@ -101,7 +101,9 @@ export class HttpApiServer {
     }
     const path = target.path;
     if (req.method === 'GET' && (path === '/' || path === '/index.html')) {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' }).end(DIAGNOSTICS_PAGE);
+      res
+        .writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' })
+        .end(DIAGNOSTICS_PAGE);
     } else if (req.method === 'GET' && path === '/api/events') {
       this.events(target.query, res);
     } else if (req.method === 'POST' && path === '/api') {
@@ -179,9 +181,11 @@ export class HttpApiServer {
       size += d.length;
       if (size > this.opts.maxBodyBytes) {
         chunks.length = 0;
-        res.writeHead(413, { 'content-type': 'application/json', connection: 'close' }).end(
-          JSON.stringify({ id: null, error: { code: 'line_too_long', message: `request longer than ${this.opts.maxBodyBytes} bytes` } }),
-        );
+        res
+          .writeHead(413, { 'content-type': 'application/json', connection: 'close' })
+          .end(
+            JSON.stringify({ id: null, error: { code: 'line_too_long', message: `request longer than ${this.opts.maxBodyBytes} bytes` } }),
+          );
         return;
       }
       chunks.push(d);

@@ -10,48 +10,43 @@
  * A client is never allowed to slow the pipeline: every send checks the
  * client's queued bytes and drops a client over its limit, with a reason.
  *
- * Over 400 lines: the method table, its parameter schemas and the event
- * fan-out live together; issue 11 moves the schemas into the published API
- * contract (schemas -> types), which takes about half of this file.
+ * What each method takes and returns, and every event's shape, is the
+ * published contract (contracts/api.ts); this file is the dispatch and the
+ * fan-out.
+ *
+ * Over 400 lines: the handlers and the event fan-out share each client's
+ * subscriptions and the per-stream subscriber counts that make an unwatched
+ * stream free; the live line is built by hand (no object per tick).
  */
-import { z } from 'zod';
-import type { RecentEntry } from '../log/recent.js';
+import { issuesText } from '../util/zod-issues.js';
+import { AgentError } from '../util/errors.js';
+import type { z } from 'zod';
+import {
+  API_REVISION,
+  API_VERSION,
+  METHODS,
+  PARAMS,
+  RequestSchema,
+  STREAMS,
+  type ApiErrorCode,
+  type BoardInfoResult,
+  type EventData,
+  type EventName,
+  type History,
+  type Method,
+  type MethodParams,
+  type MethodResult,
+  type PurgeResult,
+  type Stream,
+} from '../contracts/api.js';
+import type { AgentHealth, BoardUpdateStatus, RecentEntry, RideSummary } from '../contracts/health.js';
 import type { LiveRecord } from '../metrics/record.js';
-import type { RideSummary } from '../spool/rides.js';
 
-export const API_VERSION = 1;
-/**
- * Additive changes within API_VERSION 1. Revision 2: the browser transports
- * (HTTP POST and SSE) serve only PUBLIC_METHODS and PUBLIC_STREAMS; the rest
- * answer `forbidden` there (docs: local API, "Who may call what").
- */
-export const API_REVISION = 2;
+export { API_REVISION, API_VERSION, METHODS, STREAMS };
+export type { ApiErrorCode, Method, Stream };
 
-export const STREAMS = ['live', 'summary', 'health', 'rides', 'log', 'capture'] as const;
-export type Stream = (typeof STREAMS)[number];
-
-export type ApiErrorCode =
-  | 'parse_error'
-  | 'bad_request'
-  | 'unknown_method'
-  | 'line_too_long'
-  | 'no_ride'
-  | 'not_found'
-  | 'unavailable'
-  | 'busy'
-  | 'forbidden'
-  /** A firmware image or update refused (signature, board model, downgrade, ...). */
-  | 'refused'
-  | 'internal';
-
-export class ApiError extends Error {
-  constructor(
-    readonly code: ApiErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+/** A refusal the API sends back as `{"error": {"code", "message"}}`. */
+export class ApiError extends AgentError<ApiErrorCode> {}
 
 export interface ApiReply {
   id: string | number | null;
@@ -59,23 +54,23 @@ export interface ApiReply {
   error?: { code: ApiErrorCode; message: string };
 }
 
-/** What the hub needs from the agent. */
+/** What the hub needs from the agent: each method's result type is the contract's (contracts/api.ts). */
 export interface ApiBackend {
   readonly deviceId: string;
   readonly agentVersion: string;
-  health(): { healthy: boolean; problems: string[] };
-  startRide(member: string | null, classId: string | null): { started: RideSummary; ended: RideSummary | null };
+  health(): AgentHealth;
+  startRide(member: string | null, classId: string | null): MethodResult<'ride.start'>;
   endRide(): RideSummary | null;
   currentRide(): RideSummary | null;
   listRides(q: { limit: number; beforeMs?: number; member?: string }): RideSummary[];
   getRide(ride: string): RideSummary | null;
-  purgeMember(member: string): { member: string; rides: number; records: number };
-  history(seconds: number): Record<string, Array<number | null>>;
+  purgeMember(member: string): PurgeResult;
+  history(seconds: number): History;
   recentLog(): RecentEntry[];
   /** The flywheel board's firmware: FW_INFO and the update job (fwp only; ApiError unavailable otherwise). */
-  boardInfo(): Promise<unknown>;
-  boardUpload(offset: number, b64: string): unknown;
-  boardUpdate(sha256: string): unknown;
+  boardInfo(): Promise<BoardInfoResult>;
+  boardUpload(offset: number, b64: string): MethodResult<'board.upload'>;
+  boardUpdate(sha256: string): BoardUpdateStatus;
   /** Tee raw serial bytes to `onChunk` for `seconds`; returns a stop function. */
   startCapture(seconds: number, onChunk: (tMs: number, dir: number, bytes: Buffer) => void, onEnd: (reason: string) => void): () => void;
 }
@@ -100,45 +95,9 @@ export interface HubCounters {
   eventsSent: number;
 }
 
-const RequestSchema = z
-  .object({
-    id: z.union([z.string().max(64), z.number(), z.null()]).optional(),
-    method: z.string().min(1).max(64),
-    params: z.record(z.unknown()).optional(),
-  })
-  .strict();
-
-const text = (max: number) => z.string().min(1).max(max).regex(/^[\x20-\x7e\u00a0-\uffff]+$/, 'printable characters only');
-
-const PARAMS = {
-  hello: z.object({}).strict(),
-  health: z.object({}).strict(),
-  subscribe: z.object({ streams: z.array(z.enum(STREAMS)).min(1) }).strict(),
-  unsubscribe: z.object({ streams: z.array(z.enum(STREAMS)).min(1) }).strict(),
-  'ride.start': z.object({ member: text(128).optional(), classId: text(128).optional() }).strict(),
-  'ride.end': z.object({}).strict(),
-  'ride.current': z.object({}).strict(),
-  'rides.list': z
-    .object({
-      limit: z.number().int().min(1).max(500).default(20),
-      before: z.union([z.number().int().nonnegative(), z.string().datetime({ offset: true })]).optional(),
-      member: text(128).optional(),
-    })
-    .strict(),
-  'rides.get': z.object({ ride: text(64) }).strict(),
-  'member.purge': z.object({ member: text(128) }).strict(),
-  'live.history': z.object({ seconds: z.number().int().min(1).max(120).default(60) }).strict(),
-  'log.recent': z.object({}).strict(),
-  'capture.start': z.object({ seconds: z.number().min(0.1).max(3600) }).strict(),
-  'capture.stop': z.object({}).strict(),
-  'board.info': z.object({}).strict(),
-  // 32 KiB of image per piece: its base64 stays under the default 64 KiB request line.
-  'board.upload': z.object({ offset: z.number().int().min(0), data: z.string().max(44 * 1024) }).strict(),
-  'board.update': z.object({ sha256: z.string().regex(/^[0-9a-f]{64}$/) }).strict(),
-} as const;
-
-export type Method = keyof typeof PARAMS;
-export const METHODS = Object.keys(PARAMS) as Method[];
+/** One method's work: its parameters as the contract parsed them, its result as the contract defines it. */
+type Handler<M extends Method> = (c: ApiConnection, p: MethodParams<M>) => MethodResult<M> | Promise<MethodResult<M>>;
+type Handlers = { [M in Method]: Handler<M> };
 
 /**
  * What a local web page may reach over loopback HTTP. Every local user (and
@@ -146,7 +105,15 @@ export const METHODS = Object.keys(PARAMS) as Method[];
  * socket is 0660 (the agent's user and group): methods that act, or that read
  * a member's rides, are served on the socket only.
  */
-export const PUBLIC_METHODS: ReadonlySet<Method> = new Set<Method>(['hello', 'health', 'subscribe', 'unsubscribe', 'ride.current', 'live.history', 'log.recent']);
+export const PUBLIC_METHODS: ReadonlySet<Method> = new Set<Method>([
+  'hello',
+  'health',
+  'subscribe',
+  'unsubscribe',
+  'ride.current',
+  'live.history',
+  'log.recent',
+]);
 export const PUBLIC_STREAMS: ReadonlySet<Stream> = new Set<Stream>(['live', 'summary', 'health', 'log']);
 
 const isMethod = (m: string): m is Method => Object.hasOwn(PARAMS, m);
@@ -164,7 +131,7 @@ function echoableId(x: unknown): string | number | null {
 /** Internal errors are logged at most this often (one client must not flood the log or flush the recent-errors list). */
 const INTERNAL_LOG_EVERY_MS = 10_000;
 
-const zodMessage = (e: z.ZodError): string => e.issues.map((i) => `${i.path.join('.') || '(params)'}: ${i.message}`).join('; ');
+const zodMessage = (e: z.ZodError): string => issuesText(e, '(params)');
 
 export interface HubOptions {
   clientQueueBytes: number;
@@ -202,9 +169,13 @@ export class ApiHub {
   attach(c: ApiConnection): void {
     this.clients.add(c);
     this.counters.connections++;
-    this.send(c, {
-      event: 'hello',
-      data: { api: API_VERSION, revision: API_REVISION, agent: this.backend.agentVersion, deviceId: this.backend.deviceId, methods: methodsFor(c), streams: streamsFor(c) },
+    this.sendEvent(c, 'hello', {
+      api: API_VERSION,
+      revision: API_REVISION,
+      agent: this.backend.agentVersion,
+      deviceId: this.backend.deviceId,
+      methods: methodsFor(c),
+      streams: streamsFor(c),
     });
   }
 
@@ -282,94 +253,86 @@ export class ApiHub {
   /** Run one request and return its result (HTTP POST uses this directly). */
   call(c: ApiConnection, method: string, rawParams: Record<string, unknown>): unknown {
     // Object.hasOwn, not `in`: "constructor" or "toString" is an unknown method, not an internal error.
-    if (!isMethod(method)) throw new ApiError('unknown_method', `unknown method "${method.slice(0, 64)}"; methods: ${methodsFor(c).join(', ')}`);
-    const m = method;
-    if (isPublicTransport(c) && !PUBLIC_METHODS.has(m)) {
-      throw new ApiError('forbidden', `${m} is served on the Unix socket only (it acts, or reads a member's rides); over HTTP: ${methodsFor(c).join(', ')}`);
+    if (!isMethod(method))
+      throw new ApiError('unknown_method', `unknown method "${method.slice(0, 64)}"; methods: ${methodsFor(c).join(', ')}`);
+    if (isPublicTransport(c) && !PUBLIC_METHODS.has(method)) {
+      throw new ApiError(
+        'forbidden',
+        `${method} is served on the Unix socket only (it acts, or reads a member's rides); over HTTP: ${methodsFor(c).join(', ')}`,
+      );
     }
-    const parsed = PARAMS[m].safeParse(rawParams);
+    const parsed = (PARAMS[method] as z.ZodTypeAny).safeParse(rawParams);
     if (!parsed.success) throw new ApiError('bad_request', `${method}: ${zodMessage(parsed.error)}`);
-    const p = parsed.data as Record<string, unknown>;
-    const b = this.backend;
-    switch (m) {
-      case 'hello':
-        return { api: API_VERSION, agent: b.agentVersion, deviceId: b.deviceId };
-      case 'health':
-        return b.health();
-      case 'subscribe':
-      case 'unsubscribe': {
-        const streams = p.streams as Stream[];
-        // Every stream is checked before any is applied: a refused request changes nothing.
-        if (streams.includes('capture')) throw new ApiError('bad_request', 'use capture.start for the capture stream');
-        const refused = isPublicTransport(c) ? streams.filter((s) => !PUBLIC_STREAMS.has(s)) : [];
-        if (refused.length) throw new ApiError('forbidden', `stream ${refused.join(', ')} is served on the Unix socket only`);
-        for (const s of streams) {
-          const has = c.subscriptions.has(s);
-          if (m === 'subscribe' && !has) {
-            c.subscriptions.add(s);
-            this.subscribers[s]++;
-          } else if (m === 'unsubscribe' && has) {
-            c.subscriptions.delete(s);
-            this.subscribers[s]--;
-          }
-        }
-        return { subscriptions: [...c.subscriptions] };
-      }
-      case 'ride.start': {
-        const r = b.startRide((p.member as string | undefined) ?? null, (p.classId as string | undefined) ?? null);
-        return r;
-      }
-      case 'ride.end': {
-        const s = b.endRide();
-        if (!s) throw new ApiError('no_ride', 'no ride in progress');
-        return s;
-      }
-      case 'ride.current':
-        return b.currentRide();
-      case 'rides.list': {
-        const before = p.before === undefined ? undefined : typeof p.before === 'number' ? p.before : Date.parse(p.before as string);
-        return b.listRides({ limit: p.limit as number, beforeMs: before, member: p.member as string | undefined });
-      }
-      case 'rides.get': {
-        const s = b.getRide(p.ride as string);
-        if (!s) throw new ApiError('not_found', `no ride ${String(p.ride)}`);
-        return s;
-      }
-      case 'member.purge':
-        return b.purgeMember(p.member as string);
-      case 'live.history':
-        return b.history(p.seconds as number);
-      case 'log.recent':
-        return b.recentLog();
-      case 'capture.start': {
-        if (c.transport === 'http') throw new ApiError('bad_request', 'capture needs a streaming connection (Unix socket or SSE)');
-        if (c.capture) throw new ApiError('busy', 'a capture is already running on this connection');
-        c.subscriptions.add('capture');
-        this.subscribers.capture++;
-        const stop = b.startCapture(
-          p.seconds as number,
-          (tMs, dir, bytes) => this.send(c, { event: 'capture', data: { tMs, dir, b64: bytes.toString('base64') } }),
-          (reason) => {
-            if (c.subscriptions.delete('capture')) this.subscribers.capture--;
-            c.capture = undefined;
-            this.send(c, { event: 'capture.end', data: { reason } });
-          },
-        );
-        c.capture = stop;
-        return { seconds: p.seconds };
-      }
-      case 'board.info':
-        return b.boardInfo();
-      case 'board.upload':
-        return b.boardUpload(p.offset as number, p.data as string);
-      case 'board.update':
-        return b.boardUpdate(p.sha256 as string);
-      case 'capture.stop': {
-        if (!c.capture) throw new ApiError('not_found', 'no capture running on this connection');
-        c.capture();
-        return { stopped: true };
+    // The method and its parameters were parsed together by PARAMS[method]: the handler of that method takes them.
+    return (this.handlers[method] as Handler<Method>)(c, parsed.data as MethodParams<Method>);
+  }
+
+  private readonly handlers: Handlers = {
+    hello: () => ({ api: API_VERSION, agent: this.backend.agentVersion, deviceId: this.backend.deviceId }),
+    health: () => this.backend.health(),
+    subscribe: (c, p) => this.subscription(c, 'subscribe', p.streams),
+    unsubscribe: (c, p) => this.subscription(c, 'unsubscribe', p.streams),
+    'ride.start': (_c, p) => this.backend.startRide(p.member ?? null, p.classId ?? null),
+    'ride.end': () => {
+      const s = this.backend.endRide();
+      if (!s) throw new ApiError('no_ride', 'no ride in progress');
+      return s;
+    },
+    'ride.current': () => this.backend.currentRide(),
+    'rides.list': (_c, p) => {
+      const beforeMs = p.before === undefined ? undefined : typeof p.before === 'number' ? p.before : Date.parse(p.before);
+      return this.backend.listRides({ limit: p.limit, beforeMs, member: p.member });
+    },
+    'rides.get': (_c, p) => {
+      const s = this.backend.getRide(p.ride);
+      if (!s) throw new ApiError('not_found', `no ride ${p.ride}`);
+      return s;
+    },
+    'member.purge': (_c, p) => this.backend.purgeMember(p.member),
+    'live.history': (_c, p) => this.backend.history(p.seconds),
+    'log.recent': () => this.backend.recentLog(),
+    'capture.start': (c, p) => {
+      if (c.transport === 'http') throw new ApiError('bad_request', 'capture needs a streaming connection (Unix socket or SSE)');
+      if (c.capture) throw new ApiError('busy', 'a capture is already running on this connection');
+      c.subscriptions.add('capture');
+      this.subscribers.capture++;
+      c.capture = this.backend.startCapture(
+        p.seconds,
+        (tMs, dir, bytes) => this.sendEvent(c, 'capture', { tMs, dir: dir === 1 ? 1 : 0, b64: bytes.toString('base64') }),
+        (reason) => {
+          if (c.subscriptions.delete('capture')) this.subscribers.capture--;
+          c.capture = undefined;
+          this.sendEvent(c, 'capture.end', { reason });
+        },
+      );
+      return { seconds: p.seconds };
+    },
+    'capture.stop': (c) => {
+      if (!c.capture) throw new ApiError('not_found', 'no capture running on this connection');
+      c.capture();
+      return { stopped: true };
+    },
+    'board.info': () => this.backend.boardInfo(),
+    'board.upload': (_c, p) => this.backend.boardUpload(p.offset, p.data),
+    'board.update': (_c, p) => this.backend.boardUpdate(p.sha256),
+  };
+
+  private subscription(c: ApiConnection, m: 'subscribe' | 'unsubscribe', streams: Stream[]): MethodResult<'subscribe'> {
+    // Every stream is checked before any is applied: a refused request changes nothing.
+    if (streams.includes('capture')) throw new ApiError('bad_request', 'use capture.start for the capture stream');
+    const refused = isPublicTransport(c) ? streams.filter((s) => !PUBLIC_STREAMS.has(s)) : [];
+    if (refused.length) throw new ApiError('forbidden', `stream ${refused.join(', ')} is served on the Unix socket only`);
+    for (const s of streams) {
+      const has = c.subscriptions.has(s);
+      if (m === 'subscribe' && !has) {
+        c.subscriptions.add(s);
+        this.subscribers[s]++;
+      } else if (m === 'unsubscribe' && has) {
+        c.subscriptions.delete(s);
+        this.subscribers[s]--;
       }
     }
+    return { subscriptions: [...c.subscriptions] };
   }
 
   /** Per 10 Hz record: live to its subscribers, a 1 Hz summary every tenth. Free when nobody listens. */
@@ -387,7 +350,7 @@ export class ApiHub {
       if (this.subscribers.summary > 0) {
         const n = this.powerSum[1];
         const ride = this.backend.currentRide();
-        const data = {
+        const data: EventData<'summary'> = {
           tUs: r.tUs,
           powerW: n > 0 ? Math.round((this.powerSum[0] / n) * 10) / 10 : null,
           cadenceRpm: fin(r.cadenceRpm, 1),
@@ -399,14 +362,14 @@ export class ApiHub {
           ride: ride ? { ride: ride.ride, durationS: ride.durationS, avgPowerW: ride.avgPowerW, member: ride.member !== null } : null,
         };
         this.powerSum.fill(0);
-        this.broadcast('summary', JSON.stringify({ event: 'summary', data }));
+        this.broadcastEvent('summary', 'summary', data);
       }
     }
   }
 
   /** Once a second from the agent. */
   tickHealth(): void {
-    if (this.subscribers.health > 0) this.broadcast('health', JSON.stringify({ event: 'health', data: this.backend.health() }));
+    if (this.subscribers.health > 0) this.broadcastEvent('health', 'health', this.backend.health());
   }
 
   /**
@@ -415,16 +378,16 @@ export class ApiHub {
    * stopped (no records come while the bootloader runs; the first after it is
    * flagged gap_before).
    */
-  boardEvent(data: { updating: boolean; stage: string; version: string; percent: number }): void {
-    if (this.subscribers.live > 0) this.broadcast('live', JSON.stringify({ event: 'board', data }));
+  boardEvent(data: EventData<'board'>): void {
+    if (this.subscribers.live > 0) this.broadcastEvent('live', 'board', data);
   }
 
   rideEvent(state: 'started' | 'ended', summary: RideSummary): void {
-    if (this.subscribers.rides > 0) this.broadcast('rides', JSON.stringify({ event: 'ride', data: { state, ...summary } }));
+    if (this.subscribers.rides > 0) this.broadcastEvent('rides', 'ride', { state, ...summary });
   }
 
   logEvent(e: RecentEntry): void {
-    if (this.subscribers.log > 0) this.broadcast('log', JSON.stringify({ event: 'log', data: e }));
+    if (this.subscribers.log > 0) this.broadcastEvent('log', 'log', e);
   }
 
   closeAll(reason: string): void {
@@ -438,6 +401,14 @@ export class ApiHub {
     for (const c of this.clients) {
       if (c.subscriptions.has(stream)) this.sendLine(c, line);
     }
+  }
+
+  private broadcastEvent<E extends EventName>(stream: Stream, event: E, data: EventData<E>): void {
+    this.broadcast(stream, JSON.stringify({ event, data }));
+  }
+
+  private sendEvent<E extends EventName>(c: ApiConnection, event: E, data: EventData<E>): void {
+    this.send(c, { event, data });
   }
 
   private send(c: ApiConnection, msg: unknown): void {

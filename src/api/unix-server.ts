@@ -4,6 +4,7 @@
  * socket file from a crash is replaced; a live one (another agent running)
  * is left alone and reported.
  */
+import { AgentError } from '../util/errors.js';
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
@@ -17,13 +18,17 @@ export interface UnixServerOptions {
   idleTimeoutMs: number;
 }
 
-export class SocketInUseError extends Error {
-  override name = 'SocketInUseError';
+export class SocketInUseError extends AgentError<'socket_in_use'> {
+  constructor(message: string) {
+    super('socket_in_use', message);
+  }
 }
 
 /** api.socketPath names something that is not a socket (a regular file, a folder): it is left alone. */
-export class SocketPathError extends Error {
-  override name = 'SocketPathError';
+export class SocketPathError extends AgentError<'socket_path'> {
+  constructor(message: string, options?: ErrorOptions) {
+    super('socket_path', message, options);
+  }
 }
 
 /** Remove a stale socket file; anything else at the path is refused, never deleted. */

@@ -8,14 +8,10 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { loadCalibration } from '../metrics/calibration.js';
-import { MetricsEngine } from '../metrics/engine.js';
 import type { LiveRecord } from '../metrics/record.js';
-import { createSpeedModel } from '../metrics/speed-model.js';
-import { FwpDriver } from '../protocol/fwp/driver.js';
-import { encodeReply, encodeRequest, PelotonCmd, REPLY_DIGITS, REQ_READ } from '../protocol/peloton/codec.js';
-import { PelotonDriver } from '../protocol/peloton/driver.js';
+import { createListeningPipeline } from '../pipeline/engine.js';
 import { SimBoard } from '../sim/board.js';
+import { pelotonWireStream } from '../sim/peloton-board.js';
 import type { RideScript } from '../sim/ride-script.js';
 
 export interface HotPathResult {
@@ -39,6 +35,8 @@ const RIDE: RideScript = {
   ],
 };
 
+const QUIET = { info() {}, warn() {}, error() {} };
+
 /** A full GC, without needing --expose-gc on the command line. */
 function collectGarbage(): void {
   setFlagsFromString('--expose-gc');
@@ -50,7 +48,11 @@ function collectGarbage(): void {
  * time `run` while counting GC events and heap growth. `reset` clears the
  * caller's counters between the two.
  */
-async function measured(warm: () => void, run: () => void, reset: () => void): Promise<{ seconds: number; gcEvents: number; heapBefore: number; heapAfter: number }> {
+async function measured(
+  warm: () => void,
+  run: () => void,
+  reset: () => void,
+): Promise<{ seconds: number; gcEvents: number; heapBefore: number; heapAfter: number }> {
   warm();
   await sleep(50);
   // Start from an empty young generation, so a GC during the run can only
@@ -81,12 +83,11 @@ async function measured(warm: () => void, run: () => void, reset: () => void): P
  *   append, say), called for every record after counting it
  */
 export async function measureHotPath(frames: number, warmupFrames = 200_000, sink?: (r: LiveRecord) => void): Promise<HotPathResult> {
-  const calibration = loadCalibration('sim-bike-v1');
   let records = 0;
-  const engine = new MetricsEngine({
-    calibration,
-    speedModel: createSpeedModel(calibration.spec.speedModel),
-    onRecord: sink
+  const { calibration, listener } = createListeningPipeline(
+    'fwp',
+    'sim-bike-v1',
+    sink
       ? (r) => {
           records++;
           sink(r);
@@ -94,16 +95,17 @@ export async function measureHotPath(frames: number, warmupFrames = 200_000, sin
       : () => {
           records++;
         },
-  });
-  const driver = new FwpDriver(engine, () => true);
+    QUIET,
+  );
   // Start near the 32-bit clock wrap so the measured run crosses it.
   const board = new SimBoard(calibration, RIDE, { clockStartUs: 2 ** 32 - 600e6, seed: 3 });
   const warm = board.generateSamples(warmupFrames);
   const data = board.generateSamples(frames);
 
+  // From the delimiter parser's output on, as the agent runs: one frame at a time.
   const feed = (d: { bytes: Buffer; starts: Uint32Array; ends: Uint32Array }, from: number, to: number): void => {
     const { bytes, starts, ends } = d;
-    for (let i = from; i < to; i++) driver.decode(bytes, starts[i], ends[i]);
+    for (let i = from; i < to; i++) listener.feedFrame(bytes, starts[i], ends[i]);
   };
   // Warm up through many ordinary calls so every function on the path,
   // including this loop, is optimized before measuring (not only on-stack
@@ -125,32 +127,8 @@ export async function measureHotPath(frames: number, warmupFrames = 200_000, sin
     nsPerFrame: Number(((seconds * 1e9) / frames).toFixed(1)),
     gcEvents,
     heapDeltaBytes: heapAfter - heapBefore,
-    decodeErrors: driver.counters.errors.reduce((a, b) => a + b, 0),
+    decodeErrors: listener.errorCount(),
   };
-}
-
-/** Wire bytes of `pairs` poll/reply exchanges of a ride, and where each frame starts and ends. */
-function pelotonStream(pairs: number): { bytes: Buffer; starts: Uint32Array; ends: Uint32Array } {
-  const cmds = [PelotonCmd.POWER, PelotonCmd.RESISTANCE_RAW, PelotonCmd.CADENCE];
-  const parts: Buffer[] = [];
-  const starts = new Uint32Array(pairs * 2);
-  const ends = new Uint32Array(pairs * 2);
-  let at = 0;
-  for (let i = 0; i < pairs; i++) {
-    const cmd = cmds[i % 3];
-    const req = encodeRequest(REQ_READ, cmd);
-    const k = Math.floor(i / 3);
-    const value = cmd === PelotonCmd.POWER ? 1500 + (k % 900) : cmd === PelotonCmd.CADENCE ? 60 + (k % 50) : 300 + (k % 600);
-    const rep = encodeReply(cmd, value, REPLY_DIGITS[cmd]);
-    starts[2 * i] = at;
-    ends[2 * i] = at + req.length;
-    at += req.length;
-    starts[2 * i + 1] = at;
-    ends[2 * i + 1] = at + rep.length;
-    at += rep.length;
-    parts.push(req, rep);
-  }
-  return { bytes: Buffer.concat(parts), starts, ends };
 }
 
 /**
@@ -158,23 +136,26 @@ function pelotonStream(pairs: number): { bytes: Buffer; starts: Uint32Array; end
  * 10 Hz engine, over a recorded-style stream of both directions (the driver
  * in listen mode, as replay runs it; poll mode adds one timer per poll).
  */
-export async function measurePelotonHotPath(frames: number, warmupFrames = 200_000, sink?: (r: LiveRecord) => void): Promise<HotPathResult> {
-  const calibration = loadCalibration('peloton-v1');
+export async function measurePelotonHotPath(
+  frames: number,
+  warmupFrames = 200_000,
+  sink?: (r: LiveRecord) => void,
+): Promise<HotPathResult> {
   let records = 0;
-  const engine = new MetricsEngine({
-    calibration,
-    speedModel: createSpeedModel(calibration.spec.speedModel),
-    onRecord: (r) => {
+  const { listener } = createListeningPipeline(
+    'peloton',
+    'peloton-v1',
+    (r) => {
       records++;
       if (sink) sink(r);
     },
-  });
-  const driver = PelotonDriver.listener(engine, { info() {}, warn() {}, error() {} });
-  const warm = pelotonStream(warmupFrames / 2);
-  const data = pelotonStream(frames / 2);
+    QUIET,
+  );
+  const warm = pelotonWireStream(warmupFrames / 2);
+  const data = pelotonWireStream(frames / 2);
   const feed = (d: { bytes: Buffer; starts: Uint32Array; ends: Uint32Array }, from: number, to: number): void => {
     const { bytes, starts, ends } = d;
-    for (let i = from; i < to; i++) driver.feed(bytes, starts[i], ends[i]);
+    for (let i = from; i < to; i++) listener.feedFrame(bytes, starts[i], ends[i]);
   };
   const chunk = 5000;
   const m = await measured(
@@ -193,6 +174,6 @@ export async function measurePelotonHotPath(frames: number, warmupFrames = 200_0
     nsPerFrame: Number(((seconds * 1e9) / data.starts.length).toFixed(1)),
     gcEvents,
     heapDeltaBytes: heapAfter - heapBefore,
-    decodeErrors: driver.parser.errorTotal + driver.counters.unmatched,
+    decodeErrors: listener.errorCount(),
   };
 }

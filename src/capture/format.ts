@@ -10,6 +10,7 @@
  * the board, no timestamps): what `cat /dev/ttyUSB0 > dump` or a logic
  * analyser export gives.
  */
+import { AgentError } from '../util/errors.js';
 export const CAPTURE_MAGIC = 'BTCAP1\n';
 
 export interface CaptureHeader {
@@ -34,8 +35,10 @@ export interface Capture {
   chunks: CaptureChunk[];
 }
 
-export class CaptureFormatError extends Error {
-  override name = 'CaptureFormatError';
+export class CaptureFormatError extends AgentError<'capture_format'> {
+  constructor(message: string, options?: ErrorOptions) {
+    super('capture_format', message, options);
+  }
 }
 
 export function encodeHeader(h: CaptureHeader): Buffer {

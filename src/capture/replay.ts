@@ -5,20 +5,15 @@
  * and the driver decodes it as a listener: requests give the time, replies
  * are matched to them.
  */
+import type { BoardHello, RideSummary } from '../contracts/health.js';
 import type { Logger } from '../log/logger.js';
-import { loadCalibration } from '../metrics/calibration.js';
-import { MetricsEngine } from '../metrics/engine.js';
 import type { LiveRecord } from '../metrics/record.js';
-import { createSpeedModel } from '../metrics/speed-model.js';
-import { MAX_WIRE_FRAME } from '../protocol/fwp/codec.js';
-import { FwpDriver } from '../protocol/fwp/driver.js';
-import { PelotonCmd, PelotonParser } from '../protocol/peloton/codec.js';
-import { PelotonDriver } from '../protocol/peloton/driver.js';
+import { createListeningPipeline } from '../pipeline/engine.js';
+import type { ProtocolName } from '../protocol/registry.js';
 import { RideTracker } from '../rides/ride-tracker.js';
-import type { RideSummary } from '../spool/rides.js';
 import type { Capture } from './format.js';
 
-export type ReplayProtocol = 'fwp' | 'peloton';
+export type ReplayProtocol = ProtocolName;
 
 export interface ReplayOptions {
   protocol: ReplayProtocol;
@@ -48,7 +43,7 @@ export interface ReplayResult {
   lostFrames: number;
   records: number;
   boardSeconds: number;
-  hello: FwpDriver['hello'];
+  hello: BoardHello | null;
   /** peloton: the values on the wire, per command (power in 0.1 W, cadence rpm, raw resistance). */
   wire: Record<string, SeriesStats> | null;
   /** From the 10 Hz records. */
@@ -77,33 +72,17 @@ class Stats {
   }
 }
 
-/** A plain dump that parses as the polled bus (a few frames, no errors) is one. */
-export function looksLikePeloton(bytes: Uint8Array): boolean {
-  let frames = 0;
-  const p = new PelotonParser({ onRequest: () => frames++, onReply: () => frames++ });
-  p.feed(bytes, 0, Math.min(bytes.length, 512));
-  return frames >= 4 && p.errorTotal === 0 && p.errors[4] <= 8;
-}
-
 export async function replayCapture(capture: Capture, opts: ReplayOptions): Promise<ReplayResult> {
-  const calibration = loadCalibration(opts.calibration);
   let records = 0;
   let firstT = Number.NaN;
   let lastT = Number.NaN;
   const rides: RideSummary[] = [];
   const series = { powerW: new Stats(), cadenceRpm: new Stats(), resistancePct: new Stats(), hrBpm: new Stats() };
-  const tracker = new RideTracker({
-    idleEndMs: 120_000,
-    autoStart: true,
-    store: null,
-    resetTotals: () => engine.resetTotals(),
-    onEnded: (s) => rides.push(s),
-    log: opts.log,
-  });
-  const engine: MetricsEngine = new MetricsEngine({
-    calibration,
-    speedModel: createSpeedModel(calibration.spec.speedModel),
-    onRecord: (r) => {
+  const wire = { power: new Stats(), cadence: new Stats(), resistanceRaw: new Stats() };
+  const { engine, listener } = createListeningPipeline(
+    opts.protocol,
+    opts.calibration,
+    (r) => {
       records++;
       if (firstT !== firstT) firstT = r.tUs;
       lastT = r.tUs;
@@ -114,77 +93,18 @@ export async function replayCapture(capture: Capture, opts: ReplayOptions): Prom
       tracker.onRecord(r);
       opts.onRecord?.(r);
     },
+    opts.log,
+    (what, v) => wire[what].add(v),
+  );
+  const tracker = new RideTracker({
+    idleEndMs: 120_000,
+    autoStart: true,
+    store: null,
+    resetTotals: () => engine.resetTotals(),
+    onEnded: (s) => rides.push(s),
+    log: opts.log,
   });
-
-  let feed: (b: Buffer, dir: number) => void;
-  let finish: () => Pick<ReplayResult, 'frames' | 'samples' | 'decodeErrors' | 'oversized' | 'lostFrames' | 'hello' | 'wire' | 'calibration'>;
-  if (opts.protocol === 'peloton') {
-    const wire = { power: new Stats(), cadence: new Stats(), resistanceRaw: new Stats() };
-    const driver = PelotonDriver.listener(engine, opts.log, (cmd, v) =>
-      (cmd === PelotonCmd.POWER ? wire.power : cmd === PelotonCmd.CADENCE ? wire.cadence : wire.resistanceRaw).add(v),
-    );
-    // Both directions, in order: the requests are half the conversation.
-    feed = (b) => driver.feed(b, 0, b.length);
-    finish = () => {
-      const h = driver.health();
-      return {
-        frames: h.frames,
-        samples: h.samples,
-        decodeErrors: h.errors,
-        oversized: 0,
-        lostFrames: driver.counters.timeouts,
-        hello: null,
-        wire: { power: wire.power.json(), cadence: wire.cadence.json(), resistanceRaw: wire.resistanceRaw.json() },
-        calibration: driver.calibrationSource,
-      };
-    };
-  } else {
-    // Replies to requests are in the capture already; nothing is sent.
-    const driver = new FwpDriver(engine, () => false);
-    const maxFrame = MAX_WIRE_FRAME - 1;
-    const carry = Buffer.alloc(maxFrame);
-    let carried = 0;
-    let discarding = false;
-    let oversized = 0;
-    feed = (b, dir) => {
-      if (dir === 1) return; // the console's requests
-      let start = 0;
-      for (let i = 0; i < b.length; i++) {
-        if (b[i] !== 0) continue;
-        if (discarding) discarding = false;
-        else if (carried > 0) {
-          if (i - start > maxFrame - carried) oversized++;
-          else {
-            b.copy(carry, carried, start, i);
-            driver.decode(carry, 0, carried + (i - start));
-          }
-        } else if (i - start > maxFrame) oversized++;
-        else driver.decode(b, start, i);
-        carried = 0;
-        start = i + 1;
-      }
-      if (discarding || start >= b.length) return;
-      const tail = b.length - start;
-      if (carried + tail > maxFrame) {
-        oversized++;
-        discarding = true;
-        carried = 0;
-        return;
-      }
-      b.copy(carry, carried, start);
-      carried += tail;
-    };
-    finish = () => ({
-      frames: driver.counters.frames,
-      samples: driver.counters.samples,
-      decodeErrors: driver.counters.errorsByName(),
-      oversized,
-      lostFrames: driver.counters.lostFrames,
-      hello: driver.hello,
-      wire: null,
-      calibration: null,
-    });
-  }
+  const feed = (b: Buffer, dir: number): void => listener.feed(b, 0, b.length, dir);
 
   let fromBoard = 0;
   let toBoard = 0;
@@ -219,8 +139,17 @@ export async function replayCapture(capture: Capture, opts: ReplayOptions): Prom
     bytesToBoard: toBoard,
     records,
     boardSeconds: records > 0 ? (lastT - firstT) / 1e6 : 0,
-    series: { powerW: series.powerW.json(), cadenceRpm: series.cadenceRpm.json(), resistancePct: series.resistancePct.json(), hrBpm: series.hrBpm.json() },
+    series: {
+      powerW: series.powerW.json(),
+      cadenceRpm: series.cadenceRpm.json(),
+      resistancePct: series.resistancePct.json(),
+      hrBpm: series.hrBpm.json(),
+    },
     rides,
-    ...finish(),
+    ...listener.summary(),
+    wire:
+      opts.protocol === 'peloton'
+        ? { power: wire.power.json(), cadence: wire.cadence.json(), resistanceRaw: wire.resistanceRaw.json() }
+        : null,
   };
 }

@@ -7,9 +7,9 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import type { AgentHealth } from '../agent/agent.js';
+import type { AgentHealth } from '../contracts/health.js';
 import { loadConfig } from '../config/load.js';
-import { ApiClient, ApiRequestError } from './api-client.js';
+import { ApiClient, ApiRequestError } from '../api/client.js';
 import { ExitCode } from './exit-codes.js';
 import { bytes, json, out, table } from './format.js';
 import { boardUpdateLine } from './status.js';
@@ -26,35 +26,24 @@ interface BoardOptions {
   json?: boolean;
 }
 
-interface BoardInfo {
-  hello: { firmware: string; serial: string; bootMode: string; boardModel: number | null; hwRev: number };
-  bootMode: string;
-  boardModel?: number;
-  updatable?: false;
-  reason?: string;
-  slots?: Array<{ slot: number; state: string; version: string | null; active: boolean }>;
-  transfer?: { state: string; version: string; size: number; next: number } | null;
-  slotSize?: number;
-  maxChunk?: number;
-  window?: number;
-}
-
 export async function boardInfoCommand(opts: BoardOptions): Promise<void> {
   const client = await ApiClient.forConfig(loadConfig(opts.config), opts.socket);
   try {
-    const info = await client.request<BoardInfo>('board.info');
+    const info = await client.request('board.info');
     if (opts.json) {
       json(info);
       return;
     }
     const h = info.hello;
-    out(`Board     model ${h.boardModel ?? '– (fwp 1.0)'} · serial ${h.serial} · hw rev ${h.hwRev} · ${info.bootMode === 'bootloader' ? 'IN ITS BOOTLOADER' : `running ${h.firmware}`}`);
-    if (info.updatable === false) {
+    out(
+      `Board     model ${h.boardModel ?? '– (fwp 1.0)'} · serial ${h.serial} · hw rev ${h.hwRev} · ${info.bootMode === 'bootloader' ? 'IN ITS BOOTLOADER' : `running ${h.firmware}`}`,
+    );
+    if ('updatable' in info) {
       out(`Updates   not possible over the link: ${info.reason}`);
       return;
     }
     out(`Slots     ${bytes(info.slotSize)} each · chunks of ${info.maxChunk} B · window ${info.window}`);
-    out(table((info.slots ?? []).map((s) => ['', `slot ${s.slot}`, s.state, s.version ?? '–', s.active ? 'active (boots by default)' : ''])));
+    out(table(info.slots.map((s) => ['', `slot ${s.slot}`, s.state, s.version ?? '–', s.active ? 'active (boots by default)' : ''])));
     const t = info.transfer;
     out(`Transfer  ${t ? `${t.state} ${t.version} · ${bytes(t.next)} of ${bytes(t.size)}` : 'none'}`);
   } finally {
@@ -67,7 +56,9 @@ export async function boardUpdateCommand(file: string, opts: BoardOptions & { de
   try {
     image = readFileSync(file);
   } catch (err) {
-    process.stderr.write(`bike-telemetry board update: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`);
+    process.stderr.write(
+      `bike-telemetry board update: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`,
+    );
     process.exitCode = ExitCode.NOT_FOUND;
     return;
   }
@@ -110,11 +101,11 @@ async function follow(config: ReturnType<typeof loadConfig>, opts: BoardOptions)
   let lastPct = -10;
   let goneSince = 0;
   for (;;) {
-    let u: UpdateState | null = null;
+    let u: UpdateState | null;
     try {
       const client = await ApiClient.forConfig(config, opts.socket, 1000);
       try {
-        u = (await client.request<AgentHealth>('health')).boardUpdate;
+        u = (await client.request('health')).boardUpdate;
       } finally {
         client.close();
       }
@@ -122,7 +113,7 @@ async function follow(config: ReturnType<typeof loadConfig>, opts: BoardOptions)
     } catch {
       if (goneSince === 0) {
         goneSince = Date.now();
-        if (!opts.json) out('the agent went away; waiting for it to come back (the update carries on from the board\'s state)');
+        if (!opts.json) out("the agent went away; waiting for it to come back (the update carries on from the board's state)");
       } else if (Date.now() - goneSince > AGENT_GONE_MS) {
         process.stderr.write('bike-telemetry board update: the agent has not come back for a minute; see: bike-telemetry status\n');
         return null;
@@ -150,10 +141,18 @@ function bar(pct: number): string {
   return `[${'#'.repeat(n)}${'.'.repeat(20 - n)}]`;
 }
 
-export async function boardImageCommand(raw: string, opts: { model: number; fwVersion: string; key: string; keyId: string; out: string; allowDowngrade?: boolean; notes?: string }): Promise<void> {
+export async function boardImageCommand(
+  raw: string,
+  opts: { model: number; fwVersion: string; key: string; keyId: string; out: string; allowDowngrade?: boolean; notes?: string },
+): Promise<void> {
   const { buildImage } = await import('../firmware/image.js');
   const image = readFileSync(raw);
-  const file = buildImage(image, { boardModel: opts.model, version: opts.fwVersion, allowDowngrade: opts.allowDowngrade === true, notes: opts.notes }, readFileSync(opts.key, 'utf8'), opts.keyId);
+  const file = buildImage(
+    image,
+    { boardModel: opts.model, version: opts.fwVersion, allowDowngrade: opts.allowDowngrade === true, notes: opts.notes },
+    readFileSync(opts.key, 'utf8'),
+    opts.keyId,
+  );
   writeFileSync(opts.out, file);
   out(`${opts.out}: board model ${opts.model}, version ${opts.fwVersion}, ${bytes(image.length)}, signed by ${opts.keyId}`);
 }

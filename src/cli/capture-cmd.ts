@@ -10,8 +10,9 @@ import { loadConfig } from '../config/load.js';
 import { recordToJson } from '../metrics/record.js';
 import { createLogger } from '../log/logger.js';
 import { CaptureFormatError, encodeChunk, encodeHeader, parseCapture } from '../capture/format.js';
-import { looksLikePeloton, replayCapture, type ReplayProtocol } from '../capture/replay.js';
-import { AgentNotRunningError, ApiClient } from './api-client.js';
+import { replayCapture, type ReplayProtocol } from '../capture/replay.js';
+import { detectProtocol } from '../protocol/registry.js';
+import { AgentNotRunningError, ApiClient } from '../api/client.js';
 import { ExitCode } from './exit-codes.js';
 import { duration, json, num, out, table } from './format.js';
 
@@ -41,9 +42,17 @@ export async function captureCommand(opts: CaptureOptions): Promise<void> {
     if (!(err instanceof AgentNotRunningError)) throw err;
   }
   if (!client) stats.source = 'port';
-  file.write(encodeHeader({ protocol: config.serial.protocol, baudRate: config.serial.baudRate, startedAt: new Date().toISOString(), deviceId: config.device.id, source: stats.source }));
+  file.write(
+    encodeHeader({
+      protocol: config.serial.protocol,
+      baudRate: config.serial.baudRate,
+      startedAt: new Date().toISOString(),
+      deviceId: config.device.id,
+      source: stats.source,
+    }),
+  );
   if (client) {
-    const health = await client.request<{ link: { path: string } }>('health');
+    const health = await client.request('health');
     stats.path = health.link.path;
     const c = client;
     await new Promise<void>((resolve, reject) => {
@@ -64,12 +73,22 @@ export async function captureCommand(opts: CaptureOptions): Promise<void> {
   file.end();
   await once(file, 'finish');
   if (opts.json) json({ file: opts.out, seconds: opts.seconds, ...stats });
-  else out(`${opts.out}: ${num(stats.bytesFromBoard)} bytes from the board, ${num(stats.bytesToBoard)} to it, in ${num(stats.chunks)} chunks over ${opts.seconds} s (${stats.source === 'agent' ? 'through the running agent' : `straight from ${stats.path}`})`);
+  else
+    out(
+      `${opts.out}: ${num(stats.bytesFromBoard)} bytes from the board, ${num(stats.bytesToBoard)} to it, in ${num(stats.chunks)} chunks over ${opts.seconds} s (${stats.source === 'agent' ? 'through the running agent' : `straight from ${stats.path}`})`,
+    );
 }
 
-async function captureFromPort(path: string, baudRate: number, seconds: number, write: (tMs: number, dir: number, b: Buffer) => void): Promise<void> {
+async function captureFromPort(
+  path: string,
+  baudRate: number,
+  seconds: number,
+  write: (tMs: number, dir: number, b: Buffer) => void,
+): Promise<void> {
   const port = new SerialPort({ path, baudRate, autoOpen: false });
-  await new Promise<void>((resolve, reject) => port.open((err) => (err ? reject(new Error(`cannot open ${path}: ${err.message}`)) : resolve())));
+  await new Promise<void>((resolve, reject) =>
+    port.open((err) => (err ? reject(new Error(`cannot open ${path}: ${err.message}`)) : resolve())),
+  );
   const t0 = performance.now();
   port.on('data', (b: Buffer) => write(performance.now() - t0, 0, b));
   await new Promise<void>((resolve) => {
@@ -108,16 +127,21 @@ export async function replayCommand(fileName: string, opts: ReplayOptions): Prom
     return;
   }
   // The capture says which protocol; a plain dump is recognised by its frames, else the configuration decides.
-  const protocol = opts.protocol ?? (capture.header?.protocol as ReplayProtocol | undefined) ?? (looksLikePeloton(bytes) ? 'peloton' : config.serial.protocol);
+  const protocol =
+    opts.protocol ?? (capture.header?.protocol as ReplayProtocol | undefined) ?? detectProtocol(bytes) ?? config.serial.protocol;
   if (protocol !== 'fwp' && protocol !== 'peloton') {
-    process.stderr.write(`bike-telemetry replay: ${fileName} was captured with protocol ${String(protocol)}, which replay does not decode\n`);
+    process.stderr.write(
+      `bike-telemetry replay: ${fileName} was captured with protocol ${String(protocol)}, which replay does not decode\n`,
+    );
     process.exitCode = ExitCode.FAILURE;
     return;
   }
   const result = await replayCapture(capture, {
     protocol,
     // The configured calibration belongs to the configured protocol; another protocol's capture gets its own default.
-    calibration: opts.calibration ?? (protocol === config.serial.protocol ? config.metrics.calibration : protocol === 'peloton' ? 'peloton-v1' : 'sim-bike-v1'),
+    calibration:
+      opts.calibration ??
+      (protocol === config.serial.protocol ? config.metrics.calibration : protocol === 'peloton' ? 'peloton-v1' : 'sim-bike-v1'),
     realtime: opts.realtime === true,
     baudRate: capture.header?.baudRate ?? config.serial.baudRate,
     onRecord: opts.records ? (r) => process.stdout.write(`${JSON.stringify(recordToJson(r))}\n`) : undefined,
@@ -132,9 +156,15 @@ export async function replayCommand(fileName: string, opts: ReplayOptions): Prom
       table([
         ['File', `${fileName} (${result.format === 'dump' ? 'plain byte dump' : 'capture'}, ${result.protocol})`],
         ['Bytes', `${num(result.bytesFromBoard)} from the board, ${num(result.bytesToBoard)} to it`],
-        ['Frames', `${num(result.frames)} (${num(result.samples)} samples) · ${errors.length ? errors.map(([k, n]) => `${k} ${n}`).join(', ') : 'no decode errors'} · ${result.oversized} oversized · ${result.lostFrames} lost`],
+        [
+          'Frames',
+          `${num(result.frames)} (${num(result.samples)} samples) · ${errors.length ? errors.map(([k, n]) => `${k} ${n}`).join(', ') : 'no decode errors'} · ${result.oversized} oversized · ${result.lostFrames} lost`,
+        ],
         result.protocol === 'peloton'
-          ? ['Board', `polled bus · resistance table ${result.calibration === 'bike' ? "from the bike's boot in the capture" : 'not in the capture: the default, records flagged'}`]
+          ? [
+              'Board',
+              `polled bus · resistance table ${result.calibration === 'bike' ? "from the bike's boot in the capture" : 'not in the capture: the default, records flagged'}`,
+            ]
           : ['Board', result.hello ? `firmware ${result.hello.firmware} · serial ${result.hello.serial}` : 'no hello in the capture'],
         ...(result.wire
           ? Object.entries(result.wire).map(([k, v]) => [`  ${k}`, `${num(v.count)} replies, ${num(v.min)} to ${num(v.max)} on the wire`])
@@ -143,7 +173,9 @@ export async function replayCommand(fileName: string, opts: ReplayOptions): Prom
       ]),
     );
     for (const r of result.rides) {
-      out(`Ride      ${duration(r.durationS)} · ${num(r.distanceM / 1000, 2)} km · ${num(r.energyKj)} kJ · power avg ${num(r.avgPowerW)} max ${num(r.maxPowerW)} W · cadence avg ${num(r.avgCadenceRpm)} rpm · HR avg ${num(r.avgHrBpm)} bpm`);
+      out(
+        `Ride      ${duration(r.durationS)} · ${num(r.distanceM / 1000, 2)} km · ${num(r.energyKj)} kJ · power avg ${num(r.avgPowerW)} max ${num(r.maxPowerW)} W · cadence avg ${num(r.avgCadenceRpm)} rpm · HR avg ${num(r.avgHrBpm)} bpm`,
+      );
     }
   }
   process.exitCode = result.frames > 0 ? ExitCode.OK : ExitCode.FAILURE;

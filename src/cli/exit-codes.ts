@@ -1,4 +1,4 @@
-/** Exit codes of `bike-telemetry`; documented in the README. */
+/** Exit codes of `bike-telemetry`; documented in docs/cli.md. */
 export const ExitCode = {
   OK: 0,
   /** A runtime failure (could not start, crashed, a file could not be written). */

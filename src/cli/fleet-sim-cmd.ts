@@ -24,7 +24,7 @@ export interface FleetSimOptions {
 export async function fleetSimCommand(o: FleetSimOptions): Promise<void> {
   if (o.worker) {
     const cfg = JSON.parse(o.worker) as WorkerConfig;
-    const w = await runWorker(cfg, (t) => process.send?.(t));
+    const w = runWorker(cfg, (t) => process.send?.(t));
     process.on('message', (m) => {
       if (m === 'stop-riding') w.stopRiding();
       else if (m === 'exit') void w.stop().then(() => process.exit(0));
@@ -52,5 +52,6 @@ export async function fleetSimCommand(o: FleetSimOptions): Promise<void> {
     bin,
   );
   process.stdout.write(`${JSON.stringify({ result })}\n`);
-  process.exitCode = result.acknowledged === result.received && result.invalid === 0 && result.duplicatesAreWholePackets ? ExitCode.OK : ExitCode.FAILURE;
+  process.exitCode =
+    result.acknowledged === result.received && result.invalid === 0 && result.duplicatesAreWholePackets ? ExitCode.OK : ExitCode.FAILURE;
 }

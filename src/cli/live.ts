@@ -3,9 +3,9 @@
  * sparklines of the last minute. Plain ANSI (works over SSH, in tmux, on the
  * tablet's console); q or Ctrl-C quits and restores the terminal.
  */
-import type { AgentHealth } from '../agent/agent.js';
+import type { AgentHealth } from '../contracts/health.js';
 import { loadConfig } from '../config/load.js';
-import { AgentNotRunningError, ApiClient } from './api-client.js';
+import { AgentNotRunningError, ApiClient } from '../api/client.js';
 import { ExitCode } from './exit-codes.js';
 import { duration, num } from './format.js';
 
@@ -49,7 +49,7 @@ export function sparkline(values: readonly (number | null)[], width: number): st
         n++;
       }
     }
-    s += n === 0 ? ' ' : BLOCKS[Math.min(7, Math.floor(((sum / n) / max) * 7.999))];
+    s += n === 0 ? ' ' : BLOCKS[Math.min(7, Math.floor((sum / n / max) * 7.999))];
   }
   return s;
 }
@@ -74,13 +74,13 @@ export async function liveCommand(opts: LiveOptions): Promise<void> {
     a.push(v);
     if (a.length > MINUTE) a.shift();
   };
-  const hist = await client.request<Record<string, Array<number | null>>>('live.history', { seconds: 60 });
+  const hist = await client.request('live.history', { seconds: 60 });
   hist.powerW.forEach((v, i) => {
     push(power, v);
     push(cadence, hist.cadenceRpm[i]);
     push(hr, hist.hrBpm[i]);
   });
-  let health = await client.request<AgentHealth>('health');
+  let health = await client.request('health');
   let last: LiveData | null = null;
   const stdout = process.stdout;
   const tty = stdout.isTTY === true;

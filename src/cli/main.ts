@@ -6,10 +6,18 @@
  */
 import { fstatSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { AgentError } from '../util/errors.js';
 import { ConfigError } from '../config/errors.js';
 import { AGENT_VERSION } from '../version.js';
 import { ExitCode } from './exit-codes.js';
-import { AgentNotRunningError, ApiRequestError } from './api-client.js';
+import { AgentNotRunningError, ApiRequestError } from '../api/client.js';
+
+/** A developer tool's command run from a device bundle, which leaves such tools out (exit 6, not found). */
+class DevToolMissingError extends AgentError<'dev_tool_missing'> {
+  constructor(message: string) {
+    super('dev_tool_missing', message);
+  }
+}
 
 /** A command's action, imported when it runs. */
 function lazy<M, K extends keyof M>(load: () => Promise<M>, name: K): (...args: unknown[]) => Promise<void> {
@@ -28,7 +36,15 @@ const rideListCommand = lazy(() => import('./ride-cmd.js'), 'rideListCommand');
 const rideChartCommand = lazy(() => import('./ride-cmd.js'), 'rideChartCommand');
 const captureCommand = lazy(() => import('./capture-cmd.js'), 'captureCommand');
 const replayCommand = lazy(() => import('./capture-cmd.js'), 'replayCommand');
-const fleetSimCommand = lazy(() => import('./fleet-sim-cmd.js'), 'fleetSimCommand');
+const fleetSimCommand = lazy(async () => {
+  try {
+    return await import('./fleet-sim-cmd.js');
+  } catch (err) {
+    // A device bundle leaves the developer tools out (package.json devOnlyModules).
+    if ((err as { code?: string }).code !== 'ERR_MODULE_NOT_FOUND') throw err;
+    throw new DevToolMissingError('fleet-sim is a developer tool and is not in a device bundle: run it from a checkout');
+  }
+}, 'fleetSimCommand');
 const updaterCommand = lazy(() => import('./updater-cmd.js'), 'updaterCommand');
 const selftestCommand = lazy(() => import('./selftest.js'), 'selftestCommand');
 const simulateCommand = lazy(() => import('./simulate.js'), 'simulateCommand');
@@ -58,7 +74,11 @@ program
   .option('-c, --config <file>', 'JSON configuration file (embedded defaults when absent)')
   .option('--simulate', 'start the built-in flywheel-board simulator on a pty and connect to it')
   .addOption(new Option('--records <mode>', 'log every 10 Hz record, one per second, or none').choices(['all', '1hz', 'none']))
-  .option('--http-port <port>', 'serve the diagnostics page and browser API on this loopback port (0: off)', num('--http-port', 0, 65535, true))
+  .option(
+    '--http-port <port>',
+    'serve the diagnostics page and browser API on this loopback port (0: off)',
+    num('--http-port', 0, 65535, true),
+  )
   .addOption(new Option('--protocol <name>', 'wire protocol (overrides serial.protocol)').choices(['fwp', 'peloton']))
   .action(runCommand);
 
@@ -138,7 +158,12 @@ program
   .argument('<file>', 'capture file (from `capture`) or raw byte dump')
   .option('--realtime', 'at the pace it was recorded (a dump: at line speed)')
   .option('--records', 'print every 10 Hz record as a JSON line')
-  .addOption(new Option('--protocol <name>', "the capture's protocol (default: from the capture, or recognised in a dump)").choices(['fwp', 'peloton']))
+  .addOption(
+    new Option('--protocol <name>', "the capture's protocol (default: from the capture, or recognised in a dump)").choices([
+      'fwp',
+      'peloton',
+    ]),
+  )
   .option('--calibration <name|file>', 'bike model calibration (default: from the configuration)')
   .option('-c, --config <file>', CONFIG_HELP)
   .option('--json', 'machine-readable summary')
@@ -146,11 +171,17 @@ program
 
 program
   .command('fleet-sim')
-  .description('N simulated bikes (real spool and uploader each) against a private Mosquitto: steady, outage or cold-start; per-second JSON lines and a result')
+  .description(
+    'N simulated bikes (real spool and uploader each) against a private Mosquitto: steady, outage or cold-start; per-second JSON lines and a result',
+  )
   .option('--bikes <n>', 'how many bikes', num('--bikes', 1, 100000, true), 100)
   .option('--workers <n>', 'worker processes (default: one per core)', num('--workers', 1, 64, true))
   .option('--seconds <s>', 'riding time', num('--seconds', 1, 86400, true), 30)
-  .addOption(new Option('--scenario <name>', 'steady, outage (broker down, then up) or cold-start (every bike at once)').choices(['steady', 'outage', 'cold-start']).default('steady'))
+  .addOption(
+    new Option('--scenario <name>', 'steady, outage (broker down, then up) or cold-start (every bike at once)')
+      .choices(['steady', 'outage', 'cold-start'])
+      .default('steady'),
+  )
   .option('--outage-s <s>', 'outage length', num('--outage-s', 1, 86400, true), 60)
   .option('--outage-at <s>', 'outage start', num('--outage-at', 1, 86400, true), 10)
   .option('--limit-at <s>', 'set a fleet upload limit at this second', num('--limit-at', 1, 86400, true))
@@ -194,13 +225,17 @@ program
   .option('--unplug-every <s>', 'pull the cable every S seconds', num('--unplug-every', 0.1, 1e9))
   .option('--unplug-for <s>', 'and plug it back in after S seconds', num('--unplug-for', 0.1, 1e9), 2)
   .option('--clock-start <us>', 'board clock at boot (test the 32-bit wrap)', num('--clock-start', 0, 2 ** 32 - 1, true), 0)
-  .addOption(new Option('--protocol <name>', 'fwp (our flywheel board) or peloton (the original bike, answering polls)').choices(['fwp', 'peloton']).default('fwp'))
+  .addOption(
+    new Option('--protocol <name>', 'fwp (our flywheel board) or peloton (the original bike, answering polls)')
+      .choices(['fwp', 'peloton'])
+      .default('fwp'),
+  )
   .option('--refuse-calibration', 'peloton: do not answer calibration-table requests')
   // For `run --simulate`, which starts the simulator as its child: exit when stdin closes (the agent is gone).
   .addOption(new Option('--with-parent', 'exit when stdin closes').hideHelp())
   .option('--flash <file>', 'fwp: a board with a bootloader and two image slots in this file (takes firmware updates)')
   .option('--board-model <id>', 'fwp: the board model id it says in HELLO', num('--board-model', 1, 65535, true), 1)
-  .option('--paced', 'deliver the console\'s bytes at the line rate (baud / 10 per second), as a real UART')
+  .option('--paced', "deliver the console's bytes at the line rate (baud / 10 per second), as a real UART")
   .option('--chunk-noise <fraction>', 'corrupt this fraction of firmware chunks on their way to the board', num('--chunk-noise', 0, 1), 0)
   .action(simulateCommand);
 
@@ -243,7 +278,10 @@ try {
   } else if (err instanceof ApiRequestError) {
     printError(`the agent refused: ${err.code}: ${err.message}`);
     process.exitCode = ExitCode.FAILURE;
-  } else if (err instanceof ConfigError || (err instanceof Error && /^(calibration|ride script) /.test(err.message))) {
+  } else if (err instanceof DevToolMissingError) {
+    printError(err.message);
+    process.exitCode = ExitCode.NOT_FOUND;
+  } else if (err instanceof ConfigError) {
     printError(`configuration error: ${err.message}`);
     process.exitCode = ExitCode.CONFIG;
   } else {

@@ -2,7 +2,7 @@
 import { existsSync, realpathSync } from 'node:fs';
 import { SerialPort } from 'serialport';
 import { loadConfig } from '../config/load.js';
-import { AgentNotRunningError, ApiClient } from './api-client.js';
+import { AgentNotRunningError, ApiClient } from '../api/client.js';
 import { ExitCode } from './exit-codes.js';
 import { json, out, table } from './format.js';
 
@@ -26,7 +26,7 @@ async function agentPath(config: ReturnType<typeof loadConfig>, socket?: string)
   try {
     const c = await ApiClient.forConfig(config, socket, 1000);
     try {
-      return (await c.request<{ link: { path: string } }>('health')).link.path;
+      return (await c.request('health')).link.path;
     } finally {
       c.close();
     }
@@ -64,7 +64,13 @@ export async function portsCommand(opts: PortsOptions): Promise<void> {
     serialNumber: p.serialNumber ?? null,
     configured: p.path === configuredPath || p.path === real,
   }));
-  const configured = { path: configuredPath, exists, resolvesTo: real, listed: ports.some((p) => p.configured), agentRunning: inUse !== null };
+  const configured = {
+    path: configuredPath,
+    exists,
+    resolvesTo: real,
+    listed: ports.some((p) => p.configured),
+    agentRunning: inUse !== null,
+  };
   if (opts.json) json({ configured, ports, ...(listError ? { listError } : {}) });
   else {
     if (listError) out(listError);
@@ -84,10 +90,14 @@ export async function portsCommand(opts: PortsOptions): Promise<void> {
       );
     }
     out('');
-    if (inUse) out(`The running agent has ${inUse} open${inUse !== config.serial.path ? ` (the configuration names ${config.serial.path})` : ''}.`);
+    if (inUse)
+      out(`The running agent has ${inUse} open${inUse !== config.serial.path ? ` (the configuration names ${config.serial.path})` : ''}.`);
     const what = inUse ? 'Serial device' : 'Configured serial.path';
     if (!exists) out(`${what} ${configuredPath} does not exist: is the board plugged in, and does the udev rule name it?`);
-    else if (!configured.listed) out(`${what} ${configuredPath}${real !== configuredPath ? ` -> ${real}` : ''} exists (not a listed USB/UART port: a pty or another device).`);
+    else if (!configured.listed)
+      out(
+        `${what} ${configuredPath}${real !== configuredPath ? ` -> ${real}` : ''} exists (not a listed USB/UART port: a pty or another device).`,
+      );
     else out(`${what} ${configuredPath}${real !== configuredPath ? ` -> ${real}` : ''} is present.`);
   }
   process.exitCode = exists ? ExitCode.OK : ExitCode.NOT_FOUND;

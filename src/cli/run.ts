@@ -32,7 +32,7 @@ export async function runCommand(opts: RunOptions): Promise<void> {
   try {
     notifier = SystemdNotifier.fromEnv();
   } catch (err) {
-    log.error({ err: (err as Error).message }, 'cannot notify systemd');
+    log.error({ err }, 'cannot notify systemd');
   }
 
   // Signal handlers first: a SIGTERM while starting up must also stop cleanly.

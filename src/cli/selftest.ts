@@ -5,18 +5,16 @@
  */
 import { accessSync, constants, mkdirSync, readFileSync, statfsSync } from 'node:fs';
 import mqtt from 'mqtt';
-import type { AgentHealth } from '../agent/agent.js';
+import type { AgentHealth } from '../contracts/health.js';
 import { ConfigError, loadConfig, resolveConfigFile } from '../config/load.js';
 import type { AgentConfig } from '../config/schema.js';
-import { SerialLink } from '../link/serial-link.js';
+import type { LinkState } from '../link/serial-link.js';
 import { loadCalibration } from '../metrics/calibration.js';
-import { MetricsEngine } from '../metrics/engine.js';
-import { createSpeedModel } from '../metrics/speed-model.js';
 import { createLogger } from '../log/logger.js';
-import { createProtocol } from '../protocol/select.js';
+import { createBoardPipeline } from '../pipeline/board.js';
 import { SpoolMissingError, SpoolReader } from '../spool/reader.js';
 import { brokerLogin } from '../upload/login.js';
-import { AgentNotRunningError, ApiClient } from './api-client.js';
+import { AgentNotRunningError, ApiClient } from '../api/client.js';
 import { ExitCode } from './exit-codes.js';
 import { bytes, json, out, table } from './format.js';
 
@@ -78,9 +76,16 @@ export async function selftestCommand(opts: SelftestOptions): Promise<void> {
   } catch (err) {
     if (!(err instanceof AgentNotRunningError)) throw err;
   }
-  const health = agent ? await agent.request<AgentHealth>('health').catch(() => null) : null;
+  const health = agent ? await agent.request('health').catch(() => null) : null;
   agent?.close();
-  checks.push({ name: 'agent', result: 'pass', detail: health ? `running, ${health.healthy ? 'healthy' : `unhealthy: ${health.problems.join('; ')}`}` : 'not running (checks below use the devices directly)', ms: 0 });
+  checks.push({
+    name: 'agent',
+    result: 'pass',
+    detail: health
+      ? `running, ${health.healthy ? 'healthy' : `unhealthy: ${health.problems.join('; ')}`}`
+      : 'not running (checks below use the devices directly)',
+    ms: 0,
+  });
 
   checks.push(await timed('spool', () => checkSpool(cfg)));
   checks.push(await timed('serial', () => (health ? serialFromAgent(health) : serialDirect(cfg, opts.timeout))));
@@ -94,7 +99,14 @@ function finish(checks: Check[], opts: SelftestOptions): void {
   else {
     out(table([['CHECK', 'RESULT', 'TIME', 'DETAIL'], ...checks.map((c) => [c.name, c.result.toUpperCase(), `${c.ms} ms`, c.detail])]));
     out('');
-    out(ok ? 'selftest passed' : `selftest FAILED: ${checks.filter((c) => c.result === 'fail').map((c) => c.name).join(', ')}`);
+    out(
+      ok
+        ? 'selftest passed'
+        : `selftest FAILED: ${checks
+            .filter((c) => c.result === 'fail')
+            .map((c) => c.name)
+            .join(', ')}`,
+    );
   }
   process.exitCode = ok ? ExitCode.OK : ExitCode.UNHEALTHY;
 }
@@ -118,7 +130,7 @@ function checkSpool(cfg: AgentConfig): [Result, string] {
       r.close();
     }
   } catch (err) {
-    if (!(err instanceof SpoolMissingError) || !/no spool/.test(err.message)) throw err;
+    if (!(err instanceof SpoolMissingError) || err.code !== 'spool_missing') throw err;
   }
   const need = Math.max(MIN_FREE_BYTES, Math.min(cfg.spool.maxBytes - used, 64 * 1024 * 1024));
   if (free < need) return ['fail', `${integrity}; only ${bytes(free)} free in ${cfg.dataDir}, want ${bytes(need)}`];
@@ -126,34 +138,32 @@ function checkSpool(cfg: AgentConfig): [Result, string] {
 }
 
 function serialFromAgent(h: AgentHealth): [Result, string] {
-  if (h.link.state !== 'open') return ['fail', `agent's link is ${h.link.state}: ${h.link.lastError ?? 'no error recorded'} (${h.link.path})`];
+  if (h.link.state !== 'open')
+    return ['fail', `agent's link is ${h.link.state}: ${h.link.lastError ?? 'no error recorded'} (${h.link.path})`];
   if (!h.board.hello) return ['fail', `${h.link.path} open but the board has not said hello`];
-  return ['pass', `${h.link.path}: firmware ${h.board.hello.firmware}, serial ${h.board.hello.serial}, ${h.protocol.frames} frames (through the agent)`];
+  return [
+    'pass',
+    `${h.link.path}: firmware ${h.board.hello.firmware}, serial ${h.board.hello.serial}, ${h.protocol.frames} frames (through the agent)`,
+  ];
 }
 
 async function serialDirect(cfg: AgentConfig, timeoutS: number): Promise<[Result, string]> {
-  const calibration = loadCalibration(cfg.metrics.calibration);
-  const engine = new MetricsEngine({ calibration, speedModel: createSpeedModel(calibration.spec.speedModel), onRecord: () => {} });
-  const quiet = createLogger('silent');
-  // The driver writes through the link made just after it (a late-bound send, as in the agent).
-  let link: SerialLink | null = null;
-  const p = createProtocol(cfg, engine, calibration, (b) => link?.write(b as Buffer) ?? false, quiet, () => link?.readNow());
-  link = new SerialLink({
-    path: cfg.serial.path,
-    baudRate: cfg.serial.baudRate,
-    framing: p.framing,
+  // The agent's own pipeline, without the agent: one open attempt, no pacing, silence judged by the check's timeout.
+  const { protocol: p, link: l } = createBoardPipeline(cfg, createLogger('silent'), () => {}, {
     reopenBaseMs: 60_000,
     reopenCapMs: 60_000,
     silenceTimeoutMs: timeoutS * 1000,
     readCoalesceMs: 0,
   });
-  const l = link;
   try {
     return await new Promise<[Result, string]>((resolve) => {
-      const deadline = setTimeout(() => resolve(['fail', `${cfg.serial.path}: opens, but no answer from the board within ${timeoutS} s (${cfg.serial.protocol})`]), timeoutS * 1000);
+      const deadline = setTimeout(
+        () => resolve(['fail', `${cfg.serial.path}: opens, but no answer from the board within ${timeoutS} s (${cfg.serial.protocol})`]),
+        timeoutS * 1000,
+      );
       const check = setInterval(() => {
         const h = p.health();
-        const board = p.board() as { hello?: { firmware: string; serial: string } | null; calibration?: { source: string } };
+        const board = p.board();
         if (board.hello) {
           clearTimeout(deadline);
           clearInterval(check);
@@ -161,10 +171,13 @@ async function serialDirect(cfg: AgentConfig, timeoutS: number): Promise<[Result
         } else if (p.name === 'peloton' && h.samples >= 3) {
           clearTimeout(deadline);
           clearInterval(check);
-          resolve(['pass', `${cfg.serial.path}: the bike answers polls (${h.samples} values), calibration table: ${board.calibration?.source ?? '?'}`]);
+          resolve([
+            'pass',
+            `${cfg.serial.path}: the bike answers polls (${h.samples} values), calibration table: ${'calibration' in board ? board.calibration.source : '?'}`,
+          ]);
         }
       }, 50);
-      l.on('state', (state, detail) => {
+      l.on('state', (state: LinkState, detail: { reason?: string }) => {
         if (state === 'waiting') {
           clearTimeout(deadline);
           clearInterval(check);
@@ -186,7 +199,7 @@ async function checkBroker(cfg: AgentConfig, timeoutS: number): Promise<[Result,
   // Its own client id: the agent's persistent session must not be taken over.
   const client = mqtt.connect(m.url, {
     clientId: `${cfg.device.id}-selftest`,
-      ...brokerLogin(cfg),
+    ...brokerLogin(cfg),
     protocolVersion: 5,
     clean: true,
     reconnectPeriod: 0,
@@ -206,7 +219,11 @@ async function checkBroker(cfg: AgentConfig, timeoutS: number): Promise<[Result,
       client.once('connect', () => {
         client.publish(topic, JSON.stringify({ selftest: true, at: new Date().toISOString() }), { qos: 1 }, (err) => {
           clearTimeout(timer);
-          resolve(err ? ['fail', `${m.url}: publish to ${topic} refused: ${err.message}`] : ['pass', `${m.url}: connected, published to ${topic}, acknowledged`]);
+          resolve(
+            err
+              ? ['fail', `${m.url}: publish to ${topic} refused: ${err.message}`]
+              : ['pass', `${m.url}: connected, published to ${topic}, acknowledged`],
+          );
         });
       });
     });

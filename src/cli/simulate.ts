@@ -53,14 +53,18 @@ export async function simulateCommand(o: SimulateOptions): Promise<void> {
             boardModel: o.boardModel,
             chunkNoiseRate: o.chunkNoise,
             seed: o.seed,
-            app: { sampleRateHz: o.rate, clockStartUs: o.clockStart, faults: { noiseBytesPerS: o.noise, badCrcRate: o.badCrc, dropRate: o.drop } },
+            app: {
+              sampleRateHz: o.rate,
+              clockStartUs: o.clockStart,
+              faults: { noiseBytesPerS: o.noise, badCrcRate: o.badCrc, dropRate: o.drop },
+            },
           })
         : new SimBoard(calibration, script, {
-          sampleRateHz: o.rate,
-          seed: o.seed,
-          clockStartUs: o.clockStart,
-          faults: { noiseBytesPerS: o.noise, badCrcRate: o.badCrc, dropRate: o.drop },
-        });
+            sampleRateHz: o.rate,
+            seed: o.seed,
+            clockStartUs: o.clockStart,
+            faults: { noiseBytesPerS: o.noise, badCrcRate: o.badCrc, dropRate: o.drop },
+          });
   const runner = new SimRunner<SimulatedBoard>({
     board,
     durationS: o.duration,

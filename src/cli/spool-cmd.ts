@@ -2,6 +2,7 @@
  * `bike-telemetry spool` and `spool export`: read the spool file directly
  * (read-only), so they work whether or not the agent is running.
  */
+import { AgentError } from '../util/errors.js';
 import { createWriteStream, statfsSync, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { loadConfig } from '../config/load.js';
@@ -54,7 +55,8 @@ export function spoolCommand(opts: SpoolOptions): void {
         ['Gaps', s.gaps.length === 0 ? 'none' : `${s.gaps.length} (${num(s.gaps.reduce((a, g) => a + g.count, 0))} records lost)`],
       ]),
     );
-    for (const g of s.gaps) out(`  seq ${g.firstSeq}–${g.lastSeq}: ${num(g.count)} records ${g.reason} at ${new Date(g.atMs).toISOString()}`);
+    for (const g of s.gaps)
+      out(`  seq ${g.firstSeq}–${g.lastSeq}: ${num(g.count)} records ${g.reason} at ${new Date(g.atMs).toISOString()}`);
   } finally {
     reader.close();
   }
@@ -78,9 +80,18 @@ export function parseBound(v: string | undefined, name: string): { seq?: number;
   return { ms };
 }
 
-export class BoundError extends Error {}
+export class BoundError extends AgentError<'bad_range'> {
+  constructor(message: string) {
+    super('bad_range', message);
+  }
+}
 
-const csvCell = (v: unknown): string => (v === null || v === undefined ? '' : typeof v === 'string' && /[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : String(v));
+const csvCell = (v: unknown): string => {
+  if (v === null || v === undefined) return '';
+  const s =
+    typeof v === 'string' ? v : typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint' ? String(v) : JSON.stringify(v);
+  return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+};
 
 function drawProgress(n: number, total: number): void {
   const frac = total ? Math.min(1, n / total) : 1;

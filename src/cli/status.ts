@@ -3,14 +3,14 @@
  * scripts. Exit 0 healthy, 4 unhealthy, 5 agent not running (the spool file
  * is still summarised then).
  */
-import type { AgentHealth } from '../agent/agent.js';
+import type { AgentHealth } from '../contracts/health.js';
 import { loadConfig } from '../config/load.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AgentConfig } from '../config/schema.js';
 import { readOtaStateFile, type OtaState } from '../ota/state.js';
 import type { SpoolReader } from '../spool/reader.js';
-import { AgentNotRunningError, ApiClient } from './api-client.js';
+import { AgentNotRunningError, ApiClient } from '../api/client.js';
 import { ExitCode } from './exit-codes.js';
 import { ago, bytes, duration, json, num, out, table } from './format.js';
 
@@ -41,14 +41,17 @@ export async function statusCommand(opts: StatusOptions): Promise<void> {
     else {
       out(`AGENT NOT RUNNING: ${err.message}`);
       if ('error' in spool) out(`Spool     ${spool.error}`);
-      else out(`Spool     ${bytes(spool.bytes)} · ${num(spool.records)} records waiting (oldest ${spool.oldestTime ?? '–'}) · ${spool.gaps.length} gaps · ${spool.rides} rides`);
+      else
+        out(
+          `Spool     ${bytes(spool.bytes)} · ${num(spool.records)} records waiting (oldest ${spool.oldestTime ?? '–'}) · ${spool.gaps.length} gaps · ${spool.rides} rides`,
+        );
       out('Start it with: systemctl start bike-telemetry (or bike-telemetry run)');
     }
     process.exitCode = ExitCode.NOT_RUNNING;
     return;
   }
   try {
-    const h = await client.request<AgentHealth>('health');
+    const h = await client.request('health');
     if (opts.json) json({ running: true, ...h, update: readOtaState(config.ota.root) });
     else printStatus(h, config);
     process.exitCode = h.healthy ? ExitCode.OK : ExitCode.UNHEALTHY;
@@ -84,37 +87,74 @@ function printStatus(h: AgentHealth, config?: AgentConfig): void {
   const c = l.counters;
   const errors = Object.values(h.protocol.errors).reduce((a, b) => a + b, 0);
   const rows: string[][] = [];
-  rows.push(['Link', `${l.state} ${l.path} since ${ago(l.since)} · ${num(c.framesIn)} frames · ${num(errors)} decode errors · ${num(h.protocol.lostFrames)} lost · opened ${c.opens}×`]);
+  rows.push([
+    'Link',
+    `${l.state} ${l.path} since ${ago(l.since)} · ${num(c.framesIn)} frames · ${num(errors)} decode errors · ${num(h.protocol.lostFrames)} lost · opened ${c.opens}×`,
+  ]);
   if (l.lastError) rows.push(['', `last link error: ${l.lastError}`]);
   const hello = h.board.hello;
-  const cal = h.board.calibration;
-  if (cal) rows.push(['Board', `polled bus (peloton) · resistance table ${cal.source === 'bike' ? "read from the bike" : `DEFAULT (records flagged)${cal.error ? `: ${cal.error}` : ''}`} · ${num(h.protocol.requestTimeouts)} polls unanswered`]);
-  else if (hello?.bootMode === 'bootloader') rows.push(['Board', `IN ITS BOOTLOADER (firmware update): no live figures · bootloader ${hello.firmware} · serial ${hello.serial}`]);
-  else rows.push(['Board', hello ? `firmware ${hello.firmware} · serial ${hello.serial} · hw rev ${hello.hwRev}${hello.boardModel !== null ? ` · model ${hello.boardModel}` : ''} · ${hello.sampleRateHz} Hz` : 'no hello received']);
+  const cal = 'calibration' in h.board ? h.board.calibration : null;
+  if (cal)
+    rows.push([
+      'Board',
+      `polled bus (peloton) · resistance table ${cal.source === 'bike' ? 'read from the bike' : `DEFAULT (records flagged)${cal.error ? `: ${cal.error}` : ''}`} · ${num(h.protocol.requestTimeouts)} polls unanswered`,
+    ]);
+  else if (hello?.bootMode === 'bootloader')
+    rows.push(['Board', `IN ITS BOOTLOADER (firmware update): no live figures · bootloader ${hello.firmware} · serial ${hello.serial}`]);
+  else
+    rows.push([
+      'Board',
+      hello
+        ? `firmware ${hello.firmware} · serial ${hello.serial} · hw rev ${hello.hwRev}${hello.boardModel !== null ? ` · model ${hello.boardModel}` : ''} · ${hello.sampleRateHz} Hz`
+        : 'no hello received',
+    ]);
   const bu = h.boardUpdate;
   if (bu) rows.push(['', `firmware update to ${bu.version}: ${boardUpdateLine(bu)}`]);
   if (h.board.status) {
     const s = h.board.status;
-    rows.push(['', `up ${duration(s.uptimeS)} · ${num(s.temperatureC, 1)} °C · ${num(s.supplyV, 2)} V · faults 0x${s.faults.toString(16)}`]);
+    rows.push([
+      '',
+      `up ${duration(s.uptimeS)} · ${num(s.temperatureC, 1)} °C · ${num(s.supplyV, 2)} V · faults 0x${s.faults.toString(16)}`,
+    ]);
   }
   const sp = h.spool;
   if (sp.state === 'open') {
-    rows.push(['Spool', `${bytes(sp.bytes)} of ${bytes(sp.maxBytes)} · backlog ${num(sp.records)} records${sp.oldestSeq !== null ? ` (seq ${sp.oldestSeq}–${sp.newestSeq})` : ''} · next seq ${sp.nextSeq} · gaps unreported ${sp.unreportedGaps} · schema ${sp.schemaVersion}`]);
-    if (sp.writeFailing) rows.push(['', `${sp.diskFull ? 'DISK FULL' : 'WRITES FAILING'}: ${num(sp.pendingRecords)} newest records held in memory · ${sp.lastWriteError}`]);
+    rows.push([
+      'Spool',
+      `${bytes(sp.bytes)} of ${bytes(sp.maxBytes)} · backlog ${num(sp.records)} records${sp.oldestSeq !== null ? ` (seq ${sp.oldestSeq}–${sp.newestSeq})` : ''} · next seq ${sp.nextSeq} · gaps unreported ${sp.unreportedGaps} · schema ${sp.schemaVersion}`,
+    ]);
+    if (sp.writeFailing)
+      rows.push([
+        '',
+        `${sp.diskFull ? 'DISK FULL' : 'WRITES FAILING'}: ${num(sp.pendingRecords)} newest records held in memory · ${sp.lastWriteError}`,
+      ]);
   } else rows.push(['Spool', `UNAVAILABLE: ${sp.error}${sp.heldRecords ? ` · ${num(sp.heldRecords)} newest records held in memory` : ''}`]);
   const u = h.upload;
   if (u.state === 'disabled') rows.push(['Upload', 'disabled (mqtt.enabled is false)']);
   else if (u.state === 'unavailable') rows.push(['Upload', `CANNOT START: ${u.error}`]);
   else {
-    rows.push(['Upload', `${u.state} ${u.url} · MQTT ${u.protocolVersion === 5 ? '5' : '3.1.1'} · ${num(u.counters.recordsAcked)} records acked · ${num(u.counters.packetsAcked)} packets · in flight ${u.inflight}/${u.window} · ${num(u.rateBytesPerS)} B/s`]);
+    rows.push([
+      'Upload',
+      `${u.state} ${u.url} · MQTT ${u.protocolVersion === 5 ? '5' : '3.1.1'} · ${num(u.counters.recordsAcked)} records acked · ${num(u.counters.packetsAcked)} packets · in flight ${u.inflight}/${u.window} · ${num(u.rateBytesPerS)} B/s`,
+    ]);
     if (u.lastError) rows.push(['', `last upload error: ${u.lastError}`]);
   }
   const r = h.ride;
-  rows.push(['Ride', r ? `${r.startedBy === 'api' ? 'started by the app' : 'auto'} ${duration(r.durationS)} · ${num(r.distanceM / 1000, 2)} km · avg ${num(r.avgPowerW)} W · ${r.member ? 'member (pseudonymised)' : 'anonymous'}` : 'none in progress']);
-  rows.push(['API', `${h.api.clients} clients · socket ${h.api.socket ?? '–'}${h.api.httpPort ? ` · http://127.0.0.1:${h.api.httpPort}/` : ''} · ${h.api.droppedSlow} slow clients dropped`]);
+  rows.push([
+    'Ride',
+    r
+      ? `${r.startedBy === 'api' ? 'started by the app' : 'auto'} ${duration(r.durationS)} · ${num(r.distanceM / 1000, 2)} km · avg ${num(r.avgPowerW)} W · ${r.member ? 'member (pseudonymised)' : 'anonymous'}`
+      : 'none in progress',
+  ]);
+  rows.push([
+    'API',
+    `${h.api.clients} clients · socket ${h.api.socket ?? '–'}${h.api.httpPort ? ` · http://127.0.0.1:${h.api.httpPort}/` : ''} · ${h.api.droppedSlow} slow clients dropped`,
+  ]);
   const ota = readOtaState(config?.ota.root);
   if (ota) {
-    const last = ota.last ? `last: ${ota.last.result} ${ota.last.version}${ota.last.reason ? ` (${ota.last.reason})` : ''} at ${ota.last.at}` : 'no update yet';
+    const last = ota.last
+      ? `last: ${ota.last.result} ${ota.last.version}${ota.last.reason ? ` (${ota.last.reason})` : ''} at ${ota.last.at}`
+      : 'no update yet';
     rows.push(['Update', `${ota.phase === 'idle' ? 'idle' : `${ota.phase} ${ota.offer?.version ?? ''}`} · ${last}`]);
   }
   rows.push(['Last error', h.lastError ? `${h.lastError.time} ${h.lastError.level}: ${h.lastError.msg}` : 'none']);

@@ -18,39 +18,26 @@
  * Every command and its result, refusals with their reason, go to the log and
  * to `<prefix>/<device>/cmd/result`.
  */
+import { issuesText } from '../util/zod-issues.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { z } from 'zod';
+import {
+  COMMAND_PARAMS,
+  CommandSchema as ContractCommandSchema,
+  REMOTE_SETTINGS,
+  SignedCommandSchema,
+  type Command,
+  type CommandResult,
+  type RemoteSetting,
+} from '../contracts/mqtt.js';
 import type { Logger } from '../log/logger.js';
-import { BundleError, verifySignature, type TrustedKey } from '../ota/manifest.js';
-import { canonicalJson } from '../ota/offer.js';
+import { canonicalJson, SignatureError, verifySignature, type TrustedKey } from '../signing/signature.js';
 import { errorCode, writeFileAtomicSync } from '../util/files.js';
 
-/** Configuration values the cloud may change at run time (and nothing else). */
-export const REMOTE_SETTINGS = {
-  'mqtt.rateBytesPerS': z.number().int().min(0).max(100_000_000),
-  'mqtt.drainBytesPerS': z.number().int().min(0).max(100_000_000),
-  'log.level': z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']),
-} as const;
-export type RemoteSetting = keyof typeof REMOTE_SETTINGS;
-
-const CommandSchema = z
-  .object({
-    id: z.string().min(8).max(64),
-    to: z.string().min(1).max(80),
-    action: z.enum(['config.set', 'member.purge', 'upload.now', 'capture']),
-    params: z.record(z.unknown()).default({}),
-    expiresAt: z.string().datetime({ offset: true }),
-  })
-  .strict();
-export type Command = z.infer<typeof CommandSchema>;
-
-const PARAMS = {
-  'config.set': z.object({ key: z.enum(Object.keys(REMOTE_SETTINGS) as [RemoteSetting, ...RemoteSetting[]]), value: z.unknown() }).strict(),
-  'member.purge': z.object({ member: z.string().min(1).max(128) }).strict(),
-  'upload.now': z.object({}).strict(),
-  capture: z.object({ seconds: z.number().min(1).max(600) }).strict(),
-};
+export { REMOTE_SETTINGS };
+export type { Command, CommandResult, RemoteSetting };
+const CommandSchema = ContractCommandSchema;
+const PARAMS = COMMAND_PARAMS;
 
 /** What the commands act on (the agent). */
 export interface CommandTarget {
@@ -83,15 +70,6 @@ interface SeenFile {
 
 /** Ids and actions are echoed to logs and results only when they fit the schema. */
 const echo = (x: unknown, max: number): string | null => (typeof x === 'string' && x.length <= max ? x : null);
-
-export interface CommandResult {
-  id: string | null;
-  action: string | null;
-  ok: boolean;
-  reason?: string;
-  result?: unknown;
-  at: string;
-}
 
 export class CommandProcessor {
   /** nonce -> expiry (ms); pruned once expired (an expired command is refused anyway). */
@@ -129,7 +107,10 @@ export class CommandProcessor {
     this.seen.clear();
     this.lostAt = this.now();
     const until = new Date(this.lostAt + this.o.maxLifetimeMs).toISOString();
-    this.o.log.error({ err, file: this.o.stateFile, acceptOnlyExpiringAfter: until }, 'command nonces unreadable: replay protection fails closed; only commands expiring after the given time are taken');
+    this.o.log.error(
+      { err, file: this.o.stateFile, acceptOnlyExpiringAfter: until },
+      'command nonces unreadable: replay protection fails closed; only commands expiring after the given time are taken',
+    );
     // Keep the lost-at mark; a file that cannot be written now is rewritten with the next command.
     this.persist();
   }
@@ -146,14 +127,29 @@ export class CommandProcessor {
     const c = v.cmd;
     const stored = this.remember(c);
     if (stored !== null) {
-      return this.finish({ id: c.id, action: c.action, ok: false, reason: `not run: the command id could not be recorded (${stored}); send it again later`, at: new Date(this.now()).toISOString() });
+      return this.finish({
+        id: c.id,
+        action: c.action,
+        ok: false,
+        reason: `not run: the command id could not be recorded (${stored}); send it again later`,
+        at: new Date(this.now()).toISOString(),
+      });
     }
-    this.o.log.info({ command: c.id, action: c.action, params: c.action === 'member.purge' ? { member: '(pseudonymised on use)' } : c.params }, 'command accepted');
+    this.o.log.info(
+      { command: c.id, action: c.action, params: c.action === 'member.purge' ? { member: '(pseudonymised on use)' } : c.params },
+      'command accepted',
+    );
     try {
       const result = await this.run(c);
       return this.finish({ id: c.id, action: c.action, ok: true, result, at: new Date(this.now()).toISOString() });
     } catch (err) {
-      return this.finish({ id: c.id, action: c.action, ok: false, reason: `failed: ${(err as Error).message}`, at: new Date(this.now()).toISOString() });
+      return this.finish({
+        id: c.id,
+        action: c.action,
+        ok: false,
+        reason: `failed: ${(err as Error).message}`,
+        at: new Date(this.now()).toISOString(),
+      });
     }
   }
 
@@ -175,40 +171,68 @@ export class CommandProcessor {
     } catch {
       return { ok: false, id: null, action: null, reason: 'malformed: not JSON' };
     }
-    const env = z.object({ cmd: z.record(z.unknown()), keyId: z.string().min(1), sig: z.string().min(1) }).strict().safeParse(json);
+    const env = SignedCommandSchema.safeParse(json);
     if (!env.success) return { ok: false, id: null, action: null, reason: 'malformed: expected {cmd, keyId, sig}' };
     const id = echo(env.data.cmd.id, 64);
     const action = echo(env.data.cmd.action, 32);
     try {
-      verifySignature(Buffer.from(canonicalJson(env.data.cmd), 'utf8'), { alg: 'ed25519', keyId: env.data.keyId, sig: env.data.sig }, this.o.trustedKeys, 'command');
+      verifySignature(
+        Buffer.from(canonicalJson(env.data.cmd), 'utf8'),
+        { alg: 'ed25519', keyId: env.data.keyId, sig: env.data.sig },
+        this.o.trustedKeys,
+        'command',
+      );
     } catch (err) {
-      return { ok: false, id, action, reason: err instanceof BundleError ? err.message : String(err) };
+      return { ok: false, id, action, reason: err instanceof SignatureError ? err.message : String(err) };
     }
     const parsed = CommandSchema.safeParse(env.data.cmd);
-    if (!parsed.success) return { ok: false, id, action, reason: `malformed command: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}` };
+    if (!parsed.success)
+      return {
+        ok: false,
+        id,
+        action,
+        reason: `malformed command: ${issuesText(parsed.error, '(command)')}`,
+      };
     const c = parsed.data;
     const addressed = c.to === this.o.deviceId || (c.to.startsWith('group:') && this.o.groups.includes(c.to.slice(6)));
     if (!addressed) return { ok: false, id, action, reason: `addressed to ${c.to}, not this device (${this.o.deviceId}) or its groups` };
     const expires = Date.parse(c.expiresAt);
     const now = this.now();
     if (expires <= now) return { ok: false, id, action, reason: `expired at ${c.expiresAt}` };
-    if (expires > now + this.o.maxLifetimeMs) return { ok: false, id, action, reason: `expires too far ahead: at most ${Math.round(this.o.maxLifetimeMs / 1000)} s after it is received` };
+    if (expires > now + this.o.maxLifetimeMs)
+      return {
+        ok: false,
+        id,
+        action,
+        reason: `expires too far ahead: at most ${Math.round(this.o.maxLifetimeMs / 1000)} s after it is received`,
+      };
     if (this.lostAt !== null) {
       const until = this.lostAt + this.o.maxLifetimeMs;
       if (now >= until) this.lostAt = null;
       else if (expires < until) {
-        return { ok: false, id, action, reason: `replay protection was reset at ${new Date(this.lostAt).toISOString()}: until ${new Date(until).toISOString()} only commands expiring at or after then are taken` };
+        return {
+          ok: false,
+          id,
+          action,
+          reason: `replay protection was reset at ${new Date(this.lostAt).toISOString()}: until ${new Date(until).toISOString()} only commands expiring at or after then are taken`,
+        };
       }
     }
     if (this.seen.has(c.id)) return { ok: false, id, action, reason: `replayed: command ${c.id} was already handled` };
     const p = PARAMS[c.action].safeParse(c.params);
-    if (!p.success) return { ok: false, id, action, reason: `bad params: ${p.error.issues.map((i) => `${i.path.join('.') || '(params)'}: ${i.message}`).join('; ')}` };
+    if (!p.success)
+      return {
+        ok: false,
+        id,
+        action,
+        reason: `bad params: ${issuesText(p.error, '(params)')}`,
+      };
     if (c.action === 'config.set') {
       const { key, value } = p.data as { key: RemoteSetting; value: unknown };
       const ok = REMOTE_SETTINGS[key].safeParse(value);
-      if (!ok.success) return { ok: false, id, action, reason: `bad value for ${key}: ${ok.error.issues.map((i) => i.message).join('; ')}` };
+      if (!ok.success) return { ok: false, id, action, reason: `bad value for ${key}: ${issuesText(ok.error, 'value')}` };
     }
-    return { ok: true, cmd: { ...c, params: p.data as Record<string, unknown> } };
+    return { ok: true, cmd: { ...c, params: p.data } };
   }
 
   /** Record the nonce on disk before the command runs. Returns null, or the error code that kept it from disk (then it is forgotten). */

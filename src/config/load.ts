@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { issuesText } from '../util/zod-issues.js';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ConfigSchema, type AgentConfig } from './schema.js';
 
@@ -9,15 +10,7 @@ export { ConfigError };
 export function parseConfig(json: unknown, source = 'config'): AgentConfig {
   const r = ConfigSchema.safeParse(json);
   if (r.success) return r.data;
-  const lines = r.error.issues.map((i) => {
-    const key = i.path.join('.') || '(root)';
-    if (i.code === 'unrecognized_keys') {
-      const prefix = i.path.length ? `${i.path.join('.')}.` : '';
-      return `${i.keys.map((k) => prefix + k).join(', ')}: unknown key`;
-    }
-    return `${key}: ${i.message}`;
-  });
-  throw new ConfigError(`${source}: ${lines.join('; ')}`);
+  throw new ConfigError(`${source}: ${issuesText(r.error)}`);
 }
 
 /** Where the configuration is read from when no -c is given. */

@@ -4,6 +4,7 @@
  * (board.info, board.upload, board.update). Kept out of agent/agent.ts so the
  * composition root only plugs it in.
  */
+import type { BoardInfoResult, FwInfoView } from '../contracts/api.js';
 import { createHash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,12 +14,21 @@ import { errorCode } from '../util/files.js';
 import type { AgentConfig } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { LiveRecord } from '../metrics/record.js';
-import { readTrustedKeyFiles, type TrustedKey } from '../ota/manifest.js';
+import { readTrustedKeyFiles, type TrustedKey } from '../signing/signature.js';
 import type { FwpProtocol } from '../protocol/fwp/protocol.js';
 import { BoardUpdater, type BoardUpdateStatus } from './board-updater.js';
 import { FirmwareError, MAX_IMAGE_BYTES, readImage, type FirmwareImage } from './image.js';
 import type { BoardHello } from '../protocol/fwp/driver.js';
-import { SLOT_STATE_NAMES, SlotState, XFER_STATE_NAMES, XferState, compareFwVersions, parseFwVersion, versionText, type FwInfo } from '../protocol/fwp/fwu.js';
+import {
+  SLOT_STATE_NAMES,
+  SlotState,
+  XFER_STATE_NAMES,
+  XferState,
+  compareFwVersions,
+  parseFwVersion,
+  versionText,
+  type FwInfo,
+} from '../protocol/fwp/fwu.js';
 
 /** Where a release puts the board images it ships (scripts/release --board-firmware): beside dist/ in the bundle. */
 export const BUNDLED_IMAGES_DIR = fileURLToPath(new URL('../../board-firmware/', import.meta.url));
@@ -26,11 +36,11 @@ export const BUNDLED_IMAGES_DIR = fileURLToPath(new URL('../../board-firmware/',
 export interface BoardServiceDeps {
   config: AgentConfig;
   protocol: FwpProtocol;
-  linkOpen(): boolean;
-  lowLatency(on: boolean): void;
-  rideActive(): boolean;
+  linkOpen: () => boolean;
+  lowLatency: (on: boolean) => void;
+  rideActive: () => boolean;
   log: Logger;
-  onChange(): void;
+  onChange: () => void;
 }
 
 /** Largest piece of an image in one board.upload call (base64 keeps it under the API's 64 KiB line). */
@@ -98,7 +108,9 @@ export class BoardService {
     if (!running) return;
     let names: string[];
     try {
-      names = readdirSync(dir).filter((n) => n.endsWith('.fwimg')).sort();
+      names = readdirSync(dir)
+        .filter((n) => n.endsWith('.fwimg'))
+        .sort();
     } catch {
       return; // no images shipped
     }
@@ -122,14 +134,18 @@ export class BoardService {
     const sha = best.img.sha256.toString('hex');
     const last = this.updater.lastJob();
     if (last && last.sha256 === sha) {
-      if (last.stage === 'failed' && !this.judged.has(sha)) this.d.log.warn({ version: last.version, error: last.error }, 'bundled board image failed before: not tried again by itself');
+      if (last.stage === 'failed' && !this.judged.has(sha))
+        this.d.log.warn({ version: last.version, error: last.error }, 'bundled board image failed before: not tried again by itself');
       this.judged.add(sha);
       return;
     }
     if (last && last.stage !== 'done' && last.stage !== 'failed') return; // another update is on
     try {
       this.updater.submit(best.file);
-      this.d.log.info({ version: best.img.header.version, running: hello.firmware }, 'bundled board image newer than the board\'s: update queued');
+      this.d.log.info(
+        { version: best.img.header.version, running: hello.firmware },
+        "bundled board image newer than the board's: update queued",
+      );
     } catch (err) {
       this.d.log.warn({ err }, 'bundled board image not queued');
     }
@@ -143,13 +159,14 @@ export class BoardService {
     return this.updater.status();
   }
 
-  async info(): Promise<Record<string, unknown>> {
+  async info(): Promise<BoardInfoResult> {
     const hello = this.d.protocol.driver.hello;
     if (!this.d.linkOpen() || !hello) throw new ApiError('unavailable', 'no board on the link');
     try {
       return { hello, ...describeInfo(await this.updater.info()), update: this.updater.status() };
     } catch (err) {
-      if (err instanceof FirmwareError) return { hello, bootMode: hello.bootMode, updatable: false, reason: err.message, update: this.updater.status() };
+      if (err instanceof FirmwareError)
+        return { hello, bootMode: hello.bootMode, updatable: false, reason: err.message, update: this.updater.status() };
       throw new ApiError('unavailable', `the board did not answer FW_INFO: ${(err as Error).message}`);
     }
   }
@@ -184,7 +201,11 @@ export class BoardService {
       throw new ApiError('not_found', 'nothing uploaded: send the image with board.upload first');
     }
     const got = createHash('sha256').update(file).digest('hex');
-    if (got !== sha256) throw new ApiError('bad_request', `the uploaded file's sha256 is ${got.slice(0, 12)}…, the client said ${sha256.slice(0, 12)}…: upload it again`);
+    if (got !== sha256)
+      throw new ApiError(
+        'bad_request',
+        `the uploaded file's sha256 is ${got.slice(0, 12)}…, the client said ${sha256.slice(0, 12)}…: upload it again`,
+      );
     try {
       this.updater.submit(file);
     } catch (err) {
@@ -196,7 +217,7 @@ export class BoardService {
 }
 
 /** FW_INFO for people and `--json` (board info). */
-export function describeInfo(info: FwInfo): Record<string, unknown> {
+export function describeInfo(info: FwInfo): FwInfoView {
   return {
     bootMode: info.bootMode === 1 ? 'bootloader' : 'application',
     boardModel: info.boardModel,
@@ -204,10 +225,22 @@ export function describeInfo(info: FwInfo): Record<string, unknown> {
     slotSize: info.slotSize,
     maxChunk: info.maxChunk,
     window: info.window,
-    slots: info.slots.map((s, i) => ({ slot: i, state: SLOT_STATE_NAMES[s.state] ?? `state ${s.state}`, version: s.state === SlotState.EMPTY ? null : versionText(s.version), active: i === info.activeSlot })),
+    slots: info.slots.map((s, i) => ({
+      slot: i,
+      state: SLOT_STATE_NAMES[s.state] ?? `state ${s.state}`,
+      version: s.state === SlotState.EMPTY ? null : versionText(s.version),
+      active: i === info.activeSlot,
+    })),
     transfer:
       info.xferState === XferState.NONE
         ? null
-        : { state: XFER_STATE_NAMES[info.xferState] ?? `state ${info.xferState}`, version: versionText(info.xferVersion), size: info.xferSize, next: info.xferNext, slot: info.xferSlot, sha256: Buffer.from(info.xferSha256).toString('hex') },
+        : {
+            state: XFER_STATE_NAMES[info.xferState] ?? `state ${info.xferState}`,
+            version: versionText(info.xferVersion),
+            size: info.xferSize,
+            next: info.xferNext,
+            slot: info.xferSlot,
+            sha256: Buffer.from(info.xferSha256).toString('hex'),
+          },
   };
 }

@@ -30,7 +30,8 @@ export class BoardSession {
     try {
       data = await this.req(RequestOp.FW_INFO);
     } catch (err) {
-      if (err instanceof RequestError && err.status === ResponseStatus.UNKNOWN_OP) throw new FirmwareError('board_unsupported', "the board's firmware does not take updates over the link (fwp 1.0)");
+      if (err instanceof RequestError && err.status === ResponseStatus.UNKNOWN_OP)
+        throw new FirmwareError('board_unsupported', "the board's firmware does not take updates over the link (fwp 1.0)");
       throw err;
     }
     const info = readFwInfo(data);
@@ -71,7 +72,8 @@ export class BoardSession {
         const reason = err.data?.[0];
         if (reason === BeginRefusal.MODEL) throw new FirmwareError('wrong_model', 'the board refused the image: another board model');
         if (reason === BeginRefusal.DOWNGRADE) throw new FirmwareError('downgrade', 'the board refused the image: older than what it runs');
-        if (reason === BeginRefusal.SIZE) throw new FirmwareError('too_large', `the board refused the image: ${img.image.length} bytes do not fit its slot`);
+        if (reason === BeginRefusal.SIZE)
+          throw new FirmwareError('too_large', `the board refused the image: ${img.image.length} bytes do not fit its slot`);
         throw new FirmwareError('board_refused', `the board refused FW_BEGIN (${err.message})`);
       }
       throw err;
@@ -85,7 +87,8 @@ export class BoardSession {
       await this.req(RequestOp.FW_VERIFY, undefined, this.request.timeoutMs + Math.ceil(size / 1000));
       return true;
     } catch (err) {
-      if (err instanceof RequestError && err.status === ResponseStatus.BUSY) throw new TransferInterrupted('the board has not all of the image yet');
+      if (err instanceof RequestError && err.status === ResponseStatus.BUSY)
+        throw new TransferInterrupted('the board has not all of the image yet');
       if (err instanceof RequestError && err.status === ResponseStatus.FAILED) return false;
       throw err;
     }

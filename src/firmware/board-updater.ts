@@ -15,11 +15,14 @@
  * pedalling for `idleS`), at most `waitIdleMaxS`, then fails rather than
  * interrupt a rider. The requests are board-session.ts's, the chunks
  * chunk-sender.ts's; this module decides what comes next.
+ *
+ * Over 400 lines: the job's states and the resume decision at each step read
+ * as one machine; split, each half would need the other's states to make sense.
  */
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log/logger.js';
-import type { TrustedKey } from '../ota/manifest.js';
+import type { TrustedKey } from '../signing/signature.js';
 import type { FwpDriver, RequestOptions } from '../protocol/fwp/driver.js';
 import { SlotState, XferState, compareFwVersions, versionText, type FwInfo, type FwResume } from '../protocol/fwp/fwu.js';
 import { BoardSession } from './board-session.js';
@@ -51,7 +54,6 @@ export interface BoardUpdaterPorts {
   /** Read the link without pacing while chunks are in flight (SerialLink.setLowLatency). */
   lowLatency(on: boolean): void;
 }
-
 
 const JOB_FILE = 'job.json';
 const IMAGE_FILE = 'image.fwimg';
@@ -90,10 +92,13 @@ export class BoardUpdater {
     if (job.stage === 'done' || job.stage === 'failed') return;
     try {
       this.image = readImage(readFileSync(join(this.o.dir, IMAGE_FILE)), this.o.trustedKeys);
-      if (this.image.sha256.toString('hex') !== job.sha256) throw new FirmwareError('digest_mismatch', 'the kept image is not the job\'s');
+      if (this.image.sha256.toString('hex') !== job.sha256) throw new FirmwareError('digest_mismatch', "the kept image is not the job's");
       this.o.log.info({ version: job.version, stage: job.stage }, 'board firmware update carries on');
     } catch (err) {
-      this.finish('failed', err instanceof FirmwareError ? err : new FirmwareError('not_an_image', `the kept image cannot be read: ${(err as Error).message}`));
+      this.finish(
+        'failed',
+        err instanceof FirmwareError ? err : new FirmwareError('not_an_image', `the kept image cannot be read: ${(err as Error).message}`),
+      );
     }
   }
 
@@ -119,16 +124,22 @@ export class BoardUpdater {
   submit(file: Buffer): UpdateJob {
     const img = readImage(file, this.o.trustedKeys);
     const hello = this.ports.driver.hello;
-    if (hello && hello.protoMinor < 1) throw new FirmwareError('board_unsupported', `the board speaks fwp 1.${hello.protoMinor}: its firmware takes no updates over the link (fwp 1.1); use a programmer`);
+    if (hello && hello.protoMinor < 1)
+      throw new FirmwareError(
+        'board_unsupported',
+        `the board speaks fwp 1.${hello.protoMinor}: its firmware takes no updates over the link (fwp 1.1); use a programmer`,
+      );
     if (hello && hello.boardModel !== null && hello.bootMode === 'application') {
       const running = hello.firmware.split('.').map(Number) as [number, number, number];
       checkForBoard(img, hello.boardModel, running);
-      if (compareFwVersions(img.version, running) === 0) throw new FirmwareError('same_version', `the board already runs ${img.header.version}`);
+      if (compareFwVersions(img.version, running) === 0)
+        throw new FirmwareError('same_version', `the board already runs ${img.header.version}`);
     }
     const sha = img.sha256.toString('hex');
     if (this.job && !this.terminal()) {
       if (this.job.sha256 === sha) return this.job;
-      if (this.job.stage !== 'waiting-idle') throw new FirmwareError('busy', `an update to ${this.job.version} is ${this.job.stage}; it must finish first`);
+      if (this.job.stage !== 'waiting-idle')
+        throw new FirmwareError('busy', `an update to ${this.job.version} is ${this.job.stage}; it must finish first`);
       this.o.log.info({ replaced: this.job.version, by: img.header.version }, 'board firmware update waiting for idle replaced');
     }
     writeFileSync(join(this.o.dir, `${IMAGE_FILE}.tmp`), file);
@@ -152,7 +163,10 @@ export class BoardUpdater {
     };
     this.written = 0;
     this.persist();
-    this.o.log.info({ version: img.header.version, size: img.header.size, signedBy: img.signedBy }, 'board firmware update accepted: starts when the bike is idle');
+    this.o.log.info(
+      { version: img.header.version, size: img.header.size, signedBy: img.signedBy },
+      'board firmware update accepted: starts when the bike is idle',
+    );
     this.o.onChange?.();
     void this.drive();
     return this.job;
@@ -175,7 +189,10 @@ export class BoardUpdater {
       size: j.size,
       written,
       percent: Math.floor((written / j.size) * 1000) / 10,
-      bytesPerS: j.stage === 'transferring' && this.transferStartMs > 0 && elapsedS > 0.5 ? Math.round((this.written - this.transferStartOffset) / elapsedS) : null,
+      bytesPerS:
+        j.stage === 'transferring' && this.transferStartMs > 0 && elapsedS > 0.5
+          ? Math.round((this.written - this.transferStartOffset) / elapsedS)
+          : null,
       bytesSent: j.bytesSent,
       resumes: j.resumes,
       retransmits: j.retransmits,
@@ -215,7 +232,10 @@ export class BoardUpdater {
     j.error = err ? { code: err.code, message: err.message } : null;
     this.persist();
     if (stage === 'done') {
-      this.o.log.info({ from: j.fromVersion, to: j.version, bytesSent: j.bytesSent, size: j.size, resumes: j.resumes, retransmits: j.retransmits }, 'board firmware updated');
+      this.o.log.info(
+        { from: j.fromVersion, to: j.version, bytesSent: j.bytesSent, size: j.size, resumes: j.resumes, retransmits: j.retransmits },
+        'board firmware updated',
+      );
       rmSync(join(this.o.dir, IMAGE_FILE), { force: true });
     } else {
       this.o.log.error({ err, version: j.version, code: err?.code }, 'board firmware update failed');
@@ -236,7 +256,13 @@ export class BoardUpdater {
         if (j.stage === 'waiting-idle') {
           if (this.ports.idleForMs() < this.o.idleS * 1000) {
             if (Date.now() - Date.parse(j.createdAt) > this.o.waitIdleMaxS * 1000) {
-              this.finish('failed', new FirmwareError('not_idle', `the bike was not idle for ${this.o.idleS} s within ${this.o.waitIdleMaxS} s: not updated during a ride`));
+              this.finish(
+                'failed',
+                new FirmwareError(
+                  'not_idle',
+                  `the bike was not idle for ${this.o.idleS} s within ${this.o.waitIdleMaxS} s: not updated during a ride`,
+                ),
+              );
               break;
             }
             await sleep(500);
@@ -254,7 +280,8 @@ export class BoardUpdater {
           }
           // A timeout, a reset, a lost link: the next step asks the board where things stand.
           const why = (err as Error).message;
-          if (why !== this.lastInterruption) this.o.log.warn({ err, stage: this.job?.stage }, 'board firmware update interrupted: carries on from the board\'s state');
+          if (why !== this.lastInterruption)
+            this.o.log.warn({ err, stage: this.job?.stage }, "board firmware update interrupted: carries on from the board's state");
           this.lastInterruption = why;
           await sleep(300);
         }
@@ -275,8 +302,10 @@ export class BoardUpdater {
     const j = this.job!;
     const img = this.image!;
     const info = await this.info();
-    if (info.boardModel !== j.boardModel) throw new FirmwareError('wrong_model', `the image is for board model ${j.boardModel}, this board is model ${info.boardModel}`);
-    const ours = info.xferSize === j.size && Buffer.from(info.xferSha256).toString('hex') === j.sha256 && versionText(info.xferVersion) === j.version;
+    if (info.boardModel !== j.boardModel)
+      throw new FirmwareError('wrong_model', `the image is for board model ${j.boardModel}, this board is model ${info.boardModel}`);
+    const ours =
+      info.xferSize === j.size && Buffer.from(info.xferSha256).toString('hex') === j.sha256 && versionText(info.xferVersion) === j.version;
     const active = info.slots[info.activeSlot];
     if (j.fromVersion === null && info.bootMode === 0 && active.state === SlotState.VALID) {
       j.fromVersion = versionText(active.version);
@@ -315,12 +344,13 @@ export class BoardUpdater {
       this.finish('done');
       return;
     }
-    if (!ours || info.xferState !== XferState.RECEIVING) checkForBoard(img, info.boardModel, active.state === SlotState.VALID ? active.version : null);
+    if (!ours || info.xferState !== XferState.RECEIVING)
+      checkForBoard(img, info.boardModel, active.state === SlotState.VALID ? active.version : null);
     await this.session.enterBootloader(info);
     const resume = await this.session.begin(this.image!);
     if (resume.next > 0) {
       j.resumes++;
-      this.o.log.info({ version: j.version, from: resume.next, size: j.size }, 'board firmware transfer resumes at the board\'s offset');
+      this.o.log.info({ version: j.version, from: resume.next, size: j.size }, "board firmware transfer resumes at the board's offset");
     }
     await this.transfer(resume);
     await this.verify();
@@ -333,16 +363,21 @@ export class BoardUpdater {
     this.transferStartMs = Date.now();
     this.transferStartOffset = resume.next;
     try {
-      await sendChunks(this.image!.image, resume, { ...this.ports, stopped: () => this.stopped }, {
-        sent: (n) => (j.bytesSent += n),
-        resent: () => j.retransmits++,
-        acked: (offset) => {
-          // The status topic hears every 10 %.
-          if (Math.floor((offset * 10) / j.size) !== Math.floor((this.written * 10) / j.size)) this.o.onChange?.();
-          this.written = offset;
-          if (Date.now() - this.lastPersistMs > 2000) this.persist();
+      await sendChunks(
+        this.image!.image,
+        resume,
+        { ...this.ports, stopped: () => this.stopped },
+        {
+          sent: (n) => (j.bytesSent += n),
+          resent: () => j.retransmits++,
+          acked: (offset) => {
+            // The status topic hears every 10 %.
+            if (Math.floor((offset * 10) / j.size) !== Math.floor((this.written * 10) / j.size)) this.o.onChange?.();
+            this.written = offset;
+            if (Date.now() - this.lastPersistMs > 2000) this.persist();
+          },
         },
-      });
+      );
     } finally {
       this.persist();
     }
@@ -354,7 +389,8 @@ export class BoardUpdater {
     const j = this.job!;
     if (!(await this.session.verify(j.size))) {
       this.verifyFailures++;
-      if (this.verifyFailures >= 2) throw new FirmwareError('transfer_failed', 'the image written to the board did not match its sha256 twice');
+      if (this.verifyFailures >= 2)
+        throw new FirmwareError('transfer_failed', 'the image written to the board did not match its sha256 twice');
       throw new TransferInterrupted('the image written to the board did not match its sha256: sent again');
     }
     this.written = j.size;

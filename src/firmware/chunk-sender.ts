@@ -6,13 +6,16 @@
  * TransferInterrupted so the caller asks the board where it is and starts a
  * new sender from there.
  */
+import { AgentError } from '../util/errors.js';
 import type { FwpDriver } from '../protocol/fwp/driver.js';
 import { MAX_CHUNK_DATA, PROGRESS_STATUS_NAMES, ProgressStatus, type FwResume } from '../protocol/fwp/fwu.js';
 import { FirmwareError } from './image.js';
 
 /** A transient end: the board's state says how to go on (a timeout, a reset, a lost link). */
-export class TransferInterrupted extends Error {
-  override name = 'TransferInterrupted';
+export class TransferInterrupted extends AgentError<'transfer_interrupted'> {
+  constructor(message: string, options?: ErrorOptions) {
+    super('transfer_interrupted', message, options);
+  }
 }
 
 /** No FW_PROGRESS for this long while chunks are in flight: ask the board where it is. */
@@ -83,7 +86,8 @@ export function sendChunks(image: Uint8Array, resume: FwResume, ports: ChunkSend
         pump();
         return;
       }
-      if (status === ProgressStatus.FLASH_ERROR) settle(new FirmwareError('transfer_failed', `the board could not write its flash at offset ${next}`));
+      if (status === ProgressStatus.FLASH_ERROR)
+        settle(new FirmwareError('transfer_failed', `the board could not write its flash at offset ${next}`));
       else settle(new TransferInterrupted(`board: ${PROGRESS_STATUS_NAMES[status] ?? status}`));
     });
     const watch = setInterval(() => {

@@ -3,7 +3,10 @@
  * and as shown to people and the cloud (`status`, the local API's
  * `health.boardUpdate`, `<prefix>/<device>/status/board`).
  */
-export type UpdateStage = 'waiting-idle' | 'transferring' | 'testing' | 'done' | 'failed';
+import type { BoardUpdateStatus } from '../contracts/health.js';
+/** What `status`, the local API and the status topic show: the contract's (contracts/health.ts). */
+export type { BoardUpdateStatus };
+export type UpdateStage = BoardUpdateStatus['stage'];
 
 export interface UpdateJob {
   id: string;
@@ -23,22 +26,3 @@ export interface UpdateJob {
   retransmits: number;
   error: { code: string; message: string } | null;
 }
-
-/** What `status`, the local API and the status topic show. */
-export interface BoardUpdateStatus {
-  stage: UpdateStage;
-  version: string;
-  fromVersion: string | null;
-  size: number;
-  /** Bytes the board has written (its offset), while transferring. */
-  written: number;
-  percent: number;
-  bytesPerS: number | null;
-  bytesSent: number;
-  resumes: number;
-  retransmits: number;
-  startedAt: string | null;
-  finishedAt: string | null;
-  error: { code: string; message: string } | null;
-}
-

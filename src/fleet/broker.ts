@@ -27,7 +27,16 @@ export class PrivateBroker {
     // Persistent, so the consumer's session (and what is queued for it) survives an outage, as in a real deployment.
     writeFileSync(
       conf,
-      [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence true', `persistence_location ${dir}/`, 'max_queued_messages 1000000', 'max_inflight_messages 100', ...root, ''].join('\n'),
+      [
+        `listener ${port} 127.0.0.1`,
+        'allow_anonymous true',
+        'persistence true',
+        `persistence_location ${dir}/`,
+        'max_queued_messages 1000000',
+        'max_inflight_messages 100',
+        ...root,
+        '',
+      ].join('\n'),
     );
     const b = new PrivateBroker(port, conf);
     await b.up();

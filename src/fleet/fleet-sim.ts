@@ -45,13 +45,21 @@ export interface WorkerConfig {
 }
 
 /** One worker process: its share of the bikes. Reports a WorkerTick to the parent every second. */
-export async function runWorker(cfg: WorkerConfig, send: (t: WorkerTick) => void): Promise<{ stopRiding: () => void; stop: () => Promise<void> }> {
+export function runWorker(cfg: WorkerConfig, send: (t: WorkerTick) => void): { stopRiding: () => void; stop: () => Promise<void> } {
   const log = createLogger('silent');
   const bikes: Array<{ spool: Spool; uploader: Uploader }> = [];
   mkdirSync(cfg.dir, { recursive: true });
   for (let i = 0; i < cfg.bikes; i++) {
     const id = `sim-${String(cfg.firstBike + i).padStart(5, '0')}`;
-    const spool = Spool.open({ dir: join(cfg.dir, id), deviceId: id, maxBytes: 64 << 20, synchronous: 'NORMAL', memoryRecords: 36_000, log, sequenceBlock: 100_000 });
+    const spool = Spool.open({
+      dir: join(cfg.dir, id),
+      deviceId: id,
+      maxBytes: 64 << 20,
+      synchronous: 'NORMAL',
+      memoryRecords: 36_000,
+      log,
+      sequenceBlock: 100_000,
+    });
     const uploader = new Uploader(spool, {
       // Seeded per bike: the fleet's reconnection spread is the same on every run (a bounded test must not be a lottery).
       random: seededRandom(0x5eed + cfg.firstBike + i),
@@ -108,7 +116,17 @@ export async function runWorker(cfg: WorkerConfig, send: (t: WorkerTick) => void
       bytes += c.bytesSent;
       backlog += b.spool.stats().records;
     }
-    send({ worker: cfg.worker, made, connects, connectFailures: failures, packetsAcked: packets, recordsAcked: records, backlog, bytesSent: bytes, limit: bikes[0]?.uploader.stats().limits.uploadBytesPerS ?? null });
+    send({
+      worker: cfg.worker,
+      made,
+      connects,
+      connectFailures: failures,
+      packetsAcked: packets,
+      recordsAcked: records,
+      backlog,
+      bytesSent: bytes,
+      limit: bikes[0]?.uploader.stats().limits.uploadBytesPerS ?? null,
+    });
   }, 1000);
   return {
     stopRiding: () => clearInterval(ride),
@@ -208,7 +226,15 @@ export async function runFleet(o: FleetOptions, binPath: string): Promise<FleetR
     const bytes = sum('bytesSent');
     const bytesThisSecond = bytes - lastBytes;
     histogram.push(connects - lastConnects);
-    if (limitSet && o.limitAtS !== null && s >= o.limitAtS + 2 && s <= o.seconds && !brokerDown && !(o.scenario === 'outage' && s < o.outageAtS + o.outageS + 3)) bytesAfterLimit.push(bytesThisSecond);
+    if (
+      limitSet &&
+      o.limitAtS !== null &&
+      s >= o.limitAtS + 2 &&
+      s <= o.seconds &&
+      !brokerDown &&
+      !(o.scenario === 'outage' && s < o.outageAtS + o.outageS + 3)
+    )
+      bytesAfterLimit.push(bytesThisSecond);
     lastConnects = connects;
     lastBytes = bytes;
     o.onSecond({
@@ -252,7 +278,9 @@ export async function runFleet(o: FleetOptions, binPath: string): Promise<FleetR
     invalid: consumer.ingest.invalid,
     peakConnectsPerS: Math.max(0, ...histogram),
     reconnectHistogram: histogram,
-    aggregateBytesPerSAfterLimit: bytesAfterLimit.length ? Math.round(bytesAfterLimit.reduce((a, b) => a + b, 0) / bytesAfterLimit.length) : null,
+    aggregateBytesPerSAfterLimit: bytesAfterLimit.length
+      ? Math.round(bytesAfterLimit.reduce((a, b) => a + b, 0) / bytesAfterLimit.length)
+      : null,
   };
   await consumer.close().catch(() => {});
   await cloud?.endAsync(true).catch(() => {});

@@ -32,7 +32,10 @@ export class LinkStateLog {
       if (reason === this.waitingReason) {
         if (t - this.lastSaidMs >= this.summaryEveryMs) {
           this.lastSaidMs = t;
-          this.log.warn({ link: 'waiting', path: this.path, reason, attempts: this.failures, sinceS: Math.round((t - this.waitingSinceMs) / 1000) }, 'link still waiting');
+          this.log.warn(
+            { link: 'waiting', path: this.path, reason, attempts: this.failures, sinceS: Math.round((t - this.waitingSinceMs) / 1000) },
+            'link still waiting',
+          );
         }
         return;
       }

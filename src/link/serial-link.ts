@@ -3,6 +3,7 @@
  * frames, and keeps the port open through unplug/replug. Knows bytes, not
  * meanings: frames go to one handler, which is the protocol driver.
  */
+import type { LinkHealth } from '../contracts/health.js';
 import { EventEmitter } from 'node:events';
 import { SerialPort } from 'serialport';
 import { Backoff } from './backoff.js';
@@ -88,7 +89,7 @@ export class SerialLink extends EventEmitter<LinkEvents> {
     return this.opts.path;
   }
 
-  snapshot(): { state: LinkState; since: number; lastError: string | undefined; counters: LinkCounters } {
+  snapshot(): Omit<LinkHealth, 'path'> {
     return { state: this.currentState, since: this.stateSince, lastError: this.lastError, counters: this.counters };
   }
 

@@ -45,7 +45,7 @@ export function createLogger(level: string, base: Record<string, unknown> = {}, 
         ...(recent
           ? {
               logMethod(args: Parameters<Logger['info']>, method: (...a: unknown[]) => void, level: number) {
-                if (level >= 40) recent.add(level, args as unknown[]);
+                if (level >= 40) recent.add(level, args);
                 method.apply(this, args);
               },
             }

@@ -4,6 +4,8 @@
  * (flywheel rpm, resistance %). Loaded once at start into typed arrays so the
  * per-tick lookups allocate nothing.
  */
+import { issuesText } from '../util/zod-issues.js';
+import { ConfigError } from '../config/errors.js';
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -173,8 +175,7 @@ export function resistancePctFromTable(t: Float64Array, io: Float64Array): void 
 export function parseCalibration(json: unknown, source: string): Calibration {
   const parsed = CalibrationSchema.safeParse(json);
   if (!parsed.success) {
-    const first = parsed.error.issues[0];
-    throw new Error(`calibration ${source}: ${first.path.join('.') || '(root)'}: ${first.message}`);
+    throw new ConfigError(`calibration ${source}: ${issuesText(parsed.error, '(root)', true)}`, 'calibration_invalid');
   }
   return new Calibration(parsed.data);
 }
@@ -192,13 +193,15 @@ export function loadCalibration(nameOrPath: string): Calibration {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new Error(`calibration ${nameOrPath}: cannot read ${file}: ${(err as Error).message}`);
+    throw new ConfigError(`calibration ${nameOrPath}: cannot read ${file}: ${(err as Error).message}`, 'calibration_invalid', {
+      cause: err,
+    });
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new Error(`calibration ${file}: not valid JSON: ${(err as Error).message}`);
+    throw new ConfigError(`calibration ${file}: not valid JSON: ${(err as Error).message}`, 'calibration_invalid', { cause: err });
   }
   return parseCalibration(json, file);
 }

@@ -17,6 +17,7 @@
  */
 import type { Calibration } from './calibration.js';
 import { LiveRecord, RecordFlag, RecordRing } from './record.js';
+import { CounterReading, ValueReading } from './readings.js';
 import { ReadingKind, SampleRing } from './sample-ring.js';
 import type { SpeedModel } from './speed-model.js';
 
@@ -74,11 +75,19 @@ export class MetricsEngine {
   readonly records: RecordRing;
   readonly record = new LiveRecord();
   readonly counters = new EngineCounters();
+  /** The drivers' way in (metrics/readings.ts): fill one, then commitCounterReading() or commitValueReading(). */
+  readonly counterReading = new CounterReading();
+  readonly valueReading = new ValueReading();
 
   private readonly calibration: Calibration;
   private readonly speedModel: SpeedModel;
   private readonly onRecord: (record: LiveRecord) => void;
   private readonly intervalUs: number;
+
+  /** One record per this much engine time. */
+  get recordIntervalUs(): number {
+    return this.intervalUs;
+  }
   private readonly cadenceTimeoutUs: number;
   private readonly flywheelTimeoutUs: number;
   private readonly flywheelWindowUs: number;
@@ -208,13 +217,56 @@ export class MetricsEngine {
   private takeValue(s: number, ch: number): void {
     const ring = this.samples;
     const v =
-      ch === CH_POWER ? ring.powerW[s] : ch === CH_RES_RAW ? ring.resistanceRaw[s] : ch === CH_RES_PCT ? ring.resistancePct[s] : ring.hrBpm[s];
+      ch === CH_POWER
+        ? ring.powerW[s]
+        : ch === CH_RES_RAW
+          ? ring.resistanceRaw[s]
+          : ch === CH_RES_PCT
+            ? ring.resistancePct[s]
+            : ring.hrBpm[s];
     if (v !== v) return;
     this.value[ch] = ch === CH_HR && v === 0 ? NaN : v;
     this.updatedUs[ch] = ring.tUs[s];
   }
 
-  /** Convenience form of a COUNTERS reading (tests, tools); the driver fills the slot directly. */
+  /** Commit `counterReading` as filled by a driver. */
+  commitCounterReading(): void {
+    const r = this.counterReading;
+    const ring = this.samples;
+    const s = this.beginReading(ReadingKind.COUNTERS);
+    ring.tUs[s] = r.tUs;
+    ring.boardT32[s] = r.boardT32;
+    ring.flyTicks[s] = r.flyTicks;
+    ring.flyTickUs[s] = r.flyTickUs;
+    ring.crankRevs[s] = r.crankRevs;
+    ring.crankEvt[s] = r.crankEvt;
+    ring.resistanceRaw[s] = r.resistanceRaw;
+    ring.hrBpm[s] = r.hrBpm;
+    ring.flags[s] = r.flags;
+    this.commitCounters(s);
+  }
+
+  /** Commit `valueReading` as filled by a driver. */
+  commitValueReading(): void {
+    const r = this.valueReading;
+    const ring = this.samples;
+    const s = this.beginReading(ReadingKind.VALUES);
+    ring.tUs[s] = r.tUs;
+    ring.boardT32[s] = 0;
+    ring.flyTicks[s] = 0;
+    ring.flyTickUs[s] = 0;
+    ring.crankRevs[s] = 0;
+    ring.crankEvt[s] = 0;
+    ring.resistanceRaw[s] = r.resistanceRaw;
+    ring.resistancePct[s] = r.resistancePct;
+    ring.cadenceRpm[s] = r.cadenceRpm;
+    ring.powerW[s] = r.powerW;
+    ring.hrBpm[s] = r.hrBpm;
+    ring.flags[s] = r.flags;
+    this.commitValues(s);
+  }
+
+  /** Convenience form of a COUNTERS reading (tests, tools); a driver fills counterReading. */
   pushCounters(
     tUs: number,
     boardT32: number,
@@ -241,7 +293,15 @@ export class MetricsEngine {
   }
 
   /** Convenience form of a VALUES reading (tests, tools); NaN for absent values. */
-  pushValues(tUs: number, cadenceRpm: number, powerW: number, resistanceRaw: number, resistancePct: number, hrBpm: number, boardFlags: number): void {
+  pushValues(
+    tUs: number,
+    cadenceRpm: number,
+    powerW: number,
+    resistanceRaw: number,
+    resistancePct: number,
+    hrBpm: number,
+    boardFlags: number,
+  ): void {
     const ring = this.samples;
     const s = this.beginReading(ReadingKind.VALUES);
     ring.tUs[s] = tUs;

@@ -49,7 +49,11 @@ function packageDirs(nodeModules: string): string[] {
     if (name.startsWith('.')) continue;
     const p = join(nodeModules, name);
     if (!statSync(p).isDirectory()) continue;
-    const pkgs = name.startsWith('@') ? readdirSync(p).sort().map((n) => join(p, n)) : [p];
+    const pkgs = name.startsWith('@')
+      ? readdirSync(p)
+          .sort()
+          .map((n) => join(p, n))
+      : [p];
     for (const pkg of pkgs) {
       if (!existsSync(join(pkg, 'package.json'))) continue;
       out.push(pkg);
@@ -110,7 +114,10 @@ function pruneForeignTags(dir: string, t: Target, nodeAbi: number): void {
     }
     if (!name.endsWith('.node')) continue;
     const tags = name.split('.');
-    const foreign = tags.includes('musl') || tags.some((x) => /^abi\d+$/.test(x) && x !== `abi${nodeAbi}`) || (t.name === 'armv7' && tags.some((x) => /^armv(?!7$)\d+$/.test(x)));
+    const foreign =
+      tags.includes('musl') ||
+      tags.some((x) => /^abi\d+$/.test(x) && x !== `abi${nodeAbi}`) ||
+      (t.name === 'armv7' && tags.some((x) => /^armv(?!7$)\d+$/.test(x)));
     if (foreign) rmSync(p, { force: true });
   }
 }
@@ -129,7 +136,10 @@ function nodeGypScript(): string {
 export function checkToolchain(t: Target, prefix = t.toolPrefix): void {
   for (const tool of ['gcc', 'g++', 'ar']) {
     if (spawnSync(`${prefix}${tool}`, ['--version'], { stdio: 'ignore' }).status !== 0) {
-      throw new ReleaseError('toolchain_missing', `${prefix}${tool} not found: install ${t.toolPackage} (apt-get install ${t.toolPackage})`);
+      throw new ReleaseError(
+        'toolchain_missing',
+        `${prefix}${tool} not found: install ${t.toolPackage} (apt-get install ${t.toolPackage})`,
+      );
     }
   }
 }
@@ -192,7 +202,12 @@ export function prepareAddons(bundleDir: string, o: AddonOptions): AddonReport[]
     // Checked here, package by package: a wrong toolchain fails at the first addon.
     const files = checkElfFiles(pkgDir, t.elf, bundleDir);
     // On this machine a package may load its binary from a platform package instead (cbor-extract): reported there.
-    if (files.length > 0) reports.push({ package: rel, how: o.cross ? 'cross-built' : files.some((f) => f.startsWith(`${rel}/build/`)) ? 'checkout' : 'prebuilt', files });
+    if (files.length > 0)
+      reports.push({
+        package: rel,
+        how: o.cross ? 'cross-built' : files.some((f) => f.startsWith(`${rel}/build/`)) ? 'checkout' : 'prebuilt',
+        files,
+      });
     else if (o.cross) throw new ReleaseError('addon_build_failed', `building ${rel} for ${t.name} produced no addon`);
   }
   return reports;

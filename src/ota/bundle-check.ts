@@ -7,7 +7,8 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OtaError } from './errors.js';
-import { BundleError, MANIFEST_FILE, SIGNATURE_FILE, verifySignature, type Manifest, type ManifestSignature, type TrustedKey } from './manifest.js';
+import { MANIFEST_FILE, SIGNATURE_FILE, type Manifest, type ManifestSignature } from './manifest.js';
+import { SignatureError, verifySignature, type TrustedKey } from '../signing/signature.js';
 
 /** Run tar to unpack `members` (all when empty) of the bundle into dir. */
 export function untar(tarball: string, dir: string, members: string[]): void {
@@ -56,6 +57,9 @@ export function checkManifestSignature(dir: string, trusted: readonly TrustedKey
     verifySignature(bytes, sig, trusted, MANIFEST_FILE);
     return JSON.parse(bytes.toString('utf8')) as Manifest;
   } catch (err) {
-    throw new OtaError('bad_bundle', `bundle refused before unpacking: ${err instanceof BundleError ? err.message : `no readable signed manifest (${(err as Error).message})`}`);
+    throw new OtaError(
+      'bad_bundle',
+      `bundle refused before unpacking: ${err instanceof SignatureError ? err.message : `no readable signed manifest (${(err as Error).message})`}`,
+    );
   }
 }

@@ -9,7 +9,16 @@ import { join, relative, sep } from 'node:path';
 import { ReleaseError } from './errors.js';
 import type { ElfIdentity } from './targets.js';
 
-const EM_NAMES: Readonly<Record<number, string>> = { 3: 'x86', 8: 'MIPS', 20: 'PowerPC', 21: 'PowerPC64', 40: 'ARM', 62: 'x86-64', 183: 'AArch64', 243: 'RISC-V' };
+const EM_NAMES: Readonly<Record<number, string>> = {
+  3: 'x86',
+  8: 'MIPS',
+  20: 'PowerPC',
+  21: 'PowerPC64',
+  40: 'ARM',
+  62: 'x86-64',
+  183: 'AArch64',
+  243: 'RISC-V',
+};
 const EF_ARM_ABI_FLOAT_HARD = 0x400;
 const EF_ARM_ABI_FLOAT_SOFT = 0x200;
 
@@ -33,7 +42,14 @@ export function parseElfHeader(b: Buffer): ElfHeader | null {
 
 export function describeElf(h: ElfHeader): string {
   const cpu = EM_NAMES[h.machine] ?? `machine ${h.machine}`;
-  const float = h.machine === 40 ? ((h.flags & EF_ARM_ABI_FLOAT_HARD) !== 0 ? ' hard-float' : (h.flags & EF_ARM_ABI_FLOAT_SOFT) !== 0 ? ' soft-float' : '') : '';
+  const float =
+    h.machine === 40
+      ? (h.flags & EF_ARM_ABI_FLOAT_HARD) !== 0
+        ? ' hard-float'
+        : (h.flags & EF_ARM_ABI_FLOAT_SOFT) !== 0
+          ? ' soft-float'
+          : ''
+      : '';
   return `${h.bits}-bit ${cpu}${float}${h.littleEndian ? '' : ' big-endian'}`;
 }
 
@@ -43,7 +59,11 @@ export function describeIdentity(want: ElfIdentity): string {
 
 /** Null when the header is what `want` says, else what it is instead. */
 export function elfMismatch(h: ElfHeader, want: ElfIdentity): string | null {
-  const ok = h.machine === want.machine && h.bits === want.bits && h.littleEndian && (want.hardFloat === undefined || ((h.flags & EF_ARM_ABI_FLOAT_HARD) !== 0) === want.hardFloat);
+  const ok =
+    h.machine === want.machine &&
+    h.bits === want.bits &&
+    h.littleEndian &&
+    (want.hardFloat === undefined || ((h.flags & EF_ARM_ABI_FLOAT_HARD) !== 0) === want.hardFloat);
   return ok ? null : describeElf(h);
 }
 

@@ -9,9 +9,11 @@
  * bytes of manifest.json; the manifest covers every other file, and a file
  * that is not listed is refused too (nothing rides along unsigned).
  */
-import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { AgentError } from '../util/errors.js';
+import { createHash, createPrivateKey, sign } from 'node:crypto';
 import { lstatSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
+import { verifySignature, type SignatureRef, type TrustedKey } from '../signing/signature.js';
 
 export const MANIFEST_FILE = 'manifest.json';
 export const SIGNATURE_FILE = 'manifest.sig';
@@ -39,26 +41,13 @@ export interface Manifest {
   files: Record<string, string>;
 }
 
-export interface ManifestSignature {
-  alg: 'ed25519';
-  keyId: string;
-  /** base64 signature over the bytes of manifest.json */
-  sig: string;
-}
+/** manifest.sig: the signature over the exact bytes of manifest.json. */
+export type ManifestSignature = SignatureRef;
 
-export interface TrustedKey {
-  id: string;
-  /** PEM (SPKI) public key. */
-  publicKeyPem: string;
-}
-
-/** The configured keys (`{id, publicKeyFile}`), read from their files; throws when one cannot be read. */
-export function readTrustedKeyFiles(keys: ReadonlyArray<{ id: string; publicKeyFile: string }>): TrustedKey[] {
-  return keys.map((k) => ({ id: k.id, publicKeyPem: readFileSync(k.publicKeyFile, 'utf8') }));
-}
-
-export class BundleError extends Error {
-  override name = 'BundleError';
+export class BundleError extends AgentError<'bundle_invalid'> {
+  constructor(message: string, options?: ErrorOptions) {
+    super('bundle_invalid', message, options);
+  }
 }
 
 const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -85,7 +74,10 @@ function digest(dir: string, file: string): string {
   return sha256(readFileSync(p));
 }
 
-export function buildManifest(dir: string, fields: Omit<Manifest, 'format' | 'name' | 'files' | 'createdAt'> & { createdAt?: string }): Manifest {
+export function buildManifest(
+  dir: string,
+  fields: Omit<Manifest, 'format' | 'name' | 'files' | 'createdAt'> & { createdAt?: string },
+): Manifest {
   const files: Record<string, string> = {};
   for (const f of listFiles(dir)) files[f] = digest(dir, f);
   return { format: BUNDLE_FORMAT, name: 'bike-telemetry', ...fields, createdAt: fields.createdAt ?? new Date().toISOString(), files };
@@ -99,21 +91,6 @@ export function signBundle(dir: string, manifest: Manifest, privateKeyPem: strin
   const sig: ManifestSignature = { alg: 'ed25519', keyId, sig: sign(null, bytes, key).toString('base64') };
   writeFileSync(join(dir, MANIFEST_FILE), bytes);
   writeFileSync(join(dir, SIGNATURE_FILE), `${JSON.stringify(sig)}\n`);
-}
-
-function publicKey(k: TrustedKey): KeyObject {
-  const key = createPublicKey(k.publicKeyPem);
-  if (key.asymmetricKeyType !== 'ed25519') throw new BundleError(`trusted key ${k.id} is ${key.asymmetricKeyType}, not ed25519`);
-  return key;
-}
-
-/** Verify a signature made by one of the trusted keys over `bytes`; returns the key id or throws. */
-export function verifySignature(bytes: Buffer, sig: ManifestSignature, trusted: readonly TrustedKey[], what: string): string {
-  if (sig.alg !== 'ed25519') throw new BundleError(`${what}: signature algorithm ${String(sig.alg)} is not ed25519`);
-  const key = trusted.find((k) => k.id === sig.keyId);
-  if (!key) throw new BundleError(`${what}: signed with key "${sig.keyId}", which this device does not trust (trusted: ${trusted.map((k) => k.id).join(', ') || 'none'})`);
-  if (!verify(null, bytes, publicKey(key), Buffer.from(sig.sig, 'base64'))) throw new BundleError(`${what}: signature does not verify under key "${sig.keyId}"`);
-  return key.id;
 }
 
 /**
@@ -141,12 +118,14 @@ export function verifyBundle(dir: string, trusted: readonly TrustedKey[]): Manif
   } catch (err) {
     throw new BundleError(`${MANIFEST_FILE} is not JSON: ${(err as Error).message}`);
   }
-  if (manifest.format !== BUNDLE_FORMAT || manifest.name !== 'bike-telemetry') throw new BundleError(`not a bike-telemetry bundle of format ${BUNDLE_FORMAT}`);
+  if (manifest.format !== BUNDLE_FORMAT || manifest.name !== 'bike-telemetry')
+    throw new BundleError(`not a bike-telemetry bundle of format ${BUNDLE_FORMAT}`);
   const present = new Set(listFiles(dir));
   for (const [file, want] of Object.entries(manifest.files)) {
     if (!present.has(file)) throw new BundleError(`${file} is missing`);
     const got = digest(dir, file);
-    if (got !== want) throw new BundleError(`${file} does not match the manifest (sha256 ${got.slice(0, 12)}…, expected ${want.slice(0, 12)}…)`);
+    if (got !== want)
+      throw new BundleError(`${file} does not match the manifest (sha256 ${got.slice(0, 12)}…, expected ${want.slice(0, 12)}…)`);
     present.delete(file);
   }
   if (present.size > 0) throw new BundleError(`files not in the manifest: ${[...present].slice(0, 5).join(', ')}`);

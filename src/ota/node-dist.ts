@@ -41,8 +41,15 @@ export function nodeDist(t: Target, cache = cacheRoot()): NodeDist {
     mkdirSync(join(cache, 'node'), { recursive: true });
     const tmp = mkdtempSync(join(cache, 'node', '.fetch-'));
     try {
-      const pack = spawnSync('npm', ['pack', `${pkg}@${version}`, '--pack-destination', tmp, '--json', '--silent'], { encoding: 'utf8', maxBuffer: 64 << 20 });
-      if (pack.status !== 0) throw new ReleaseError('node_fetch_failed', `npm pack ${pkg}@${version} failed: ${pack.stderr.trim().split('\n').slice(-3).join(' ')}`);
+      const pack = spawnSync('npm', ['pack', `${pkg}@${version}`, '--pack-destination', tmp, '--json', '--silent'], {
+        encoding: 'utf8',
+        maxBuffer: 64 << 20,
+      });
+      if (pack.status !== 0)
+        throw new ReleaseError(
+          'node_fetch_failed',
+          `npm pack ${pkg}@${version} failed: ${pack.stderr.trim().split('\n').slice(-3).join(' ')}`,
+        );
       const [info] = JSON.parse(pack.stdout) as Array<{ filename: string }>;
       const tar = spawnSync('tar', ['-xzf', join(tmp, info.filename), '-C', tmp, '--no-same-owner'], { encoding: 'utf8' });
       if (tar.status !== 0) throw new ReleaseError('node_fetch_failed', `unpacking ${info.filename}: ${tar.stderr.trim()}`);

@@ -8,7 +8,7 @@
 import { join } from 'node:path';
 import type { AgentConfig } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
-import { readTrustedKeyFiles } from './manifest.js';
+import { readTrustedKeyFiles } from '../signing/signature.js';
 import { OfferInbox, offerInboxDir } from './offer-inbox.js';
 import { otaStatusPayload, readOtaStateFile } from './state.js';
 

@@ -4,49 +4,14 @@
  * signature (Ed25519, a trusted key id) covers the canonical JSON of `offer`
  * (keys sorted), so the cloud can sign with any JSON library.
  */
-import { z } from 'zod';
-import { BundleError, compareVersions, verifySignature, type TrustedKey } from './manifest.js';
+import { issuesText } from '../util/zod-issues.js';
+import { OfferSchema, SignedOfferSchema, type Offer } from '../contracts/mqtt.js';
+import { compareVersions } from './manifest.js';
+import { canonicalJson, SignatureError, verifySignature, type TrustedKey } from '../signing/signature.js';
 import { incompatibility, type Runtime } from './targets.js';
 
-export const OfferSchema = z
-  .object({
-    /** Unique per offer: an offer id is acted on once (a retained message re-delivered is a replay). */
-    id: z.string().min(8).max(64),
-    deviceClass: z.string().min(1).max(64),
-    /** A device id, or "*" for every device of the class. */
-    target: z.string().min(1).max(64),
-    version: z.string().regex(/^\d+\.\d+\.\d+([.+-][0-9A-Za-z.-]+)?$/),
-    url: z.string().url().refine((u) => /^https?:\/\//.test(u), 'http or https'),
-    size: z.number().int().positive().max(2 ** 31),
-    sha256: z.string().regex(/^[0-9a-f]{64}$/),
-    expiresAt: z.string().datetime({ offset: true }),
-    /** Install even if not newer than the running version (a deliberate downgrade). */
-    allowDowngrade: z.boolean().default(false),
-    /**
-     * What the bundle was built for (its manifest's platform, arch, nodeAbi),
-     * each optional: a console that differs refuses the offer before
-     * downloading anything. Without them the bundle's signed manifest is
-     * judged after the download, before unpacking.
-     */
-    platform: z.string().min(1).max(32).optional(),
-    arch: z.string().min(1).max(32).optional(),
-    nodeAbi: z.number().int().positive().optional(),
-  })
-  .strict();
-export type Offer = z.infer<typeof OfferSchema>;
-
-const SignedOfferSchema = z.object({ offer: z.record(z.unknown()), keyId: z.string().min(1), sig: z.string().min(1) }).strict();
-
-export function canonicalJson(x: unknown): string {
-  if (Array.isArray(x)) return `[${x.map(canonicalJson).join(',')}]`;
-  if (x && typeof x === 'object') {
-    return `{${Object.keys(x)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson((x as Record<string, unknown>)[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(x);
-}
+export { OfferSchema };
+export type { Offer };
 
 export interface OfferContext {
   deviceId: string;
@@ -65,14 +30,17 @@ export interface OfferContext {
  * ids may be remembered as handled: a forged offer must not block a real one
  * with its id, nor push real ids out of the bounded seen list.
  */
-export type OfferVerdict = { ok: true; offer: Offer; signedBy: string } | { ok: false; reason: string; offerId: string | null; signed: boolean };
+export type OfferVerdict =
+  { ok: true; offer: Offer; signedBy: string } | { ok: false; reason: string; offerId: string | null; signed: boolean };
 
 /**
  * The first half of validateOffer: is it `{offer, keyId, sig}` signed by a
  * trusted key? The agent asks only this before handing an offer to the
  * updater (which asks everything again); forgeries never wake it.
  */
-export type OfferSignatureVerdict = { ok: true; offer: Record<string, unknown>; offerId: string | null; signedBy: string } | { ok: false; reason: string; offerId: string | null };
+export type OfferSignatureVerdict =
+  | { ok: true; offer: Record<string, unknown>; offerId: string | null; signedBy: string }
+  | { ok: false; reason: string; offerId: string | null };
 
 export function verifyOfferSignature(payload: Buffer | string, trustedKeys: readonly TrustedKey[]): OfferSignatureVerdict {
   let json: unknown;
@@ -86,10 +54,15 @@ export function verifyOfferSignature(payload: Buffer | string, trustedKeys: read
   const rawId = signed.data.offer.id;
   const offerId = typeof rawId === 'string' && rawId.length <= 64 ? rawId : null;
   try {
-    const signedBy = verifySignature(Buffer.from(canonicalJson(signed.data.offer), 'utf8'), { alg: 'ed25519', keyId: signed.data.keyId, sig: signed.data.sig }, trustedKeys, 'offer');
+    const signedBy = verifySignature(
+      Buffer.from(canonicalJson(signed.data.offer), 'utf8'),
+      { alg: 'ed25519', keyId: signed.data.keyId, sig: signed.data.sig },
+      trustedKeys,
+      'offer',
+    );
     return { ok: true, offer: signed.data.offer, offerId, signedBy };
   } catch (err) {
-    return { ok: false, reason: err instanceof BundleError ? err.message : String(err), offerId };
+    return { ok: false, reason: err instanceof SignatureError ? err.message : String(err), offerId };
   }
 }
 
@@ -98,16 +71,24 @@ export function validateOffer(payload: Buffer | string, ctx: OfferContext): Offe
   if (!signature.ok) return { ok: false, reason: signature.reason, offerId: signature.offerId, signed: false };
   const { offerId, signedBy } = signature;
   const parsed = OfferSchema.safeParse(signature.offer);
-  if (!parsed.success) return { ok: false, reason: `malformed offer: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`, offerId, signed: true };
+  if (!parsed.success)
+    return {
+      ok: false,
+      reason: `malformed offer: ${issuesText(parsed.error, '(offer)')}`,
+      offerId,
+      signed: true,
+    };
   const o = parsed.data;
   if (ctx.seen.has(o.id)) return { ok: false, reason: `replayed: offer ${o.id} was already handled`, offerId, signed: true };
   if (Date.parse(o.expiresAt) <= ctx.nowMs) return { ok: false, reason: `expired at ${o.expiresAt}`, offerId, signed: true };
-  if (o.deviceClass !== ctx.deviceClass) return { ok: false, reason: `for device class ${o.deviceClass}, this is ${ctx.deviceClass}`, offerId, signed: true };
+  if (o.deviceClass !== ctx.deviceClass)
+    return { ok: false, reason: `for device class ${o.deviceClass}, this is ${ctx.deviceClass}`, offerId, signed: true };
   if (o.target !== '*' && o.target !== ctx.deviceId) return { ok: false, reason: `for device ${o.target}`, offerId, signed: true };
   const mismatch = incompatibility(o, ctx.runtime);
   if (mismatch) return { ok: false, reason: `incompatible: ${mismatch}`, offerId, signed: true };
   const cmp = compareVersions(o.version, ctx.currentVersion);
   if (cmp === 0) return { ok: false, reason: `already running ${o.version}`, offerId, signed: true };
-  if (cmp < 0 && !o.allowDowngrade) return { ok: false, reason: `downgrade from ${ctx.currentVersion} to ${o.version} without allowDowngrade`, offerId, signed: true };
+  if (cmp < 0 && !o.allowDowngrade)
+    return { ok: false, reason: `downgrade from ${ctx.currentVersion} to ${o.version} without allowDowngrade`, offerId, signed: true };
   return { ok: true, offer: o, signedBy };
 }

@@ -51,14 +51,28 @@ export interface Release {
 }
 
 /** What goes into a bundle, relative to the checkout. */
-const CONTENTS = ['bin', 'dist', 'package.json', 'package-lock.json', 'node_modules', 'firmware-protocol/calibration', 'systemd', 'scripts/install', 'README.md'];
+const CONTENTS = [
+  'bin',
+  'dist',
+  'package.json',
+  'package-lock.json',
+  'node_modules',
+  'firmware-protocol/calibration',
+  'systemd',
+  'scripts/install',
+  'README.md',
+];
 
 export function buildRelease(o: ReleaseOptions): Release {
-  const pkg = JSON.parse(readFileSync(join(o.repo, 'package.json'), 'utf8')) as { version: string };
+  const pkg = JSON.parse(readFileSync(join(o.repo, 'package.json'), 'utf8')) as { version: string; devOnlyModules?: string[] };
+  // Developer tools (benchmarks, fleet-sim, the reference cloud consumer, the contract and docs generators) stay out of a bike's bundle.
+  const devOnly = (pkg.devOnlyModules ?? []).map((m) => join(o.repo, m));
+  const shipped = (src: string): boolean => !devOnly.some((d) => src === d || src === `${d}.map` || src.startsWith(`${d}/`));
   const version = o.version ?? pkg.version;
   if (!/^\d+\.\d+\.\d+([.+-][0-9A-Za-z.-]+)?$/.test(version)) throw new ReleaseError('usage', `version "${version}" is not x.y.z`);
   for (const need of ['dist/cli/main.js', 'node_modules']) {
-    if (!existsSync(join(o.repo, need))) throw new ReleaseError('not_built', `${join(o.repo, need)} is missing: build the checkout first (npm ci)`);
+    if (!existsSync(join(o.repo, need)))
+      throw new ReleaseError('not_built', `${join(o.repo, need)} is missing: build the checkout first (npm ci)`);
   }
   const host = hostTarget();
   const targetName = o.target ?? host;
@@ -73,7 +87,7 @@ export function buildRelease(o: ReleaseOptions): Release {
   mkdirSync(dir, { recursive: true });
   for (const c of CONTENTS) {
     const from = join(o.repo, c);
-    if (existsSync(from)) cpSync(from, join(dir, c), { recursive: true, verbatimSymlinks: true });
+    if (existsSync(from)) cpSync(from, join(dir, c), { recursive: true, verbatimSymlinks: true, filter: shipped });
   }
   if (o.boardFirmware?.length) {
     mkdirSync(join(dir, 'board-firmware'));
@@ -113,7 +127,16 @@ export function buildRelease(o: ReleaseOptions): Release {
   const tarball = join(o.outDir, `${name}-${target.platform}-${targetName}.tar.gz`);
   packReproducibly(join(o.outDir, `linux-${targetName}`), name, tarball, epoch);
   const bytes = readFileSync(tarball);
-  return { version, dir, tarball, sha256: createHash('sha256').update(bytes).digest('hex'), size: statSync(tarball).size, manifest, target: targetName, addons };
+  return {
+    version,
+    dir,
+    tarball,
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    size: statSync(tarball).size,
+    manifest,
+    target: targetName,
+    addons,
+  };
 }
 
 /** tar sorted by name, owners 0, mtimes the epoch; gzip without a name or time in its header. */
@@ -121,7 +144,11 @@ function packReproducibly(parent: string, name: string, tarball: string, epoch: 
   const plain = tarball.replace(/\.gz$/, '');
   rmSync(plain, { force: true });
   rmSync(tarball, { force: true });
-  const tar = spawnSync('tar', ['-C', parent, '--sort=name', '--owner=0', '--group=0', '--numeric-owner', `--mtime=@${epoch}`, '-cf', plain, name], { encoding: 'utf8' });
+  const tar = spawnSync(
+    'tar',
+    ['-C', parent, '--sort=name', '--owner=0', '--group=0', '--numeric-owner', `--mtime=@${epoch}`, '-cf', plain, name],
+    { encoding: 'utf8' },
+  );
   if (tar.status !== 0) throw new ReleaseError('pack_failed', `tar failed: ${tar.stderr.trim()}`);
   const gz = spawnSync('gzip', ['-n', '-6', plain], { encoding: 'utf8' });
   if (gz.status !== 0) throw new ReleaseError('pack_failed', `gzip failed: ${gz.stderr.trim()}`);

@@ -4,9 +4,9 @@
  * state without loading the updater.
  */
 import { readFileSync } from 'node:fs';
-import type { Offer } from './offer.js';
+import type { Offer, OtaOutcome, OtaStatusDetail, OtaStatusMessage } from '../contracts/mqtt.js';
 
-export type OtaPhase = 'idle' | 'downloading' | 'staging' | 'switching' | 'checking' | 'rolling-back';
+export type OtaPhase = OtaStatusMessage['phase'];
 
 export interface OtaState {
   phase: OtaPhase;
@@ -16,12 +16,20 @@ export interface OtaState {
   /** What the agent looked like before the switch: the new version must do at least as well. */
   baseline: { linkOpen: boolean; uploadConnected: boolean } | null;
   /** The last outcome, for `status` and the status topic. */
-  last: { version: string; result: 'updated' | 'rolled-back' | 'refused' | 'failed'; reason: string | null; at: string } | null;
+  last: OtaOutcome | null;
   seenOffers: string[];
   failedVersions: string[];
 }
 
-export const EMPTY_OTA_STATE: OtaState = { phase: 'idle', offer: null, from: null, baseline: null, last: null, seenOffers: [], failedVersions: [] };
+export const EMPTY_OTA_STATE: OtaState = {
+  phase: 'idle',
+  offer: null,
+  from: null,
+  baseline: null,
+  last: null,
+  seenOffers: [],
+  failedVersions: [],
+};
 
 /** The state as written, missing fields filled in; an unreadable file reads as idle. */
 export function readOtaStateFile(file: string): OtaState {
@@ -37,6 +45,14 @@ export function readOtaStateFile(file: string): OtaState {
  * and what just happened. One shape whoever sends it (the updater, or the
  * agent refusing a forged offer before it reaches the updater).
  */
-export function otaStatusPayload(state: OtaState, detail: Record<string, unknown>, at: Date = new Date()): string {
-  return JSON.stringify({ phase: state.phase, version: state.offer?.version ?? null, from: state.from, last: state.last, ...detail, at: at.toISOString() });
+export function otaStatusPayload(state: OtaState, detail: OtaStatusDetail, at: Date = new Date()): string {
+  const message: OtaStatusMessage = {
+    phase: state.phase,
+    version: state.offer?.version ?? null,
+    from: state.from,
+    last: state.last,
+    ...detail,
+    at: at.toISOString(),
+  };
+  return JSON.stringify(message);
 }

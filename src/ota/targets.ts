@@ -85,7 +85,8 @@ export function parseTargets(arg: string): TargetName[] {
   if (arg === 'all') return [...TARGET_NAMES];
   const names = arg.split(',').map((s) => s.trim());
   const bad = names.filter((n) => !(TARGET_NAMES as readonly string[]).includes(n));
-  if (bad.length > 0 || names.length === 0) throw new RangeError(`unknown architecture ${bad.join(', ') || '""'}: use ${TARGET_NAMES.join(', ')} or all`);
+  if (bad.length > 0 || names.length === 0)
+    throw new RangeError(`unknown architecture ${bad.join(', ') || '""'}: use ${TARGET_NAMES.join(', ')} or all`);
   return [...new Set(names as TargetName[])];
 }
 
@@ -109,7 +110,10 @@ export const describeRuntime = (r: { platform: string; arch: string; nodeAbi?: n
  * bundle made before the ABI was recorded (no `nodeAbi`) is judged on
  * platform and arch alone.
  */
-export function incompatibility(built: { platform?: string | undefined; arch?: string | undefined; nodeAbi?: number | undefined }, here: Runtime): string | null {
+export function incompatibility(
+  built: { platform?: string | undefined; arch?: string | undefined; nodeAbi?: number | undefined },
+  here: Runtime,
+): string | null {
   const platformOk = built.platform === undefined || built.platform === here.platform;
   const archOk = built.arch === undefined || built.arch === here.arch;
   const abiOk = built.nodeAbi === undefined || built.nodeAbi === here.nodeAbi;

@@ -9,11 +9,12 @@
  * - without it: a long-running process subscribed to `<prefix>/<device>/ota`
  *   and the fleet topic itself (installs whose units predate the inbox).
  */
+import type { OtaStatusDetail } from '../contracts/mqtt.js';
 import mqtt, { type MqttClient } from 'mqtt';
 import { resolveSocketPath } from '../api/socket-path.js';
 import type { AgentConfig } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
-import { readTrustedKeyFiles, type TrustedKey } from './manifest.js';
+import { readTrustedKeyFiles, type TrustedKey } from '../signing/signature.js';
 import type { OfferInbox } from './offer-inbox.js';
 import { brokerLogin, readTlsFiles } from '../upload/login.js';
 import { validateOffer } from './offer.js';
@@ -54,7 +55,7 @@ export class UpdaterService {
     });
   }
 
-  private report(state: OtaState, detail: Record<string, unknown>): void {
+  private report(state: OtaState, detail: OtaStatusDetail): void {
     const payload = otaStatusPayload(state, detail);
     this.log.info({ ota: JSON.parse(payload) as unknown }, 'update status');
     this.client?.publish(this.statusTopic, payload, { qos: 1, retain: true });
@@ -139,7 +140,8 @@ export class UpdaterService {
     if (!verdict.ok) {
       this.log.warn({ offer: verdict.offerId, reason: verdict.reason }, 'update offer refused');
       // Only a signed offer's id is remembered (a forgery must not block or evict real ids); a replay is already in the list.
-      if (verdict.offerId && verdict.signed && !u.state.seenOffers.includes(verdict.offerId)) u.noteOffer(verdict.offerId, { version: '?', reason: verdict.reason });
+      if (verdict.offerId && verdict.signed && !u.state.seenOffers.includes(verdict.offerId))
+        u.noteOffer(verdict.offerId, { version: '?', reason: verdict.reason });
       else this.report(u.state, { refused: verdict.reason });
       return;
     }

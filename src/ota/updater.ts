@@ -18,18 +18,36 @@
  * bundle checks (bundle-check.ts) and errors (errors.ts) are already apart,
  * the download is the next part to move out.
  */
+import type { OtaStatusDetail } from '../contracts/mqtt.js';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, existsSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, renameSync, rmSync, statfsSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  createReadStream,
+  existsSync,
+  fsyncSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  statfsSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { get as httpGet, type IncomingMessage } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { basename, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from '../log/logger.js';
-import { fetchAgentHealth } from '../cli/api-client.js';
-import type { AgentHealth } from '../agent/agent.js';
+import { fetchAgentHealth } from '../api/client.js';
+import type { AgentHealth } from '../contracts/health.js';
 import { SCHEMA_VERSION } from '../spool/schema.js';
-import { BundleError, MANIFEST_FILE, SIGNATURE_FILE, verifyBundle, type TrustedKey } from './manifest.js';
+import { BundleError, MANIFEST_FILE, SIGNATURE_FILE, verifyBundle } from './manifest.js';
+import { SignatureError, type TrustedKey } from '../signing/signature.js';
 import type { Offer } from './offer.js';
 import { writeFileAtomicSync } from '../util/files.js';
 import { checkListing, checkManifestSignature, untar } from './bundle-check.js';
@@ -57,7 +75,7 @@ export interface UpdaterOptions {
   resetCommand?: readonly string[];
   log: Pick<Logger, 'info' | 'warn' | 'error'>;
   /** Progress and results (the status topic). */
-  report: (state: OtaState, detail: Record<string, unknown>) => void;
+  report: (state: OtaState, detail: OtaStatusDetail) => void;
   /** A bundle that would unpack to more than this is refused before unpacking. */
   maxUnpackedBytes?: number;
   /** Download attempts per offer, and the slowest download accepted (after a grace period). */
@@ -74,7 +92,6 @@ const DEFAULT_MAX_UNPACKED = 512 << 20;
 /** Free space left after unpacking, for the spool and the logs. */
 const UNPACK_MARGIN_BYTES = 32 << 20;
 const STEP_DELAY_MS = Number(process.env.BIKE_TELEMETRY_OTA_STEP_DELAY_MS ?? 0) || 0;
-
 
 export class Updater {
   readonly versions: string;
@@ -118,7 +135,7 @@ export class Updater {
     return this.busy;
   }
 
-  private save(patch: Partial<OtaState>, detail: Record<string, unknown> = {}): void {
+  private save(patch: Partial<OtaState>, detail: OtaStatusDetail = {}): void {
     this.state = { ...this.state, ...patch };
     writeFileAtomicSync(this.stateFile, `${JSON.stringify(this.state, null, 1)}\n`);
     this.o.report(this.state, detail);
@@ -129,7 +146,9 @@ export class Updater {
     const seen = [...this.state.seenOffers.filter((x) => x !== id), id].slice(-500);
     this.save({
       seenOffers: seen,
-      ...(refusal ? { last: { version: refusal.version, result: 'refused' as const, reason: refusal.reason, at: new Date().toISOString() } } : {}),
+      ...(refusal
+        ? { last: { version: refusal.version, result: 'refused' as const, reason: refusal.reason, at: new Date().toISOString() } }
+        : {}),
     });
   }
 
@@ -172,15 +191,21 @@ export class Updater {
           } else if (s.phase === 'rolling-back') {
             this.rollBack();
             const reason = s.last?.reason ?? 'rolled back';
-            this.save({ phase: 'idle', offer: null, failedVersions: [...new Set([...s.failedVersions, offer.version])] }, { version: offer.version, result: 'rolled-back', reason });
+            this.save(
+              { phase: 'idle', offer: null, failedVersions: [...new Set([...s.failedVersions, offer.version])] },
+              { version: offer.version, result: 'rolled-back', reason },
+            );
             return;
           }
         } catch (err) {
           const reason = (err as Error).message;
-          this.o.log.error({ version: offer.version, phase: s.phase, err: reason }, 'update failed');
+          this.o.log.error({ version: offer.version, phase: s.phase, err }, 'update failed');
           if (s.phase === 'checking' || s.phase === 'switching') {
             // The new version is (or may be) current: go back.
-            this.save({ phase: 'rolling-back', last: { version: offer.version, result: 'rolled-back', reason, at: new Date().toISOString() } });
+            this.save({
+              phase: 'rolling-back',
+              last: { version: offer.version, result: 'rolled-back', reason, at: new Date().toISOString() },
+            });
           } else {
             // Nothing was touched: drop the download and the staging.
             this.cleanup(offer.version);
@@ -198,7 +223,16 @@ export class Updater {
     // Healthy: from now on the updater starts from this version too.
     if (result === 'updated') replaceSymlink(this.stable, `versions/${version}`);
     const failed = result === 'failed' ? [...new Set([...this.state.failedVersions, version])] : this.state.failedVersions;
-    this.save({ phase: 'idle', offer: null, baseline: null, failedVersions: failed, last: { version, result, reason, at: new Date().toISOString() } }, { version, result, reason });
+    this.save(
+      {
+        phase: 'idle',
+        offer: null,
+        baseline: null,
+        failedVersions: failed,
+        last: { version, result, reason, at: new Date().toISOString() },
+      },
+      { version, result, reason },
+    );
     this.cleanup(version);
   }
 
@@ -228,7 +262,7 @@ export class Updater {
       } catch (err) {
         if (attempt >= (this.o.downloadAttempts ?? DOWNLOAD_ATTEMPTS) || !(err instanceof OtaError && RETRYABLE.has(err.code))) throw err;
         const waitMs = Math.min(30_000, 500 * 2 ** attempt);
-        this.o.log.warn({ version: offer.version, attempt, err: (err as Error).message, retryInMs: waitMs }, 'download interrupted: resuming');
+        this.o.log.warn({ version: offer.version, attempt, err, retryInMs: waitMs }, 'download interrupted: resuming');
         await new Promise((r) => setTimeout(r, waitMs));
       }
     }
@@ -259,7 +293,12 @@ export class Updater {
         await new Promise<void>((resolve, reject) => {
           // The first error settles the promise; later events from the destroyed response change nothing.
           deadline = setTimeout(() => {
-            reject(new OtaError('too_slow', `download slower than ${minRate} B/s: ${got} of ${offer.size} bytes after ${Math.round(deadlineMs / 1000)} s`));
+            reject(
+              new OtaError(
+                'too_slow',
+                `download slower than ${minRate} B/s: ${got} of ${offer.size} bytes after ${Math.round(deadlineMs / 1000)} s`,
+              ),
+            );
             res.destroy();
           }, deadlineMs);
           res.on('data', (chunk: Buffer) => {
@@ -323,7 +362,8 @@ export class Updater {
     mkdirSync(this.versions, { recursive: true });
     const fs = statfsSync(this.versions);
     const free = fs.bavail * fs.bsize;
-    if (unpacked + UNPACK_MARGIN_BYTES > free) throw new OtaError('no_space', `the bundle unpacks to ${unpacked} bytes; ${free} bytes are free`);
+    if (unpacked + UNPACK_MARGIN_BYTES > free)
+      throw new OtaError('no_space', `the bundle unpacks to ${unpacked} bytes; ${free} bytes are free`);
     const staging = join(this.versions, `.staging-${v}`);
     rmSync(staging, { recursive: true, force: true });
     mkdirSync(staging, { recursive: true });
@@ -335,14 +375,15 @@ export class Updater {
     untar(tarball, staging, []);
     const entries = readdirSync(staging);
     const inner = join(staging, top);
-    if (entries.length !== 1 || entries[0] !== top) throw new OtaError('bad_bundle', `the bundle must hold ${top}/ alone, it holds ${entries.slice(0, 5).join(', ')}`);
+    if (entries.length !== 1 || entries[0] !== top)
+      throw new OtaError('bad_bundle', `the bundle must hold ${top}/ alone, it holds ${entries.slice(0, 5).join(', ')}`);
     // A symlink here would be verified as one folder and installed as another.
     if (!lstatSync(inner).isDirectory()) throw new OtaError('bad_bundle', `${top} in the bundle is not a folder`);
     let manifest;
     try {
       manifest = verifyBundle(inner, this.o.trustedKeys);
     } catch (err) {
-      if (err instanceof BundleError) throw new OtaError('bad_bundle', `bundle refused: ${err.message}`);
+      if (err instanceof BundleError || err instanceof SignatureError) throw new OtaError('bad_bundle', `bundle refused: ${err.message}`);
       throw err;
     }
     if (manifest.version !== v) throw new OtaError('bad_bundle', `the bundle is version ${manifest.version}, the offer says ${v}`);
@@ -350,9 +391,13 @@ export class Updater {
     if (mismatch) throw new OtaError('incompatible', `version ${v}: ${mismatch}`);
     const spool = spoolSchema(this.o.dataDir);
     if (spool !== null && spool > manifest.spoolSchema) {
-      throw new OtaError('incompatible', `version ${v} reads spool schema up to ${manifest.spoolSchema}, the spool is at ${spool}: it would not read the records kept`);
+      throw new OtaError(
+        'incompatible',
+        `version ${v} reads spool schema up to ${manifest.spoolSchema}, the spool is at ${spool}: it would not read the records kept`,
+      );
     }
-    if (spool !== null && spool < manifest.minSpoolSchema) throw new OtaError('incompatible', `version ${v} migrates spools from schema ${manifest.minSpoolSchema}, the spool is at ${spool}`);
+    if (spool !== null && spool < manifest.minSpoolSchema)
+      throw new OtaError('incompatible', `version ${v} migrates spools from schema ${manifest.minSpoolSchema}, the spool is at ${spool}`);
     // Replace an older copy of the same version (a rolled-back one, say) by two renames, never by copying into it.
     const old = join(this.versions, `.old-${v}`);
     rmSync(old, { recursive: true, force: true });
@@ -384,10 +429,11 @@ export class Updater {
 
   private restart(): void {
     const reset = this.o.resetCommand ?? [];
-    if (reset.length > 0) spawnSync(reset[0]!, reset.slice(1), { stdio: 'ignore', timeout: 30_000 });
+    if (reset.length > 0) spawnSync(reset[0], reset.slice(1), { stdio: 'ignore', timeout: 30_000 });
     const [cmd, ...args] = this.o.restartCommand;
     const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000 });
-    if (r.status !== 0) this.o.log.warn({ cmd: this.o.restartCommand.join(' '), status: r.status, err: r.stderr?.trim() }, 'restart command failed');
+    if (r.status !== 0)
+      this.o.log.warn({ cmd: this.o.restartCommand.join(' '), status: r.status, err: r.stderr?.trim() }, 'restart command failed');
   }
 
   private health(): Promise<AgentHealth | null> {
@@ -409,7 +455,8 @@ export class Updater {
       if (h) {
         if (h.agentVersion !== version) why = `the agent runs version ${h.agentVersion}, not ${version}`;
         else if (h.spool.state !== 'open') why = `spool ${h.spool.state}`;
-        else if (base.linkOpen && (h.link.state !== 'open' || h.protocol.frames === 0)) why = `serial link ${h.link.state} (it was open before)`;
+        else if (base.linkOpen && (h.link.state !== 'open' || h.protocol.frames === 0))
+          why = `serial link ${h.link.state} (it was open before)`;
         else if (base.uploadConnected && h.upload.state !== 'connected') why = `upload ${h.upload.state} (it was connected before)`;
         else return;
       }

@@ -3,23 +3,14 @@
  * bytes into engine readings and owns whatever talking to the board needs
  * (requests, polling); the agent stays protocol-agnostic.
  */
+import type { BoardInfo, ProtocolHealth } from '../contracts/health.js';
+
+export type { ProtocolHealth };
 export type Framing =
   /** Frames between 0x00 delimiters (fwp): the link splits them, under a length cap. */
   | { kind: 'delimited'; maxFrame: number; onFrame: (frame: Buffer) => void }
   /** A byte stream the driver frames itself (the polled bus, whose frames may contain their end byte). */
   | { kind: 'stream'; onData: (chunk: Buffer) => void };
-
-export interface ProtocolHealth {
-  name: 'fwp' | 'peloton';
-  frames: number;
-  /** Readings handed to the metrics engine. */
-  samples: number;
-  errors: Record<string, number>;
-  lostFrames: number;
-  seqGaps: number;
-  boardResets: number;
-  requestTimeouts: number;
-}
 
 export interface ProtocolDriver {
   readonly name: 'fwp' | 'peloton';
@@ -29,6 +20,6 @@ export interface ProtocolDriver {
   /** The port went away or the agent stops: stop talking, fail what waits. */
   linkLost(reason: string): void;
   health(): ProtocolHealth;
-  /** What the board said about itself (shape depends on the protocol). */
-  board(): Record<string, unknown>;
+  /** What the board said about itself (shape depends on the protocol; contracts/health.ts). */
+  board(): BoardInfo;
 }

@@ -3,7 +3,7 @@
  * series), with the ride's summary figures. Plain SVG 1.1, no scripts or
  * external resources, so any browser or image viewer shows it.
  */
-import type { RideSummary } from '../spool/rides.js';
+import type { RideSummary } from '../contracts/health.js';
 
 export interface RideSeries {
   powerW: ArrayLike<number>;

@@ -10,6 +10,7 @@
  * per-device key created on first start (rides of one member on different
  * bikes cannot be joined). The key never leaves the device and is never logged.
  */
+import { AgentError } from '../util/errors.js';
 import { createHmac, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -17,8 +18,10 @@ import { dirname, join } from 'node:path';
 export const PSEUDONYM_PREFIX = 'm1.';
 const MIN_KEY_BYTES = 32;
 
-export class MemberKeyError extends Error {
-  override name = 'MemberKeyError';
+export class MemberKeyError extends AgentError<'member_key'> {
+  constructor(message: string, options?: ErrorOptions) {
+    super('member_key', message, options);
+  }
 }
 
 export class MemberPseudonymiser {
@@ -49,7 +52,8 @@ export function loadMemberKey(configuredFile: string | undefined, dataDir: strin
     } catch (err) {
       throw new MemberKeyError(`privacy.memberKeyFile ${configuredFile}: cannot read: ${(err as Error).message}`);
     }
-    if (key.length < MIN_KEY_BYTES) throw new MemberKeyError(`privacy.memberKeyFile ${configuredFile}: key must be at least ${MIN_KEY_BYTES} bytes`);
+    if (key.length < MIN_KEY_BYTES)
+      throw new MemberKeyError(`privacy.memberKeyFile ${configuredFile}: key must be at least ${MIN_KEY_BYTES} bytes`);
     return key;
   }
   const file = join(dataDir, 'member.key');

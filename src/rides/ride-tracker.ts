@@ -8,7 +8,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../log/logger.js';
 import type { LiveRecord } from '../metrics/record.js';
-import type { RideEndReason, RideStartedBy, RideStore, RideSummary } from '../spool/rides.js';
+import type { RideEndReason, RideStartedBy, RideStore } from '../spool/rides.js';
+import type { RideSummary } from '../contracts/health.js';
 
 export interface RideTrackerOptions {
   /** End a ride after this long without pedalling. */
@@ -248,7 +249,7 @@ export class RideTracker {
     try {
       this.opts.store.update(this.rowId, this.summary(), this.seriesBytes());
     } catch (err) {
-      this.opts.log.warn({ err: (err as Error).message }, 'ride summary not saved');
+      this.opts.log.warn({ err }, 'ride summary not saved');
     }
   }
 
@@ -274,7 +275,7 @@ export class RideTracker {
       try {
         this.rowId = this.opts.store.create(this.uuid, member, classId, this.startedMs, by);
       } catch (err) {
-        this.opts.log.error({ err: (err as Error).message }, 'ride not stored: its records go without a ride');
+        this.opts.log.error({ err }, 'ride not stored: its records go without a ride');
       }
     }
     const s = this.summary();
@@ -294,7 +295,7 @@ export class RideTracker {
       try {
         this.opts.store.end(this.rowId, Date.parse(s.endedAt), reason, s, this.seriesBytes());
       } catch (err) {
-        this.opts.log.error({ err: (err as Error).message, ride: s.ride }, 'ride end not stored');
+        this.opts.log.error({ err, ride: s.ride }, 'ride end not stored');
       }
     } else {
       this.recent.unshift(s);

@@ -5,14 +5,16 @@
  * kernel releases it when the process dies (no stale lock file after a power
  * cut or kill -9, no pid that a reboot may reuse).
  */
+import { AgentError } from '../util/errors.js';
 import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { resolve } from 'node:path';
 
-export class InstanceLockError extends Error {
-  override name = 'InstanceLockError';
-  readonly code = 'data_dir_in_use';
+export class InstanceLockError extends AgentError<'data_dir_in_use'> {
+  constructor(message: string, options?: ErrorOptions) {
+    super('data_dir_in_use', message, options);
+  }
 }
 
 export function lockName(dataDir: string): string {

@@ -7,10 +7,14 @@
  */
 import type { Logger } from '../log/logger.js';
 
-/** Exit status after an uncaught error (README: 1, runtime failure). */
+/** Exit status after an uncaught error (docs/cli.md: 1, runtime failure). */
 export const LAST_RESORT_EXIT = 1;
 
-export function installLastResort(log: Pick<Logger, 'fatal' | 'error' | 'info'>, flush: () => number, exit: (code: number) => void = (c) => process.exit(c)): void {
+export function installLastResort(
+  log: Pick<Logger, 'fatal' | 'error' | 'info'>,
+  flush: () => number,
+  exit: (code: number) => void = (c) => process.exit(c),
+): void {
   let dying = false;
   const die = (kind: 'uncaughtException' | 'unhandledRejection', err: unknown): void => {
     if (dying) {

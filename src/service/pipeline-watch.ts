@@ -48,7 +48,10 @@ export class PipelineWatch {
     if (s.linkOpen && framesMoved && !recordsMoved) {
       this.framesWithoutRecordsSince ??= prev.nowMs;
       if (s.nowMs - this.framesWithoutRecordsSince > this.stallMs) {
-        return { alive: false, reason: `frames decoded for ${Math.round((s.nowMs - this.framesWithoutRecordsSince) / 1000)} s without a record from the engine` };
+        return {
+          alive: false,
+          reason: `frames decoded for ${Math.round((s.nowMs - this.framesWithoutRecordsSince) / 1000)} s without a record from the engine`,
+        };
       }
     } else if (recordsMoved || !framesMoved) {
       this.framesWithoutRecordsSince = null;

@@ -4,6 +4,7 @@
  * uses the small native `unix-dgram` module (as Zigbee2MQTT does): one socket
  * for the life of the process, never a child process per ping.
  */
+import { AgentError } from '../util/errors.js';
 import { createRequire } from 'node:module';
 
 interface DgramSocket {
@@ -15,8 +16,10 @@ interface UnixDgram {
   createSocket(type: 'unix_dgram'): DgramSocket;
 }
 
-export class NotifySocketError extends Error {
-  override name = 'NotifySocketError';
+export class NotifySocketError extends AgentError<'notify_socket'> {
+  constructor(message: string, options?: ErrorOptions) {
+    super('notify_socket', message, options);
+  }
 }
 
 export class SystemdNotifier {
@@ -39,7 +42,10 @@ export class SystemdNotifier {
   static fromEnv(env: NodeJS.ProcessEnv = process.env, pid = process.pid): SystemdNotifier | null {
     const path = env.NOTIFY_SOCKET;
     if (!path) return null;
-    if (path.startsWith('@')) throw new NotifySocketError(`NOTIFY_SOCKET ${path} is an abstract socket, which this agent cannot reach; systemd uses /run/systemd/notify`);
+    if (path.startsWith('@'))
+      throw new NotifySocketError(
+        `NOTIFY_SOCKET ${path} is an abstract socket, which this agent cannot reach; systemd uses /run/systemd/notify`,
+      );
     const usec = Number(env.WATCHDOG_USEC);
     // WATCHDOG_PID, when set, names the process the watchdog is for (not a child of it).
     const forUs = env.WATCHDOG_PID === undefined || Number(env.WATCHDOG_PID) === pid;

@@ -16,7 +16,18 @@
  * (simFirmwareImage); any other image runs normally.
  */
 import type { Calibration } from '../metrics/calibration.js';
-import { BodyWriter, BootMode, FwpFrame, FwpResult, MsgType, RequestOp, ResponseStatus, decodeFrame, writeHelloBody, type HelloFields } from '../protocol/fwp/codec.js';
+import {
+  BodyWriter,
+  BootMode,
+  FwpFrame,
+  FwpResult,
+  MsgType,
+  RequestOp,
+  ResponseStatus,
+  decodeFrame,
+  writeHelloBody,
+  type HelloFields,
+} from '../protocol/fwp/codec.js';
 import { SlotState, XferState, writeFwProgress, type FwVersion } from '../protocol/fwp/fwu.js';
 import { SimBoard, boardFrame, type SimBoardOptions } from './board.js';
 import { SimFlash } from './flash.js';
@@ -132,10 +143,31 @@ export class BootloaderBoard implements SimulatedBoard {
       factoryVersion,
       factoryImage: simFirmwareImage(64 * 1024, SimImageBehaviour.NORMAL, 99),
     });
-    this.fwu = new FwuReceiver({ boardModel: this.o.boardModel, maxChunk: this.o.maxChunk, window: this.o.window }, this.flash, this.flash.meta);
-    this.app = new SimBoard(cal, script, { ...opts.app, protoMinor: 1, boardModel: this.o.boardModel, firmware: factoryVersion, seed: this.o.seed });
+    this.fwu = new FwuReceiver(
+      { boardModel: this.o.boardModel, maxChunk: this.o.maxChunk, window: this.o.window },
+      this.flash,
+      this.flash.meta,
+    );
+    this.app = new SimBoard(cal, script, {
+      ...opts.app,
+      protoMinor: 1,
+      boardModel: this.o.boardModel,
+      firmware: factoryVersion,
+      seed: this.o.seed,
+    });
     const serial = opts.app?.serial ?? Buffer.from('SIMBIKE00001', 'ascii');
-    this.blHello = { protoMinor: 1, fwMajor: 1, fwMinor: 0, fwPatch: 0, hwRev: opts.app?.hwRev ?? 1, ticksPerRev: 0, sampleRateHz: 0, serial, bootMode: BootMode.BOOTLOADER, boardModel: this.o.boardModel };
+    this.blHello = {
+      protoMinor: 1,
+      fwMajor: 1,
+      fwMinor: 0,
+      fwPatch: 0,
+      hwRev: opts.app?.hwRev ?? 1,
+      ticksPerRev: 0,
+      sampleRateHz: 0,
+      serial,
+      bootMode: BootMode.BOOTLOADER,
+      boardModel: this.o.boardModel,
+    };
   }
 
   /** Power on. */
@@ -235,7 +267,7 @@ export class BootloaderBoard implements SimulatedBoard {
       out.push(...this.reset(stay));
     }
     this.writeQueued(elapsedUs, out);
-    for (let i = 0; i < this.delayed.length; ) {
+    for (let i = 0; i < this.delayed.length;) {
       if (this.delayed[i].atUs <= elapsedUs) out.push(this.delayed.splice(i, 1)[0].frame());
       else i++;
     }
@@ -260,7 +292,10 @@ export class BootloaderBoard implements SimulatedBoard {
       this.busyUntilUs = -1;
       this.queue.shift();
       const status = this.fwu.chunk(head.offset, head.crc, head.data);
-      if (status >= 0) out.push(this.blFrame(MsgType.FW_PROGRESS, writeFwProgress(this.w.reset(), this.fwu.next, status, this.o.window - this.queue.length)));
+      if (status >= 0)
+        out.push(
+          this.blFrame(MsgType.FW_PROGRESS, writeFwProgress(this.w.reset(), this.fwu.next, status, this.o.window - this.queue.length)),
+        );
     }
   }
 
@@ -315,11 +350,15 @@ export class BootloaderBoard implements SimulatedBoard {
     const op = f.op;
     const status = this.fwu.request(op, args, this.data.reset());
     if (status >= 0) {
-      const reply = (): Buffer => this.send(MsgType.RESPONSE, this.w.reset().u8(seq).u8(status).raw(this.data.bytes.subarray(0, this.data.len)));
+      const reply = (): Buffer =>
+        this.send(MsgType.RESPONSE, this.w.reset().u8(seq).u8(status).raw(this.data.bytes.subarray(0, this.data.len)));
       if (op === RequestOp.FW_VERIFY && status === ResponseStatus.OK) {
         // Hashing the image takes the board a while; the answer comes when it is done.
         const bytes = Buffer.from(this.data.bytes.subarray(0, this.data.len));
-        this.delayed.push({ atUs: this.nowUs + this.fwu.meta.xfer.size * this.o.hashUsPerByte, frame: () => this.send(MsgType.RESPONSE, this.w.reset().u8(seq).u8(status).raw(bytes)) });
+        this.delayed.push({
+          atUs: this.nowUs + this.fwu.meta.xfer.size * this.o.hashUsPerByte,
+          frame: () => this.send(MsgType.RESPONSE, this.w.reset().u8(seq).u8(status).raw(bytes)),
+        });
         return;
       }
       out.push(reply());

@@ -9,6 +9,7 @@
  * in the system tests, and qemu-user cannot exec another ARM binary), the
  * simulator runs inside the agent, as it used to, and that is logged.
  */
+import { AgentError } from '../util/errors.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
@@ -36,11 +37,9 @@ const BIN = fileURLToPath(new URL('../../bin/bike-telemetry.js', import.meta.url
  * giving its pty); code `sim_spawn_failed`. Then it runs inside the agent: a
  * fault of the simulator itself (a bad calibration) shows there again.
  */
-export class SimSpawnError extends Error {
-  readonly code = 'sim_spawn_failed';
+export class SimSpawnError extends AgentError<'sim_spawn_failed'> {
   constructor(cause: Error) {
-    super(`the simulator process did not start: ${cause.message}`, { cause });
-    this.name = 'SimSpawnError';
+    super('sim_spawn_failed', `the simulator process did not start: ${cause.message}`, { cause });
   }
 }
 
@@ -84,22 +83,37 @@ export class SimChild {
   ) {}
 
   static async start(o: SimChildOptions): Promise<SimChild> {
-    const args = ['simulate', '--with-parent', '--protocol', o.protocol, '--calibration', o.calibration, '--rate', String(o.sampleRateHz), '--seed', String(o.seed), '--baud', String(o.baudRate)];
+    const args = [
+      'simulate',
+      '--with-parent',
+      '--protocol',
+      o.protocol,
+      '--calibration',
+      o.calibration,
+      '--rate',
+      String(o.sampleRateHz),
+      '--seed',
+      String(o.seed),
+      '--baud',
+      String(o.baudRate),
+    ];
     if (o.script) args.push('--script', o.script);
     // stdin is the lifeline: the simulator exits when it closes, so an agent killed outright leaves none behind.
     const child = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
     const path = await new Promise<string>((resolve, reject) => {
       let out = '';
-      child.stdout!.on('data', (d: Buffer) => {
+      child.stdout.on('data', (d: Buffer) => {
         out += d.toString();
         const nl = out.indexOf('\n');
         if (nl >= 0) resolve(out.slice(0, nl).trim());
       });
       child.once('error', (err) => reject(new SimSpawnError(err)));
       // Not only a broken simulator: under qemu-user the exec is refused and /bin/sh tries the binary as a script.
-      child.once('exit', (code) => reject(new SimSpawnError(new Error(`simulator exited (${String(code)}) before it was ready: ${stderr.trim().slice(-500)}`))));
+      child.once('exit', (code) =>
+        reject(new SimSpawnError(new Error(`simulator exited (${String(code)}) before it was ready: ${stderr.trim().slice(-500)}`))),
+      );
     });
     return new SimChild(child, path);
   }

@@ -45,7 +45,8 @@ export class SimFlash implements FwuFlash {
     this.fd = openSync(path, isNew ? 'w+' : 'r+');
     if (isNew) {
       const ff = Buffer.alloc(1 << 16, 0xff);
-      for (let at = 0; at < META_AREA + 2 * this.slotSize; at += ff.length) writeSync(this.fd, ff, 0, Math.min(ff.length, META_AREA + 2 * this.slotSize - at), at);
+      for (let at = 0; at < META_AREA + 2 * this.slotSize; at += ff.length)
+        writeSync(this.fd, ff, 0, Math.min(ff.length, META_AREA + 2 * this.slotSize - at), at);
       this.meta = freshMeta(o.factoryVersion);
       this.program(0, 0, o.factoryImage);
       this.saveMeta(this.meta);
@@ -79,7 +80,10 @@ export class SimFlash implements FwuFlash {
 
   saveMeta(meta: FwuMeta): void {
     this.metaSeq++;
-    const stored: StoredMeta = { seq: this.metaSeq, meta: { ...meta, xfer: { ...meta.xfer, sha256: Buffer.from(meta.xfer.sha256).toString('hex') } } };
+    const stored: StoredMeta = {
+      seq: this.metaSeq,
+      meta: { ...meta, xfer: { ...meta.xfer, sha256: Buffer.from(meta.xfer.sha256).toString('hex') } },
+    };
     const json = Buffer.from(JSON.stringify(stored), 'utf8');
     const rec = Buffer.alloc(META_COPY, 0xff);
     rec.writeUInt32LE(json.length, 0);

@@ -257,7 +257,9 @@ export class FwuReceiver {
       this.resume(w);
       return ResponseStatus.BUSY;
     }
-    const digest = createHash('sha256').update(this.flash.read(x.slot, 0, x.size)).digest();
+    const digest = createHash('sha256')
+      .update(this.flash.read(x.slot, 0, x.size))
+      .digest();
     if (!digest.equals(Buffer.from(x.sha256))) {
       x.next = 0;
       this.erasedTo = 0;

@@ -9,7 +9,16 @@
  * unanswered, a bike gone silent, and a calibration table it refuses to give.
  */
 import type { Calibration } from '../metrics/calibration.js';
-import { encodeReply, PelotonCmd, PelotonParser, REPLY_DIGITS, REQ_CALIBRATION, REQ_READ, REQ_STARTUP } from '../protocol/peloton/codec.js';
+import {
+  encodeReply,
+  encodeRequest,
+  PelotonCmd,
+  PelotonParser,
+  REPLY_DIGITS,
+  REQ_CALIBRATION,
+  REQ_READ,
+  REQ_STARTUP,
+} from '../protocol/peloton/codec.js';
 import { DEFAULT_RESISTANCE_TABLE, TABLE_ENTRIES } from '../protocol/peloton/resistance.js';
 import { RideScriptPlayer, type RideScript, type RideTarget } from './ride-script.js';
 import { seededRandom } from './rng.js';
@@ -153,4 +162,28 @@ export class PelotonSimBoard implements SimulatedBoard {
     this.counters.replies++;
     this.out.push(reply);
   }
+}
+
+/** Wire bytes of `pairs` poll/reply exchanges of a ride, and where each frame starts and ends. */
+export function pelotonWireStream(pairs: number): { bytes: Buffer; starts: Uint32Array; ends: Uint32Array } {
+  const cmds = [PelotonCmd.POWER, PelotonCmd.RESISTANCE_RAW, PelotonCmd.CADENCE];
+  const parts: Buffer[] = [];
+  const starts = new Uint32Array(pairs * 2);
+  const ends = new Uint32Array(pairs * 2);
+  let at = 0;
+  for (let i = 0; i < pairs; i++) {
+    const cmd = cmds[i % 3];
+    const req = encodeRequest(REQ_READ, cmd);
+    const k = Math.floor(i / 3);
+    const value = cmd === PelotonCmd.POWER ? 1500 + (k % 900) : cmd === PelotonCmd.CADENCE ? 60 + (k % 50) : 300 + (k % 600);
+    const rep = encodeReply(cmd, value, REPLY_DIGITS[cmd]);
+    starts[2 * i] = at;
+    ends[2 * i] = at + req.length;
+    at += req.length;
+    starts[2 * i + 1] = at;
+    ends[2 * i + 1] = at + rep.length;
+    at += rep.length;
+    parts.push(req, rep);
+  }
+  return { bytes: Buffer.concat(parts), starts, ends };
 }

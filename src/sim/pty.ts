@@ -27,11 +27,9 @@ export class PtyPair {
   async open(timeoutMs = 5000): Promise<void> {
     if (this.proc) return;
     for (const p of [this.boardPath, this.consolePath]) removeStaleLink(p);
-    const proc = spawn(
-      'socat',
-      [`pty,raw,echo=0,link=${this.boardPath}`, `pty,raw,echo=0,link=${this.consolePath}`],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
+    const proc = spawn('socat', [`pty,raw,echo=0,link=${this.boardPath}`, `pty,raw,echo=0,link=${this.consolePath}`], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let stderr = '';
     proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     let spawnError: Error | null = null;

@@ -3,7 +3,7 @@
  * bits): the receiver's geometry for the conversation vectors and their
  * tests, where a file (sim/flash.ts) would only slow things down.
  */
-import type { FwuFlash, FwuMeta } from './fwu-receiver.js';
+import type { FwuFlash } from './fwu-receiver.js';
 
 export class RamFlash implements FwuFlash {
   readonly mem: [Buffer, Buffer];
@@ -30,5 +30,5 @@ export class RamFlash implements FwuFlash {
   }
 
   /** Nothing to persist: the metadata object is the state. */
-  saveMeta(_meta: FwuMeta): void {}
+  saveMeta(): void {}
 }

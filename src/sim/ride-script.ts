@@ -2,6 +2,8 @@
  * Ride scripts drive the simulator: segments of cadence, resistance and heart
  * rate, each either constant or a linear ramp [from, to] over the segment.
  */
+import { issuesText } from '../util/zod-issues.js';
+import { ConfigError } from '../config/errors.js';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 
@@ -74,8 +76,7 @@ export class RideScriptPlayer {
 export function parseRideScript(json: unknown, source: string): RideScript {
   const r = RideScriptSchema.safeParse(json);
   if (!r.success) {
-    const i = r.error.issues[0];
-    throw new Error(`ride script ${source}: ${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new ConfigError(`ride script ${source}: ${issuesText(r.error, '(root)', true)}`, 'ride_script_invalid');
   }
   return r.data;
 }
@@ -85,7 +86,7 @@ export function loadRideScript(file: string): RideScript {
   try {
     json = JSON.parse(readFileSync(file, 'utf8'));
   } catch (err) {
-    throw new Error(`ride script ${file}: ${(err as Error).message}`);
+    throw new ConfigError(`ride script ${file}: ${(err as Error).message}`, 'ride_script_invalid', { cause: err });
   }
   return parseRideScript(json, file);
 }

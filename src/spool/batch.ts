@@ -86,6 +86,19 @@ export class RecordBatch {
     return (this.head + k) % this.capacity;
   }
 
+  /**
+   * Move the records' engine time up so the oldest comes `stepUs` after
+   * `floorUs` (nothing when it already does); their wall times stay. Returns
+   * the shift, µs. For records made before the spool said where the previous
+   * run's time ended: t_ms never goes back in sequence order.
+   */
+  liftAbove(floorUs: number, stepUs: number): number {
+    if (this.length === 0) return 0;
+    const shift = Math.max(0, floorUs + stepUs - this.tUs[this.head]);
+    if (shift > 0) for (let k = 0; k < this.length; k++) this.tUs[this.index(k)] += shift;
+    return shift;
+  }
+
   /** Forget the k oldest records (they were written). */
   shift(k: number): void {
     this.head = (this.head + k) % this.capacity;

@@ -41,14 +41,37 @@ export function scaledField(r: LiveRecord, i: number): number {
   let v: number;
   let k: number;
   switch (i) {
-    case 0: v = r.cadenceRpm; k = 10; break;
-    case 1: v = r.powerW; k = 10; break;
-    case 2: v = r.resistancePct; k = 10; break;
-    case 3: v = r.flywheelRpm; k = 10; break;
-    case 4: v = r.speedKmh; k = 100; break;
-    case 5: v = r.hrBpm; k = 1; break;
-    case 6: v = r.distanceM; k = 10; break;
-    default: v = r.energyKj; k = 1000;
+    case 0:
+      v = r.cadenceRpm;
+      k = 10;
+      break;
+    case 1:
+      v = r.powerW;
+      k = 10;
+      break;
+    case 2:
+      v = r.resistancePct;
+      k = 10;
+      break;
+    case 3:
+      v = r.flywheelRpm;
+      k = 10;
+      break;
+    case 4:
+      v = r.speedKmh;
+      k = 100;
+      break;
+    case 5:
+      v = r.hrBpm;
+      k = 1;
+      break;
+    case 6:
+      v = r.distanceM;
+      k = 10;
+      break;
+    default:
+      v = r.energyKj;
+      k = 1000;
   }
   return v === v ? Math.round(v * k) : NULL_INT;
 }

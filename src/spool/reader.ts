@@ -3,6 +3,7 @@
  * agent is running (SQLite WAL lets a reader in beside the writer) and never
  * changes the file.
  */
+import { AgentError } from '../util/errors.js';
 import Database from 'better-sqlite3';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,9 +12,8 @@ import { RideStore, type RideRow } from './rides.js';
 import { SCHEMA_VERSION } from './schema.js';
 import { ROW_COLUMNS, SPOOL_FILE, type Gap } from './spool.js';
 
-export class SpoolMissingError extends Error {
-  override name = 'SpoolMissingError';
-}
+/** No spool a reader can use here: none at all, one to be migrated by the agent, or one from a newer agent. */
+export class SpoolMissingError extends AgentError<'spool_missing' | 'spool_needs_migration' | 'spool_too_new'> {}
 
 /** A record in units (the spool's scaled integers divided back). */
 export interface ExportRecord {
@@ -71,29 +71,40 @@ export class SpoolReader {
 
   static open(dataDir: string): SpoolReader {
     const file = join(dataDir, SPOOL_FILE);
-    if (!existsSync(file)) throw new SpoolMissingError(`no spool at ${file}`);
+    if (!existsSync(file)) throw new SpoolMissingError('spool_missing', `no spool at ${file}`);
     const db = new Database(file, { readonly: true, fileMustExist: true });
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version < 2) {
       db.close();
-      throw new SpoolMissingError(`${file} has spool schema ${version}; the agent migrates it to ${SCHEMA_VERSION} on its next start`);
+      throw new SpoolMissingError(
+        'spool_needs_migration',
+        `${file} has spool schema ${version}; the agent migrates it to ${SCHEMA_VERSION} on its next start`,
+      );
     }
     if (version > SCHEMA_VERSION) {
       db.close();
-      throw new SpoolMissingError(`${file} has spool schema ${version}, newer than this tool's ${SCHEMA_VERSION}`);
+      throw new SpoolMissingError('spool_too_new', `${file} has spool schema ${version}, newer than this tool's ${SCHEMA_VERSION}`);
     }
     return new SpoolReader(file, db);
   }
 
   summary(): SpoolSummary {
     const db = this.db;
-    const range = db.prepare('SELECT min(seq) AS oldest, max(seq) AS newest, count(*) AS n FROM records').get() as { oldest: number | null; newest: number | null; n: number };
+    const range = db.prepare('SELECT min(seq) AS oldest, max(seq) AS newest, count(*) AS n FROM records').get() as {
+      oldest: number | null;
+      newest: number | null;
+      n: number;
+    };
     const wall = (seq: number | null): string | null => {
       if (seq === null) return null;
       const r = db.prepare('SELECT wall_ms FROM records WHERE seq = ?').get(seq) as { wall_ms: number } | undefined;
       return r ? new Date(r.wall_ms).toISOString() : null;
     };
-    const gaps = (db.prepare('SELECT id, first_seq, last_seq, count, reason, at_ms FROM gaps ORDER BY first_seq').all() as Array<Record<string, number | string>>).map((g) => ({
+    const gaps = (
+      db.prepare('SELECT id, first_seq, last_seq, count, reason, at_ms FROM gaps ORDER BY first_seq').all() as Array<
+        Record<string, number | string>
+      >
+    ).map((g) => ({
       id: g.id as number,
       firstSeq: g.first_seq as number,
       lastSeq: g.last_seq as number,
@@ -166,10 +177,25 @@ export class SpoolReader {
 function whereOf(r: RecordRange): { where: string; args: number[] } {
   const c: string[] = [];
   const args: number[] = [];
-  if (r.fromSeq !== undefined) (c.push('seq >= ?'), args.push(r.fromSeq));
-  if (r.toSeq !== undefined) (c.push('seq <= ?'), args.push(r.toSeq));
-  if (r.fromMs !== undefined) (c.push('wall_ms >= ?'), args.push(r.fromMs));
-  if (r.toMs !== undefined) (c.push('wall_ms <= ?'), args.push(r.toMs));
-  if (r.rideId !== undefined) (c.push('ride = ?'), args.push(r.rideId));
+  if (r.fromSeq !== undefined) {
+    c.push('seq >= ?');
+    args.push(r.fromSeq);
+  }
+  if (r.toSeq !== undefined) {
+    c.push('seq <= ?');
+    args.push(r.toSeq);
+  }
+  if (r.fromMs !== undefined) {
+    c.push('wall_ms >= ?');
+    args.push(r.fromMs);
+  }
+  if (r.toMs !== undefined) {
+    c.push('wall_ms <= ?');
+    args.push(r.toMs);
+  }
+  if (r.rideId !== undefined) {
+    c.push('ride = ?');
+    args.push(r.rideId);
+  }
   return { where: c.length ? `WHERE ${c.join(' AND ')}` : '', args };
 }

@@ -4,37 +4,10 @@
  * runs, so a crash mid-ride still leaves a summary; the next start closes it.
  */
 import type Database from 'better-sqlite3';
+import type { RideSummary } from '../contracts/health.js';
 
-export type RideStartedBy = 'auto' | 'api';
-export type RideEndReason = 'api' | 'idle' | 'replaced' | 'shutdown' | 'purged';
-
-/** What the console app, the CLI and the cloud see of a ride. */
-export interface RideSummary {
-  ride: string;
-  /** Pseudonymised member id (never the raw id), or null for an anonymous ride. */
-  member: string | null;
-  classId: string | null;
-  startedBy: RideStartedBy;
-  startedAt: string;
-  endedAt: string | null;
-  endReason: RideEndReason | null;
-  durationS: number;
-  distanceM: number;
-  energyKj: number;
-  avgPowerW: number | null;
-  maxPowerW: number | null;
-  /** Over the records where the rider pedalled. */
-  avgCadenceRpm: number | null;
-  maxCadenceRpm: number | null;
-  avgHrBpm: number | null;
-  maxHrBpm: number | null;
-  /** Best rolling average; null when the ride is shorter than the window. */
-  best1minW: number | null;
-  best5minW: number | null;
-  records: number;
-  firstSeq: number | null;
-  lastSeq: number | null;
-}
+export type RideStartedBy = RideSummary['startedBy'];
+export type RideEndReason = NonNullable<RideSummary['endReason']>;
 
 export interface RideRow {
   id: number;
@@ -125,7 +98,11 @@ export class RideStore {
   end(id: number, endedMs: number, reason: RideEndReason, summary: RideSummary, series: Buffer): void {
     this.db.transaction(() => {
       this.endRide.run(endedMs, reason, JSON.stringify(summary), series, id);
-      this.db.prepare('UPDATE rides SET series = NULL WHERE series IS NOT NULL AND id <= (SELECT id FROM rides ORDER BY id DESC LIMIT 1 OFFSET ?)').run(SERIES_KEPT);
+      this.db
+        .prepare(
+          'UPDATE rides SET series = NULL WHERE series IS NOT NULL AND id <= (SELECT id FROM rides ORDER BY id DESC LIMIT 1 OFFSET ?)',
+        )
+        .run(SERIES_KEPT);
     })();
   }
 
@@ -176,7 +153,9 @@ export class RideStore {
       const s = r.summary;
       const endedMs = s ? Date.parse(s.startedAt) + Math.round(s.durationS * 1000) : r.startedMs;
       const summary: RideSummary | null = s ? { ...s, endedAt: new Date(endedMs).toISOString(), endReason: 'shutdown' } : null;
-      this.db.prepare('UPDATE rides SET ended_ms = ?, end_reason = ?, summary = ? WHERE id = ?').run(endedMs, 'shutdown', summary ? JSON.stringify(summary) : null, r.id);
+      this.db
+        .prepare('UPDATE rides SET ended_ms = ?, end_reason = ?, summary = ? WHERE id = ?')
+        .run(endedMs, 'shutdown', summary ? JSON.stringify(summary) : null, r.id);
       r.endedMs = endedMs;
       r.endReason = 'shutdown';
       r.summary = summary;
@@ -233,7 +212,9 @@ export class Outbox {
   }
 
   peek(afterId: number, limit: number): OutboxMessage[] {
-    return (this.peekStmt.all(afterId, limit) as Array<{ id: number; kind: OutboxMessage['kind']; payload: Buffer; created_ms: number }>).map((m) => ({
+    return (
+      this.peekStmt.all(afterId, limit) as Array<{ id: number; kind: OutboxMessage['kind']; payload: Buffer; created_ms: number }>
+    ).map((m) => ({
       id: m.id,
       kind: m.kind,
       payload: m.payload,

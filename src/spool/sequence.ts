@@ -60,7 +60,8 @@ export class SequenceAllocator {
     }
     try {
       const v = JSON.parse(text) as { reservedEnd?: unknown };
-      if (typeof v.reservedEnd === 'number' && Number.isSafeInteger(v.reservedEnd) && v.reservedEnd >= 0) return { reservedEnd: v.reservedEnd, state: 'ok', error: null };
+      if (typeof v.reservedEnd === 'number' && Number.isSafeInteger(v.reservedEnd) && v.reservedEnd >= 0)
+        return { reservedEnd: v.reservedEnd, state: 'ok', error: null };
       return { reservedEnd: 0, state: 'unreadable', error: 'no reservedEnd in it' };
     } catch (err) {
       return { reservedEnd: 0, state: 'unreadable', error: (err as Error).message };

@@ -2,7 +2,7 @@
  * The spool: every 10 Hz record, on disk, until the broker has acknowledged
  * the packet that carried it. One SQLite file under dataDir, in WAL mode.
  *
- * Promises (README, "Delivery guarantee"):
+ * Promises (docs/service.md, "What is kept, and what can be lost"):
  * - records are committed in one transaction by flush(), which the owner calls
  *   at least once per second (the agent: its heartbeat, util/heartbeat.ts);
  * - every record has a per-device sequence number that never repeats;
@@ -21,6 +21,8 @@
  * eviction and stats share one SQLite connection and its prepared statements;
  * the opening triage is the part to move out (issue 11).
  */
+import { AgentError } from '../util/errors.js';
+import type { SpoolHealth } from '../contracts/health.js';
 import Database from 'better-sqlite3';
 import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -41,7 +43,7 @@ export interface SpoolOptions {
   deviceId: string;
   /** Cap on the spool's files (database and WAL), bytes. */
   maxBytes: number;
-  /** SQLite `synchronous` in WAL mode; see the README for what a power cut can lose with each. */
+  /** SQLite `synchronous` in WAL mode; docs/service.md says what a power cut can lose with each. */
   synchronous: SyncMode;
   /** Records held in memory while the disk is full (36,000 = 1 hour at 10 Hz). */
   memoryRecords: number;
@@ -62,14 +64,15 @@ export const SPOOL_FILE = 'spool.db';
 export const SEQUENCE_FILE = 'sequence.json';
 
 /** The file was written by a newer agent; it is left exactly as it is. */
-export class SpoolTooNewError extends Error {
-  override name = 'SpoolTooNewError';
-  readonly code = 'spool_too_new';
+export class SpoolTooNewError extends AgentError<'spool_too_new'> {
   constructor(
     readonly file: string,
     readonly fileVersion: number,
   ) {
-    super(`${file} has spool schema ${fileVersion}, newer than the ${SCHEMA_VERSION} this agent supports; refusing to touch it (upgrade the agent)`);
+    super(
+      'spool_too_new',
+      `${file} has spool schema ${fileVersion}, newer than the ${SCHEMA_VERSION} this agent supports; refusing to touch it (upgrade the agent)`,
+    );
   }
 }
 
@@ -77,22 +80,22 @@ export class SpoolTooNewError extends Error {
  * A healthy spool that cannot be opened now (locked, EACCES, EROFS, EMFILE,
  * SQLITE_FULL, an I/O error). Nothing was moved or changed; try again later.
  */
-export class SpoolUnavailableError extends Error {
-  override name = 'SpoolUnavailableError';
-  readonly code = 'spool_unavailable';
+export class SpoolUnavailableError extends AgentError<'spool_unavailable'> {
   constructor(
     readonly file: string,
     /** The SQLite or system error code behind it (SQLITE_BUSY, EACCES, ...). */
     readonly reason: string,
     message: string,
   ) {
-    super(`${file}: cannot open now (${reason}): ${message}`);
+    super('spool_unavailable', `${file}: cannot open now (${reason}): ${message}`);
   }
 }
 
 /** The file is damaged: the only case in which it is moved aside. */
-class SpoolCorruptError extends Error {
-  readonly code = 'spool_corrupt';
+class SpoolCorruptError extends AgentError<'spool_corrupt'> {
+  constructor(message: string) {
+    super('spool_corrupt', message);
+  }
 }
 
 /** SQLite says the file itself is bad (extended codes included: SQLITE_CORRUPT_INDEX, ...). */
@@ -116,29 +119,8 @@ export type SpoolRow = number[];
 
 export const ROW_COLUMNS = ['seq', 'ride', 't_us', 'wall_ms', ...VALUE_COLUMNS.map((c) => c.name), 'flags'] as const;
 
-export interface SpoolStats {
-  file: string;
-  bytes: number;
-  maxBytes: number;
-  records: number;
-  oldestSeq: number | null;
-  newestSeq: number | null;
-  nextSeq: number;
-  pendingRecords: number;
-  diskFull: boolean;
-  /** Writes are failing (disk full or another error); records wait in memory. */
-  writeFailing: boolean;
-  lastWriteError: string | null;
-  /** A sequence block could not be reserved on disk (numbering goes on; see sequence.ts). */
-  sequenceReserveError: string | null;
-  evictedRecords: number;
-  droppedInMemory: number;
-  unreportedGaps: number;
-  outbox: number;
-  movedAside: string[];
-  schemaVersion: number;
-  synchronous: SyncMode;
-}
+/** The spool's figures as the health contract shows them (contracts/health.ts). */
+export type SpoolStats = Omit<SpoolHealth, 'state'>;
 
 const isDiskFull = (err: unknown): boolean => {
   const code = errorCode(err);
@@ -218,14 +200,24 @@ export class Spool {
       seqFile,
       floor,
       opts.sequenceBlock,
-      (err) => opts.log.error({ err, file: seqFile, nextSeq: this.seq.peek() }, 'cannot reserve sequence numbers on disk: numbering goes on, each commit keeps the floor; retried every flush'),
+      (err) =>
+        opts.log.error(
+          { err, file: seqFile, nextSeq: this.seq.peek() },
+          'cannot reserve sequence numbers on disk: numbering goes on, each commit keeps the floor; retried every flush',
+        ),
       reservation,
     );
     Spool.reportReservation(opts, seqFile, reservation, floor, movedAside.length > 0, this.seq.peek());
-    this.setSeqHigh = db.prepare("INSERT INTO meta (key, value) VALUES ('seq_high', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
-    this.setLastT = db.prepare("INSERT INTO meta (key, value) VALUES ('last_t_us', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+    this.setSeqHigh = db.prepare(
+      "INSERT INTO meta (key, value) VALUES ('seq_high', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    );
+    this.setLastT = db.prepare(
+      "INSERT INTO meta (key, value) VALUES ('last_t_us', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    );
     const lastT = db
-      .prepare("SELECT max(t) AS t FROM (SELECT max(t_us) AS t FROM records UNION ALL SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'last_t_us')")
+      .prepare(
+        "SELECT max(t) AS t FROM (SELECT max(t_us) AS t FROM records UNION ALL SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'last_t_us')",
+      )
       .get() as { t: number | null };
     this.priorTUs = lastT.t ?? 0;
     this.records = (db.prepare('SELECT count(*) AS n FROM records').get() as { n: number }).n;
@@ -248,7 +240,7 @@ export class Spool {
     this.markGap = db.prepare('UPDATE gaps SET reported = 1 WHERE id = ?');
     this.selectRange = db.prepare('SELECT min(seq) AS oldest, max(seq) AS newest FROM records');
     this.countGaps = db.prepare('SELECT count(*) AS n FROM gaps WHERE reported = 0');
-    const row: (number | null)[] = new Array(ROW_COLUMNS.length).fill(0);
+    const row: (number | null)[] = new Array<number | null>(ROW_COLUMNS.length).fill(0);
     const p = this.pending;
     const nv = VALUE_COLUMNS.length;
     this.writeBatch = db.transaction((n: number) => {
@@ -312,7 +304,14 @@ export class Spool {
   }
 
   /** Say what the sequence reservation looked like when it is not the normal case (M2: never a silent restart at 1). */
-  private static reportReservation(opts: SpoolOptions, file: string, r: Reservation, floor: number, movedAside: boolean, next: number): void {
+  private static reportReservation(
+    opts: SpoolOptions,
+    file: string,
+    r: Reservation,
+    floor: number,
+    movedAside: boolean,
+    next: number,
+  ): void {
     if (r.state === 'ok') return;
     if (r.state === 'missing' && floor === 1 && !movedAside) {
       opts.log.info({ file, nextSeq: next }, 'sequence numbering starts');
@@ -320,7 +319,11 @@ export class Spool {
     }
     const lost = floor === 1 && r.reservedEnd === 0;
     const fields = { file, state: r.state, error: r.error, spoolFloor: floor, nextSeq: next, spoolMovedAside: movedAside };
-    if (lost) opts.log.error(fields, 'sequence reservation and spool floor both lost: numbering restarts; the cloud may drop new records as duplicates');
+    if (lost)
+      opts.log.error(
+        fields,
+        'sequence reservation and spool floor both lost: numbering restarts; the cloud may drop new records as duplicates',
+      );
     else opts.log.warn(fields, 'sequence reservation unreadable: numbering continues above the spool floor');
   }
 
@@ -461,7 +464,7 @@ export class Spool {
     this.writeFailing = false;
     this.droppedInMemory += dropped;
     p.clearDropped();
-    if (n > 0 && this.opts.onCommit) this.opts.onCommit(n, p.seq[p.index(n - 1)]!);
+    if (n > 0 && this.opts.onCommit) this.opts.onCommit(n, p.seq[p.index(n - 1)]);
     p.shift(n);
     this.records += n;
     try {
@@ -515,7 +518,10 @@ export class Spool {
       })();
       this.records -= range.n;
       this.evicted += range.n;
-      this.opts.log.warn({ firstSeq: range.first, lastSeq: range.last, count: range.n, maxBytes: max }, 'spool full: evicted the oldest records');
+      this.opts.log.warn(
+        { firstSeq: range.first, lastSeq: range.last, count: range.n, maxBytes: max },
+        'spool full: evicted the oldest records',
+      );
       this.db.pragma('incremental_vacuum');
       this.db.pragma('wal_checkpoint(TRUNCATE)');
     }
@@ -542,7 +548,7 @@ export class Spool {
   /** Index in `acked` of the queued range holding `seq`, or -1. */
   private ackedRangeOf(seq: number): number {
     const a = this.acked;
-    for (let i = 0; i < a.length; i += 2) if (seq >= a[i]! && seq <= a[i + 1]!) return i;
+    for (let i = 0; i < a.length; i += 2) if (seq >= a[i] && seq <= a[i + 1]) return i;
     return -1;
   }
 

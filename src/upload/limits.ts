@@ -7,28 +7,14 @@
  *
  *   {"v": 1, "uploadBytesPerS": 20000, "drainBytesPerS": 8000, "backoffBaseMs": 5000}
  */
-import { z } from 'zod';
+import { issuesText } from '../util/zod-issues.js';
+import { LimitsMessageSchema, type LimitsMessage } from '../contracts/mqtt.js';
+import type { LimitSource, LimitsInForce } from '../contracts/health.js';
 
-export const LimitsMessageSchema = z
-  .object({
-    v: z.literal(1),
-    /** All upload bytes, live and backlog; 0: unlimited. */
-    uploadBytesPerS: z.number().int().min(0).max(100_000_000).optional(),
-    /** Backlog bytes (records from before this connection), within the upload rate; 0: unlimited. */
-    drainBytesPerS: z.number().int().min(0).max(100_000_000).optional(),
-    /** First reconnect delay ceiling; exponential with full jitter from there. */
-    backoffBaseMs: z.number().int().min(100).max(3_600_000).optional(),
-  })
-  .strict();
-export type LimitsMessage = z.infer<typeof LimitsMessageSchema>;
+export { LimitsMessageSchema };
+export type { LimitsMessage };
 
-export type LimitSource = 'config' | 'fleet' | 'device';
-export interface LimitsInForce {
-  uploadBytesPerS: number;
-  drainBytesPerS: number;
-  backoffBaseMs: number;
-  source: { uploadBytesPerS: LimitSource; drainBytesPerS: LimitSource; backoffBaseMs: LimitSource };
-}
+export type { LimitSource, LimitsInForce };
 
 const FIELDS = ['uploadBytesPerS', 'drainBytesPerS', 'backoffBaseMs'] as const;
 
@@ -57,14 +43,17 @@ export class ServerLimits {
       return `${scope} limits: not JSON; keeping the limits in force`;
     }
     const r = LimitsMessageSchema.safeParse(json);
-    if (!r.success) return `${scope} limits: ${r.error.issues.map((i) => `${i.path.join('.') || '(message)'}: ${i.message}`).join('; ')}; keeping the limits in force`;
+    if (!r.success) return `${scope} limits: ${issuesText(r.error, '(message)')}; keeping the limits in force`;
     if (scope === 'fleet') this.fleet = r.data;
     else this.device = r.data;
     return null;
   }
 
   current(): LimitsInForce {
-    const out = { ...this.config, source: { uploadBytesPerS: 'config', drainBytesPerS: 'config', backoffBaseMs: 'config' } } as LimitsInForce;
+    const out = {
+      ...this.config,
+      source: { uploadBytesPerS: 'config', drainBytesPerS: 'config', backoffBaseMs: 'config' },
+    } as LimitsInForce;
     for (const f of FIELDS) {
       const d = this.device?.[f];
       const fl = this.fleet?.[f];

@@ -1,9 +1,12 @@
 /** The broker login of this bike: the device id as username (the ACL's %u), the password from a file. */
+import { AgentError } from '../util/errors.js';
 import { readFileSync } from 'node:fs';
 import type { AgentConfig } from '../config/schema.js';
 
-export class BrokerLoginError extends Error {
-  override name = 'BrokerLoginError';
+export class BrokerLoginError extends AgentError<'broker_login'> {
+  constructor(message: string, options?: ErrorOptions) {
+    super('broker_login', message, options);
+  }
 }
 
 export function brokerLogin(config: AgentConfig): { username?: string; password?: string } {

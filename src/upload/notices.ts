@@ -6,7 +6,8 @@
  * firmware-protocol/packet.cddl.
  */
 import { Encoder } from 'cbor-x';
-import type { PurgeResult, RideSummary } from '../spool/rides.js';
+import type { PurgeResult } from '../spool/rides.js';
+import type { RideSummary } from '../contracts/health.js';
 
 export const NOTICE_SCHEMA_VERSION = 1;
 

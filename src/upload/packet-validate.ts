@@ -14,7 +14,8 @@ const COLUMN_KEYS = ['seq', 't_ms', ...VALUE_COLUMNS.map((c) => c.name), 'flags'
 const GAP_KEYS = ['first', 'last', 'count', 'reason'];
 const DEVICE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
-const isMap = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x) && !(x instanceof Uint8Array);
+const isMap = (x: unknown): x is Record<string, unknown> =>
+  typeof x === 'object' && x !== null && !Array.isArray(x) && !(x instanceof Uint8Array);
 const isInt = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x);
 const isUint = (x: unknown): x is number => isInt(x) && x >= 0;
 
@@ -33,18 +34,23 @@ export function validatePacket(x: unknown): Validation {
   const n = x.n;
   if (!isUint(n) || n < 1) errors.push('n: not an unsigned integer >= 1');
   const seq = x.seq;
-  if (!Array.isArray(seq) || seq.length !== 2 || !seq.every((s) => isUint(s) && s >= 1) || seq[0] > seq[1]) errors.push('seq: not [first, last] with 1 <= first <= last');
+  if (!Array.isArray(seq) || seq.length !== 2 || !seq.every((s) => isUint(s) && s >= 1) || seq[0] > seq[1])
+    errors.push('seq: not [first, last] with 1 <= first <= last');
   const clock = x.clock;
   if (!Array.isArray(clock) || clock.length === 0) errors.push('clock: not a non-empty array');
   else
     clock.forEach((e, i) => {
       if (!Array.isArray(e) || e.length !== 2 || !isUint(e[0]) || !isInt(e[1])) errors.push(`clock[${i}]: not [index, offset-ms]`);
-      else if (i === 0 ? e[0] !== 0 : !(e[0] > (clock[i - 1] as number[])[0] && isUint(n) && e[0] < n)) errors.push(`clock[${i}]: index out of order or range`);
+      else if (i === 0 ? e[0] !== 0 : !(e[0] > (clock[i - 1] as number[])[0] && isUint(n) && e[0] < n))
+        errors.push(`clock[${i}]: index out of order or range`);
     });
   if (!Array.isArray(x.gaps)) errors.push('gaps: not an array');
   else
     x.gaps.forEach((g, i) => {
-      if (!isMap(g)) return errors.push(`gaps[${i}]: not a map`);
+      if (!isMap(g)) {
+        errors.push(`gaps[${i}]: not a map`);
+        return;
+      }
       exactKeys(g, GAP_KEYS, `gaps[${i}]`, errors);
       if (!isUint(g.first) || !isUint(g.last) || g.first < 1 || g.first > g.last) errors.push(`gaps[${i}]: not 1 <= first <= last`);
       else if (g.count !== g.last - g.first + 1) errors.push(`gaps[${i}]: count is not last - first + 1`);
@@ -76,7 +82,10 @@ function validateColumns(cols: unknown, n: unknown, seq: unknown, errors: string
     const nullable = k !== 'seq' && k !== 't_ms' && k !== 'flags';
     col.forEach((v, i) => {
       const ok = k === 'flags' ? isUint(v) : isInt(v) || (nullable && v === null);
-      if (!ok) errors.push(`cols.${k}[${i}]: ${JSON.stringify(v)} is not ${k === 'flags' ? 'an unsigned' : 'an'} integer${nullable ? ' or null' : ''}`);
+      if (!ok)
+        errors.push(
+          `cols.${k}[${i}]: ${JSON.stringify(v)} is not ${k === 'flags' ? 'an unsigned' : 'an'} integer${nullable ? ' or null' : ''}`,
+        );
     });
   }
   const s = cols.seq;

@@ -77,7 +77,7 @@ const SEQ = C('seq');
 const T = C('t_us');
 const WALL = C('wall_ms');
 const FLAGS = C('flags');
-const FIRST_VALUE = C(VALUE_COLUMNS[0].name as (typeof ROW_COLUMNS)[number]);
+const FIRST_VALUE = C(VALUE_COLUMNS[0].name);
 
 export interface EncodeInput {
   deviceId: string;

@@ -20,6 +20,8 @@
  * the outbox share one connection's state; the outbox (ride and purge
  * notices) is the part to move out (issue 11).
  */
+import type { UploadStats } from '../contracts/health.js';
+import type { DeviceStatus } from '../contracts/mqtt.js';
 import { readTlsFiles, type TlsMaterial } from './login.js';
 import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
 import type { Logger } from '../log/logger.js';
@@ -121,7 +123,11 @@ export class Uploader {
     this.backoff = new Backoff(opts.backoffBaseMs, opts.backoffCapMs, 0, opts.random ?? Math.random);
     this.bucket = new TokenBucket(opts.rateBytesPerS);
     this.drainBucket = new TokenBucket(opts.drainBytesPerS ?? 0);
-    this.limits = new ServerLimits({ uploadBytesPerS: opts.rateBytesPerS, drainBytesPerS: opts.drainBytesPerS ?? 0, backoffBaseMs: opts.backoffBaseMs });
+    this.limits = new ServerLimits({
+      uploadBytesPerS: opts.rateBytesPerS,
+      drainBytesPerS: opts.drainBytesPerS ?? 0,
+      backoffBaseMs: opts.backoffBaseMs,
+    });
     this.fleetLimitsTopic = `${opts.topicPrefix}/fleet/limits`;
     this.deviceLimitsTopic = `${opts.topicPrefix}/${opts.deviceId}/limits`;
     this.topic = `${opts.topicPrefix}/${opts.deviceId}/telemetry`;
@@ -150,7 +156,7 @@ export class Uploader {
     this.drainBucket.setRate(l.drainBytesPerS);
   }
 
-  stats() {
+  stats(): UploadStats {
     return {
       state: this.currentState,
       url: this.opts.url,
@@ -168,8 +174,19 @@ export class Uploader {
   private statusPayload(state: 'online' | 'offline'): string {
     const st = state === 'online' ? this.spool.stats() : null;
     // The spool's condition rides along: a bike on a full disk says so (and says when it recovered).
-    const spool = st ? { condition: this.spool.condition, pendingRecords: st.pendingRecords, droppedInMemory: st.droppedInMemory } : undefined;
-    return JSON.stringify({ state, deviceId: this.opts.deviceId, version: this.opts.agentVersion, backlog: st?.records, spool, limits: this.limits.current(), at: new Date().toISOString() });
+    const spool = st
+      ? { condition: this.spool.condition, pendingRecords: st.pendingRecords, droppedInMemory: st.droppedInMemory }
+      : undefined;
+    const status: DeviceStatus = {
+      state,
+      deviceId: this.opts.deviceId,
+      version: this.opts.agentVersion,
+      backlog: st?.records,
+      spool,
+      limits: this.limits.current(),
+      at: new Date().toISOString(),
+    };
+    return JSON.stringify(status);
   }
 
   private connect(): void {
@@ -186,7 +203,12 @@ export class Uploader {
       queueQoSZero: false,
       ...(this.opts.username ? { username: this.opts.username } : {}),
       ...(this.opts.password ? { password: this.opts.password } : {}),
-      will: { topic: this.statusTopic, payload: Buffer.from(JSON.stringify({ state: 'offline', deviceId: this.opts.deviceId })), qos: 1, retain: true },
+      will: {
+        topic: this.statusTopic,
+        payload: Buffer.from(JSON.stringify({ state: 'offline', deviceId: this.opts.deviceId })),
+        qos: 1,
+        retain: true,
+      },
       ...(v5 ? { properties: { sessionExpiryInterval: this.opts.sessionExpirySec } } : {}),
       ...this.tls,
     };
@@ -221,7 +243,10 @@ export class Uploader {
     this.liveCursor = this.liveFrom - 1;
     this.gapsInFlight.clear();
     this.outboxInflight = false;
-    this.opts.log.info({ url: this.opts.url, protocolVersion: this.protocolVersion, window: this.window, maxPacketBytes: this.maxPacket }, 'uploader connected');
+    this.opts.log.info(
+      { url: this.opts.url, protocolVersion: this.protocolVersion, window: this.window, maxPacketBytes: this.maxPacket },
+      'uploader connected',
+    );
     client.publish(this.statusTopic, this.statusPayload('online'), { qos: 1, retain: true });
     // Limits the cloud sets: retained, so they arrive now and whenever they change.
     client.on('message', (topic, payload) => {
@@ -289,7 +314,8 @@ export class Uploader {
   /** Publish the status again (the spool's condition changed). */
   refreshStatus(): void {
     const client = this.client;
-    if (client && this.currentState === 'connected') client.publish(this.statusTopic, this.statusPayload('online'), { qos: 1, retain: true });
+    if (client && this.currentState === 'connected')
+      client.publish(this.statusTopic, this.statusPayload('online'), { qos: 1, retain: true });
   }
 
   /** A limits message: applied at once (the buckets and the backoff), reported on the status topic. */
@@ -307,7 +333,8 @@ export class Uploader {
     this.drainBucket.setRate(l.drainBytesPerS);
     this.backoff.setBase(l.backoffBaseMs);
     this.opts.log.info({ limits: l }, 'limits in force');
-    if (this.client === client && this.currentState === 'connected') client.publish(this.statusTopic, this.statusPayload('online'), { qos: 1, retain: true });
+    if (this.client === client && this.currentState === 'connected')
+      client.publish(this.statusTopic, this.statusPayload('online'), { qos: 1, retain: true });
     this.pumpSafely();
   }
 
@@ -353,7 +380,13 @@ export class Uploader {
       let n = rows.length;
       let bytes: Buffer;
       for (;;) {
-        bytes = encodePacket({ deviceId: this.opts.deviceId, ride: rideUuid, rows: n === rows.length ? rows : rows.slice(0, n), gaps, deflate: this.opts.deflate });
+        bytes = encodePacket({
+          deviceId: this.opts.deviceId,
+          ride: rideUuid,
+          rows: n === rows.length ? rows : rows.slice(0, n),
+          gaps,
+          deflate: this.opts.deflate,
+        });
         if (bytes.length + PUBLISH_OVERHEAD <= this.maxPacket || n === 1) break;
         n = Math.ceil(n / 2);
       }
@@ -368,7 +401,13 @@ export class Uploader {
         if (!this.timer) this.timer = setTimeout(() => ((this.timer = null), this.pumpSafely()), wait);
         return;
       }
-      this.send(client, bytes, rows[0][0], rows[n - 1][0], gaps.map((g) => g.id));
+      this.send(
+        client,
+        bytes,
+        rows[0][0],
+        rows[n - 1][0],
+        gaps.map((g) => g.id),
+      );
     }
   }
 
@@ -434,7 +473,10 @@ export class Uploader {
       } catch (e) {
         // Not deleted: the records go again later, a whole duplicate packet the cloud drops.
         this.lastError = (e as Error).message;
-        this.opts.log.error({ err: this.lastError, firstSeq: first, lastSeq: last }, 'acknowledged records could not be deleted from the spool');
+        this.opts.log.error(
+          { err: this.lastError, firstSeq: first, lastSeq: last },
+          'acknowledged records could not be deleted from the spool',
+        );
       }
       this.pumpSafely();
     });
@@ -454,7 +496,13 @@ export class Uploader {
         resolve();
       }, deadlineMs);
       const finish = () => client.end(false, () => (clearTimeout(done), resolve()));
-      if (wasConnected) client.publish(this.statusTopic, JSON.stringify({ state: 'offline', deviceId: this.opts.deviceId }), { qos: 1, retain: true }, finish);
+      if (wasConnected)
+        client.publish(
+          this.statusTopic,
+          JSON.stringify({ state: 'offline', deviceId: this.opts.deviceId }),
+          { qos: 1, retain: true },
+          finish,
+        );
       else finish();
     });
     this.client = null;

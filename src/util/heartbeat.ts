@@ -51,7 +51,7 @@ export class Heartbeat {
   readonly beat = (): void => {
     const entries = this.entries;
     for (let i = 0; i < entries.length; i++) {
-      const e = entries[i]!;
+      const e = entries[i];
       e.sinceMs += this.periodMs;
       if (e.sinceMs < e.everyMs) continue;
       e.sinceMs = 0;

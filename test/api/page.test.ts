@@ -24,14 +24,25 @@ describe.skipIf(!existsSync(CHROMIUM))('diagnostics page in a real browser', () 
   it('shows live power, cadence and heart rate from a simulated ride, with link and upload health', async () => {
     const port = await freePort();
     const dir = tempDir('page-');
-    writeFileSync(`${dir}/config.json`, JSON.stringify({ dataDir: `${dir}/data`, device: { id: 'page-bike' }, mqtt: { enabled: false }, log: { records: 'none' } }));
+    writeFileSync(
+      `${dir}/config.json`,
+      JSON.stringify({ dataDir: `${dir}/data`, device: { id: 'page-bike' }, mqtt: { enabled: false }, log: { records: 'none' } }),
+    );
     agent = cli(['run', '--simulate', '-c', `${dir}/config.json`, '--http-port', String(port)]);
     await waitFor(() => agent!.json().some((l) => l.msg === 'diagnostics page and browser api listening'), 'page served', 15_000);
 
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     const consoleErrors: string[] = [];
@@ -62,7 +73,7 @@ describe.skipIf(!existsSync(CHROMIUM))('diagnostics page in a real browser', () 
     expect(first.power).toBeLessThan(400);
     expect(first.cadence).toBeGreaterThan(40);
     expect(first.hr).toBeGreaterThan(60);
-    await page.waitForFunction(() => document.getElementById('link')!.textContent!.includes('state'), undefined, { timeout: 5000 });
+    await page.waitForFunction(() => document.getElementById('link')!.textContent.includes('state'), undefined, { timeout: 5000 });
     await page.waitForTimeout(3000);
     const later = await read();
     expect(later.link).toMatch(/stateopen/);

@@ -30,7 +30,13 @@ async function brokerWithAcl(): Promise<Broker> {
 }
 
 async function client(url: string, username: string, password: string): Promise<MqttClient> {
-  const c = await mqtt.connectAsync(url, { clientId: `${username}-${Math.random().toString(36).slice(2, 8)}`, username, password, protocolVersion: 5, reconnectPeriod: 0 });
+  const c = await mqtt.connectAsync(url, {
+    clientId: `${username}-${Math.random().toString(36).slice(2, 8)}`,
+    username,
+    password,
+    protocolVersion: 5,
+    reconnectPeriod: 0,
+  });
   cleanups.push(() => void c.end(true));
   return c;
 }
@@ -55,14 +61,21 @@ describe('broker ACL', () => {
     // Reading: Mosquitto grants the SUBSCRIBE but delivers only what the ACL lets the bike read.
     const seenByA: string[] = [];
     a.on('message', (t) => seenByA.push(t));
-    await a.subscribeAsync(['bike/bike-a/cmd', 'bike/fleet/limits', 'bike/group/berlin/cmd', 'bike/bike-b/cmd', 'bike/bike-b/telemetry'], { qos: 1 });
-    for (const t of ['bike/bike-b/cmd', 'bike/bike-b/telemetry', 'bike/bike-a/cmd', 'bike/fleet/limits', 'bike/group/berlin/cmd']) await cloud.publishAsync(t, 'x', { qos: 1 });
+    await a.subscribeAsync(['bike/bike-a/cmd', 'bike/fleet/limits', 'bike/group/berlin/cmd', 'bike/bike-b/cmd', 'bike/bike-b/telemetry'], {
+      qos: 1,
+    });
+    for (const t of ['bike/bike-b/cmd', 'bike/bike-b/telemetry', 'bike/bike-a/cmd', 'bike/fleet/limits', 'bike/group/berlin/cmd'])
+      await cloud.publishAsync(t, 'x', { qos: 1 });
     await waitFor(() => seenByA.length >= 3, 'own, fleet and group topics delivered', 5000);
     await new Promise((r) => setTimeout(r, 300));
     expect(seenByA.sort()).toEqual(['bike/bike-a/cmd', 'bike/fleet/limits', 'bike/group/berlin/cmd']);
 
-    await expect(mqtt.connectAsync(b.url, { clientId: 'anon', protocolVersion: 5, reconnectPeriod: 0 })).rejects.toThrow(/Not authorized|Bad User Name or Password|135|134/i);
-    await expect(mqtt.connectAsync(b.url, { clientId: 'liar', username: 'bike-a', password: 'wrong', protocolVersion: 5, reconnectPeriod: 0 })).rejects.toThrow();
+    await expect(mqtt.connectAsync(b.url, { clientId: 'anon', protocolVersion: 5, reconnectPeriod: 0 })).rejects.toThrow(
+      /Not authorized|Bad User Name or Password|135|134/i,
+    );
+    await expect(
+      mqtt.connectAsync(b.url, { clientId: 'liar', username: 'bike-a', password: 'wrong', protocolVersion: 5, reconnectPeriod: 0 }),
+    ).rejects.toThrow();
   });
 
   it("the agent's uploader logs in as its device id and uploads through the ACL", async () => {
@@ -72,7 +85,14 @@ describe('broker ACL', () => {
     cloud.on('message', () => packets++);
     await cloud.subscribeAsync('bike/bike-b/telemetry', { qos: 1 });
     const log = createLogger('silent');
-    const spool = Spool.open({ dir: tempDir('acl-spool-'), deviceId: 'bike-b', maxBytes: 1 << 26, synchronous: 'NORMAL', memoryRecords: 1000, log });
+    const spool = Spool.open({
+      dir: tempDir('acl-spool-'),
+      deviceId: 'bike-b',
+      maxBytes: 1 << 26,
+      synchronous: 'NORMAL',
+      memoryRecords: 1000,
+      log,
+    });
     cleanups.push(() => spool.close());
     const r = new LiveRecord();
     for (let i = 0; i < 100; i++) {

@@ -1,39 +1,33 @@
 /** The `bike-telemetry` executable as a user runs it: child processes, real ptys. */
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadCalibration } from '../../src/metrics/calibration.js';
 import { FwpFrame, FwpResult, MsgType, decodeFrame } from '../../src/protocol/fwp/codec.js';
 import { startAgent, tempDir } from '../helpers/agent.js';
-import { cli, type Child } from '../helpers/cli.js';
+import type { Child } from '../helpers/cli.js';
+import { useCliChildren, writeJson } from '../helpers/cli-children.js';
 import { waitFor } from '../helpers/wait.js';
 
 /** A port nothing listens on: the uploader keeps retrying, as in an outage. */
 const NO_BROKER = 'mqtt://127.0.0.1:1';
-const children: Child[] = [];
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0)) await c();
-  for (const c of children.splice(0)) if (c.proc.exitCode === null) c.proc.kill('SIGKILL');
-});
-const start = (args: string[]): Child => {
-  const c = cli(args);
-  children.push(c);
-  return c;
-};
-
-function writeJson(dir: string, name: string, value: unknown): string {
-  const file = join(dir, name);
-  writeFileSync(file, JSON.stringify(value));
-  return file;
-}
+const { start, cleanups } = useCliChildren();
 
 describe('bike-telemetry run', () => {
   it('run --simulate: logs structured 10 Hz records matching the ride script; SIGTERM stops cleanly within 5 s', async () => {
     const dir = tempDir('cli-run-');
-    const script = writeJson(dir, 'ride.json', { name: 'steady', loop: true, segments: [{ durationS: 600, cadenceRpm: 80, resistancePct: 55, hrBpm: 125 }] });
-    const config = writeJson(dir, 'config.json', { device: { id: 'bike-cli-1' }, dataDir: dir, simulator: { script }, mqtt: { url: NO_BROKER } });
+    const script = writeJson(dir, 'ride.json', {
+      name: 'steady',
+      loop: true,
+      segments: [{ durationS: 600, cadenceRpm: 80, resistancePct: 55, hrBpm: 125 }],
+    });
+    const config = writeJson(dir, 'config.json', {
+      device: { id: 'bike-cli-1' },
+      dataDir: dir,
+      simulator: { script },
+      mqtt: { url: NO_BROKER },
+    });
     const c = start(['run', '--config', config, '--simulate']);
     await waitFor(() => c.json().filter((l) => l.msg === 'record').length >= 40, '4 s of records', 20_000);
 
@@ -82,7 +76,12 @@ describe('bike-telemetry run', () => {
     const sim = start(['simulate', '--dir', links, '--duration', '30']);
     await waitFor(() => sim.stdout.length > 0, 'simulator path');
     expect(sim.stdout[0]).toBe(join(links, 'console'));
-    const config = writeJson(dir, 'config.json', { serial: { path: sim.stdout[0] }, dataDir: dir, log: { records: '1hz' }, mqtt: { enabled: false } });
+    const config = writeJson(dir, 'config.json', {
+      serial: { path: sim.stdout[0] },
+      dataDir: dir,
+      log: { records: '1hz' },
+      mqtt: { enabled: false },
+    });
     const c = start(['run', '-c', config]);
     await waitFor(() => c.json().filter((l) => l.msg === 'record').length >= 3, 'records at 1 Hz', 15_000);
     c.proc.kill('SIGTERM');
@@ -134,71 +133,6 @@ describe('run spools every record', () => {
   });
 });
 
-describe('run uploads to the broker', () => {
-  it('SIGKILL at 20 random moments while the broker is up: every record committed reaches the broker; duplicates only as whole packets', async () => {
-    const { Broker } = await import('../helpers/broker.js');
-    const { Consumer } = await import('../helpers/consumer.js');
-    const Database = (await import('better-sqlite3')).default;
-    const broker = await Broker.start();
-    cleanups.push(() => broker.down());
-    const consumer = await Consumer.connect(broker.url);
-    cleanups.push(() => consumer.close());
-    const dir = tempDir('cli-kill-');
-    const dataDir = join(dir, 'data');
-    // A tight rate limit keeps a backlog, so every kill lands with committed, unacknowledged records in the spool.
-    const settings = (rateBytesPerS: number) => ({
-      device: { id: 'bike-kill-1' },
-      dataDir,
-      mqtt: { url: broker.url, pollMs: 200, backoffBaseMs: 100, backoffCapMs: 500, rateBytesPerS, deflate: false, maxRecordsPerPacket: 20 },
-      log: { records: 'none' },
-    });
-    const config = writeJson(dir, 'config.json', settings(100)); // below the ~250 B/s the ride produces
-    const drainConfig = writeJson(dir, 'drain.json', settings(0));
-    // Records seen committed in the spool after each kill: the ones at risk. The consumer must end up with all of them.
-    const committed = new Set<number>();
-    const snapshot = () => {
-      const db = new Database(join(dataDir, 'spool.db'), { readonly: true });
-      for (const [seq] of db.prepare('SELECT seq FROM records').raw(true).all() as number[][]) committed.add(seq);
-      db.close();
-    };
-    const seed = 20261125;
-    let x = seed;
-    const rand = () => ((x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-    for (let k = 0; k < 20; k++) {
-      const a = start(['run', '--config', config, '--simulate']);
-      await waitFor(() => a.json().some((l) => l.msg === 'uploader connected'), 'uploader connected', 20_000);
-      await sleep(300 + rand() * 2500);
-      a.proc.kill('SIGKILL');
-      await a.exited;
-      snapshot();
-    }
-    const last = start(['run', '--config', config, '--simulate']);
-    await waitFor(() => last.json().some((l) => l.msg === 'uploader connected'), 'uploader connected', 20_000);
-    await sleep(2500);
-    last.proc.kill('SIGTERM');
-    expect((await last.exited).code).toBe(0);
-    snapshot();
-    // Whatever the final run committed was uploaded or is still in the spool; drain it with one more run.
-    const drain = start(['run', '--config', drainConfig]);
-    await waitFor(() => {
-      const db = new Database(join(dataDir, 'spool.db'), { readonly: true });
-      const n = (db.prepare('SELECT count(*) AS n FROM records').get() as { n: number }).n;
-      db.close();
-      return n === 0;
-    }, 'spool drained', 30_000);
-    drain.proc.kill('SIGTERM');
-    await drain.exited;
-    await waitFor(() => [...committed].every((s) => consumer.seen.has(s)), 'every committed record at the broker', 20_000);
-    expect(committed.size).toBeGreaterThan(100); // the kills really did land with records at risk
-    // Each kill closed the agent's socket, so the broker published its last will: offline.
-    expect(consumer.status.filter((st) => st.state === 'offline' && st.deviceId === 'bike-kill-1').length).toBeGreaterThanOrEqual(20);
-    expect(consumer.status.filter((st) => st.state === 'online').length).toBeGreaterThanOrEqual(21);
-    expect(consumer.seen.size).toBeGreaterThanOrEqual(committed.size);
-    expect(consumer.invalid).toEqual([]);
-    expect(consumer.duplicatesAreWholePackets()).toBe(true);
-  }, 240_000);
-});
-
 describe('run survives what the field throws at it', () => {
   it('a spool overwritten with garbage before start: the agent starts, moves it aside, and records new data', async () => {
     const dir = tempDir('cli-garbage-');
@@ -219,45 +153,6 @@ describe('run survives what the field throws at it', () => {
     expect((db.prepare('SELECT count(*) AS n FROM records').get() as { n: number }).n).toBeGreaterThan(15);
     db.close();
   });
-
-  it('the broker stopped for three minutes of riding, then restarted: every record arrives, orderable by sequence', async () => {
-    const { Broker } = await import('../helpers/broker.js');
-    const { Consumer } = await import('../helpers/consumer.js');
-    const broker = await Broker.start(Broker.persistence(tempDir('mosq-cli-')));
-    cleanups.push(() => broker.down());
-    const consumer = await Consumer.connect(broker.url);
-    cleanups.push(() => consumer.close());
-    const dir = tempDir('cli-outage-');
-    const config = writeJson(dir, 'config.json', {
-      device: { id: 'bike-outage-1' },
-      dataDir: join(dir, 'data'),
-      mqtt: { url: broker.url, backoffBaseMs: 500, backoffCapMs: 5000, rateBytesPerS: 0 },
-      log: { records: 'none' },
-    });
-    const a = start(['run', '--config', config, '--simulate']);
-    await waitFor(() => consumer.seen.size >= 20, 'live upload', 20_000);
-    await broker.down('SIGTERM');
-    await sleep(180_000);
-    await broker.up();
-    await waitFor(() => a.json().filter((l) => l.msg === 'uploader connected').length >= 2, 'reconnected', 30_000);
-    await sleep(3000);
-    a.proc.kill('SIGTERM');
-    expect((await a.exited).code).toBe(0);
-    const Database = (await import('better-sqlite3')).default;
-    const db = new Database(join(dir, 'data', 'spool.db'), { readonly: true });
-    // Records committed while stopping stay in the spool for the next run.
-    const left = (db.prepare('SELECT seq FROM records').raw(true).all() as number[][]).map((r) => r[0]);
-    db.close();
-    expect(left.length).toBeLessThanOrEqual(12);
-    expect(left.every((q) => !consumer.seen.has(q))).toBe(true); // nothing deleted unacknowledged, nothing kept acknowledged
-    const seqs = [...new Set([...consumer.seen.keys(), ...left])].sort((x, y) => x - y);
-    expect(consumer.seen.size).toBeGreaterThan(1800); // three minutes at 10 Hz and more, delivered
-    // Contiguous from 1: nothing lost in the outage; each packet in order (validated), so the cloud orders by sequence.
-    expect(seqs[0]).toBe(1);
-    expect(seqs[seqs.length - 1]).toBe(seqs.length);
-    expect(consumer.invalid).toEqual([]);
-    expect(consumer.duplicatesAreWholePackets()).toBe(true);
-  }, 300_000);
 });
 
 describe('configuration errors are clear and exit 3', () => {
@@ -303,8 +198,7 @@ describe('configuration errors are clear and exit 3', () => {
 
 describe('bike-telemetry simulate', () => {
   it('--stdout streams valid fwp frames: HELLO first, then SAMPLEs at the set rate and STATUS at 1 Hz', async () => {
-    const c = cli(['simulate', '--stdout', '--duration', '2', '--rate', '25']);
-    children.push(c);
+    const c = start(['simulate', '--stdout', '--duration', '2', '--rate', '25']);
     const chunks: Buffer[] = [];
     c.proc.stdout!.removeAllListeners('data');
     c.proc.stdout!.on('data', (d: Buffer) => chunks.push(d));

@@ -1,9 +1,10 @@
 /** The polled-bus protocol through the executables: `run --simulate --protocol peloton`, and `simulate --protocol peloton` with faults. */
+import type { PelotonBoardInfo } from '../../src/contracts/health.js';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ApiClient } from '../../src/cli/api-client.js';
-import type { AgentHealth } from '../../src/agent/agent.js';
+import { ApiClient } from '../../src/api/client.js';
+import type { AgentHealth } from '../../src/contracts/health.js';
 import { tempDir } from '../helpers/agent.js';
 import { cli, type Child } from '../helpers/cli.js';
 import { waitFor } from '../helpers/wait.js';
@@ -25,7 +26,15 @@ describe('peloton through the executables', () => {
   it('run --simulate --protocol peloton: the agent polls the simulated original bike and logs 10 Hz records; status shows the bus', async () => {
     const dir = tempDir('pelo-cli-');
     const config = join(dir, 'config.json');
-    writeFileSync(config, JSON.stringify({ dataDir: join(dir, 'data'), api: { socketPath: join(dir, 'api.sock') }, mqtt: { enabled: false }, log: { records: 'all', statsIntervalS: 0 } }));
+    writeFileSync(
+      config,
+      JSON.stringify({
+        dataDir: join(dir, 'data'),
+        api: { socketPath: join(dir, 'api.sock') },
+        mqtt: { enabled: false },
+        log: { records: 'all', statsIntervalS: 0 },
+      }),
+    );
     const agent = start(['run', '--simulate', '--protocol', 'peloton', '-c', config]);
     await waitFor(() => agent.json().filter((l) => l.msg === 'record').length >= 30, '3 s of records', 20_000);
     const lines = agent.json();
@@ -44,7 +53,7 @@ describe('peloton through the executables', () => {
     expect((await status.exited).code).toBe(0);
     const h = JSON.parse(status.stdout.join('\n')) as AgentHealth & { running: boolean };
     expect(h.protocol).toMatchObject({ name: 'peloton', requestTimeouts: 0 });
-    expect(h.board.calibration).toMatchObject({ source: 'bike', error: null });
+    expect((h.board as PelotonBoardInfo).calibration).toMatchObject({ source: 'bike', error: null });
     const human = start(['status', '-c', config]);
     await human.exited;
     expect(human.stdout.join('\n')).toMatch(/Board\s+polled bus \(peloton\) · resistance table read from the bike/);
@@ -71,12 +80,15 @@ describe('peloton through the executables', () => {
     await waitFor(() => agent.json().some((l) => /calibration table did not load/.test(String(l.msg))), 'calibration error', 15_000);
     const c = await ApiClient.connect(join(dir, 'api.sock'));
     await new Promise((r) => setTimeout(r, 3000));
-    const h = await c.request<AgentHealth>('health');
-    const live = await c.request<Record<string, number[]>>('live.history', { seconds: 2 });
+    const h = await c.request('health');
+    const live = await c.request('live.history', { seconds: 2 });
     c.close();
     expect(h.protocol.errors.checksum).toBeGreaterThan(0);
     expect(h.protocol.errors.stray).toBeGreaterThan(0);
-    expect(h.board.calibration).toMatchObject({ source: 'default', error: expect.stringMatching(/entry 0 not answered after 2 attempts/) });
+    expect((h.board as PelotonBoardInfo).calibration).toMatchObject({
+      source: 'default',
+      error: expect.stringMatching(/entry 0 not answered after 2 attempts/),
+    });
     expect(live.powerW.filter((p) => p !== null).length).toBeGreaterThan(10);
   });
 });

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCapture } from '../../src/capture/format.js';
-import { ApiClient } from '../../src/cli/api-client.js';
+import { ApiClient } from '../../src/api/client.js';
 import { BIN, cli, type Child } from '../helpers/cli.js';
 import { tempDir } from '../helpers/agent.js';
 import { Broker } from '../helpers/broker.js';
@@ -64,7 +64,7 @@ beforeAll(async () => {
   const c = await ApiClient.connect(join(dir, 'api.sock'));
   await waitFor(() => true, '');
   for (let i = 0; i < 100; i++) {
-    const h = await c.request<{ healthy: boolean; upload: { state: string }; link: { path: string } }>('health');
+    const h = await c.request('health');
     ptyPath = h.link.path;
     if (h.healthy && h.upload.state === 'connected') break;
     await sleep(100);
@@ -85,7 +85,8 @@ describe('status', () => {
     const human = await run(['status', '-c', config]);
     expect(human.code).toBe(0);
     expect(human.out).toMatch(/^tech-bike · agent \S+ · HEALTHY/);
-    for (const label of ['Link', 'Board', 'Spool', 'Upload', 'Ride', 'API', 'Last error']) expect(human.out).toMatch(new RegExp(`^${label} `, 'm'));
+    for (const label of ['Link', 'Board', 'Spool', 'Upload', 'Ride', 'API', 'Last error'])
+      expect(human.out).toMatch(new RegExp(`^${label} `, 'm'));
     expect(human.out).toMatch(/Link\s+open .* frames · 0 decode errors/);
     expect(human.out).toMatch(/Board\s+firmware 1\.0\.0 · serial \w+/);
     expect(human.out).toMatch(/Upload\s+connected mqtt:\/\/127\.0\.0\.1:\d+ · MQTT 5/);
@@ -155,9 +156,12 @@ describe('status', () => {
 describe('rides through the agent, the cloud and the CLI', () => {
   it('a ride started by the app: packets carry its id, its summary reaches the broker pseudonymised, `ride list` and `ride chart` show it; a purge reaches the broker', async () => {
     const c = await ApiClient.connect(join(dir, 'api.sock'));
-    const { started } = await c.request<{ started: { ride: string; member: string } }>('ride.start', { member: 'dana@example.com', classId: 'climb-30' });
+    const { started } = await c.request('ride.start', {
+      member: 'dana@example.com',
+      classId: 'climb-30',
+    });
     await sleep(4000);
-    const ended = await c.request<{ ride: string; durationS: number }>('ride.end');
+    const ended = await c.request('ride.end');
     await waitFor(() => consumer.rideSummaries.some((s) => s.ride === started.ride), 'ride summary at the broker', 10_000);
     const summary = consumer.rideSummaries.find((s) => s.ride === started.ride)!;
     expect(summary).toMatchObject({ v: 1, dev: 'tech-bike', member: started.member, class: 'climb-30', started_by: 'api', end: 'api' });
@@ -198,7 +202,7 @@ describe('rides through the agent, the cloud and the CLI', () => {
     expect(missing.code).toBe(6);
     expect(missing.err).toMatch(/no ride no-such-ride/);
 
-    const purge = await c.request<{ member: string; rides: number }>('member.purge', { member: 'dana@example.com' });
+    const purge = await c.request('member.purge', { member: 'dana@example.com' });
     expect(purge).toMatchObject({ member: started.member, rides: 1 });
     await waitFor(() => consumer.purges.length > 0, 'purge notice at the broker', 10_000);
     expect(consumer.purges[0]).toMatchObject({ v: 1, dev: 'tech-bike', member: started.member, rides: [{ ride: started.ride, seq }] });
@@ -228,7 +232,10 @@ describe('spool', () => {
     // Piped: no progress bar.
     expect(csv.err).toBe('');
     const js = await run(['spool', '-c', config, 'export', '--format', 'json']);
-    const recs = js.out.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const recs = js.out
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
     expect(recs.length).toBeGreaterThanOrEqual(s.json.records);
     expect(recs[0]).toMatchObject({ seq: first, wallTime: expect.stringMatching(/^\d{4}-/), powerW: expect.any(Number) });
     const bad = await run(['spool', 'export', '-c', config, '--from', 'yesterday-ish']);
@@ -289,7 +296,7 @@ describe('capture and replay', () => {
     expect(t.code).toBe(1);
     expect(t.err).toMatch(/capture truncated at byte \d+/);
     const noise = join(dir, 'noise.bin');
-    writeFileSync(noise, Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 37 + 11) % 255 + 1)));
+    writeFileSync(noise, Buffer.from(Array.from({ length: 4096 }, (_, i) => ((i * 37 + 11) % 255) + 1)));
     const n = await runJson(['replay', noise]);
     expect(n.code).toBe(1);
     expect(n.json.frames).toBe(0);
@@ -366,7 +373,12 @@ describe('ports and selftest', () => {
     expect(rep.json.frames).toBeGreaterThan(30);
     sim.proc.kill('SIGTERM');
 
-    const noTty = writeConfig('notty.json', { dataDir: join(dir, 'alone'), serial: { path: join(dir, 'ttyGONE') }, api: { socketPath: join(dir, 'alone.sock') }, mqtt: { enabled: false } });
+    const noTty = writeConfig('notty.json', {
+      dataDir: join(dir, 'alone'),
+      serial: { path: join(dir, 'ttyGONE') },
+      api: { socketPath: join(dir, 'alone.sock') },
+      mqtt: { enabled: false },
+    });
     const r2 = await runJson(['selftest', '-c', noTty, '--timeout', '2']);
     expect(r2.code).toBe(4);
     const serial = (r2.json.checks as Array<{ name: string; result: string; detail: string }>).find((c) => c.name === 'serial')!;
@@ -374,7 +386,9 @@ describe('ports and selftest', () => {
     expect((r2.json.checks as Array<{ name: string; result: string }>).find((c) => c.name === 'broker')!.result).toBe('skip');
     const badConfig = await runJson(['selftest', '-c', writeConfig('bad.json', { serial: { baudRate: 'fast' } })]);
     expect(badConfig.code).toBe(4);
-    expect(badConfig.json.checks).toEqual([expect.objectContaining({ name: 'config', result: 'fail', detail: expect.stringMatching(/serial.baudRate/) })]);
+    expect(badConfig.json.checks).toEqual([
+      expect.objectContaining({ name: 'config', result: 'fail', detail: expect.stringMatching(/serial.baudRate/) }),
+    ]);
   });
 });
 
@@ -384,7 +398,17 @@ describe('the terminal view, in a real terminal', () => {
   it('live shows changing figures and sparklines, and quits on q with exit 0', async () => {
     const session = `live-${process.pid}`;
     const status = join(dir, 'live.exit');
-    tmux('new-session', '-d', '-s', session, '-x', '120', '-y', '16', `${process.execPath} ${BIN} live -c ${config}; echo $? > ${status}; sleep 30`);
+    tmux(
+      'new-session',
+      '-d',
+      '-s',
+      session,
+      '-x',
+      '120',
+      '-y',
+      '16',
+      `${process.execPath} ${BIN} live -c ${config}; echo $? > ${status}; sleep 30`,
+    );
     try {
       const screen = () => tmux('capture-pane', '-p', '-t', session).stdout;
       await waitFor(() => /Power\s+\d+ W/.test(screen()), 'live view drawn', 10_000);
@@ -401,13 +425,17 @@ describe('the terminal view, in a real terminal', () => {
       }
       expect(changed).toBe(true);
       tmux('send-keys', '-t', session, 'q');
-      await waitFor(() => {
-        try {
-          return readFileSync(status, 'utf8').trim() !== '';
-        } catch {
-          return false;
-        }
-      }, 'live to quit', 5000);
+      await waitFor(
+        () => {
+          try {
+            return readFileSync(status, 'utf8').trim() !== '';
+          } catch {
+            return false;
+          }
+        },
+        'live to quit',
+        5000,
+      );
       expect(readFileSync(status, 'utf8').trim()).toBe('0');
     } finally {
       tmux('kill-session', '-t', session);
@@ -418,15 +446,29 @@ describe('the terminal view, in a real terminal', () => {
     const session = `export-${process.pid}`;
     const out = join(dir, 'export.csv');
     const done = join(dir, 'export.exit');
-    tmux('new-session', '-d', '-s', session, '-x', '120', '-y', '10', `${process.execPath} ${BIN} spool export -c ${config} --out ${out}; echo $? > ${done}; sleep 30`);
+    tmux(
+      'new-session',
+      '-d',
+      '-s',
+      session,
+      '-x',
+      '120',
+      '-y',
+      '10',
+      `${process.execPath} ${BIN} spool export -c ${config} --out ${out}; echo $? > ${done}; sleep 30`,
+    );
     try {
-      await waitFor(() => {
-        try {
-          return readFileSync(done, 'utf8').trim() !== '';
-        } catch {
-          return false;
-        }
-      }, 'export to finish', 10_000);
+      await waitFor(
+        () => {
+          try {
+            return readFileSync(done, 'utf8').trim() !== '';
+          } catch {
+            return false;
+          }
+        },
+        'export to finish',
+        10_000,
+      );
       const screen = tmux('capture-pane', '-p', '-t', session).stdout;
       expect(screen).toMatch(/exporting \[#+\] [\d,]+\/[\d,]+ records/);
       expect(screen).toMatch(/[\d,]+ records written to .*export\.csv/);

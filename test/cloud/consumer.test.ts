@@ -16,7 +16,21 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-const row = (seq: number): SpoolRow => [seq, 0, seq * 100_000, 1_800_000_000_000 + seq * 100, 800, 1500, 400, 2560, 3000, 130, seq * 9, seq * 15, 0];
+const row = (seq: number): SpoolRow => [
+  seq,
+  0,
+  seq * 100_000,
+  1_800_000_000_000 + seq * 100,
+  800,
+  1500,
+  400,
+  2560,
+  3000,
+  130,
+  seq * 9,
+  seq * 15,
+  0,
+];
 const packet = (dev: string, from: number, to: number, gaps: Parameters<typeof encodePacket>[0]['gaps'] = []) =>
   encodePacket({ deviceId: dev, ride: null, rows: Array.from({ length: to - from + 1 }, (_, i) => row(from + i)), gaps, deflate: true });
 
@@ -42,7 +56,7 @@ describe('reference ingest', () => {
 });
 
 describe('reference consumer on Mosquitto', () => {
-  it('two consumers in a shared subscription split three bikes\' uploads; together they have every record exactly once', async () => {
+  it("two consumers in a shared subscription split three bikes' uploads; together they have every record exactly once", async () => {
     const broker = await Broker.start();
     cleanups.push(() => broker.down());
     const a = await ReferenceConsumer.connect({ url: broker.url, shareGroup: 'ingest' });

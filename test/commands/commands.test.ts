@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { parseCapture } from '../../src/capture/format.js';
 import { CommandProcessor, type CommandResult, type CommandTarget } from '../../src/commands/commands.js';
 import { createLogger } from '../../src/log/logger.js';
-import { canonicalJson } from '../../src/ota/offer.js';
+import { canonicalJson } from '../../src/signing/signature.js';
 import { loadCalibration } from '../../src/metrics/calibration.js';
 import { SimBoard } from '../../src/sim/board.js';
 import { DEMO_RIDE } from '../../src/sim/ride-script.js';
@@ -26,7 +26,13 @@ afterEach(async () => {
 
 let n = 0;
 function command(cmd: Record<string, unknown>, key: Key = fleet): Buffer {
-  const full = { id: `cmd-${Date.now()}-${n++}`, to: 'bike-c1', expiresAt: new Date(Date.now() + 60_000).toISOString(), params: {}, ...cmd };
+  const full = {
+    id: `cmd-${Date.now()}-${n++}`,
+    to: 'bike-c1',
+    expiresAt: new Date(Date.now() + 60_000).toISOString(),
+    params: {},
+    ...cmd,
+  };
   const sig = sign(null, Buffer.from(canonicalJson(full), 'utf8'), createPrivateKey(key.privateKeyPem)).toString('base64');
   return Buffer.from(JSON.stringify({ cmd: full, keyId: key.id, sig }));
 }
@@ -38,9 +44,18 @@ function processor(stateFile = join(tempDir('cmd-'), 'seen.json')) {
     setRemote: (k, v) => void calls.push(`set ${k}=${String(v)}`),
     purgeMember: (m) => (calls.push(`purge ${m}`), { rides: 0 }),
     uploadNow: () => void calls.push('upload'),
-    captureToFile: async (s) => (calls.push(`capture ${s}`), { file: 'x', bytes: 0 }),
+    captureToFile: (s) => (calls.push(`capture ${s}`), Promise.resolve({ file: 'x', bytes: 0 })),
   };
-  const p = new CommandProcessor({ deviceId: 'bike-c1', groups: ['berlin-gym'], trustedKeys: [fleet.trusted], stateFile, target, publishResult: (r) => results.push(r), log: createLogger('silent'), maxLifetimeMs: 86_400_000 });
+  const p = new CommandProcessor({
+    deviceId: 'bike-c1',
+    groups: ['berlin-gym'],
+    trustedKeys: [fleet.trusted],
+    stateFile,
+    target,
+    publishResult: (r) => results.push(r),
+    log: createLogger('silent'),
+    maxLifetimeMs: 86_400_000,
+  });
   return { p, calls, results, stateFile };
 }
 
@@ -120,7 +135,10 @@ describe('signed commands', () => {
     const file = (cap.result as { file: string }).file;
     expect(existsSync(file)).toBe(true);
     expect(parseCapture(readFileSync(file)).chunks.length).toBeGreaterThan(3);
-    expect(await send(command({ action: 'upload.now', expiresAt: new Date(Date.now() - 1000).toISOString() }))).toMatchObject({ ok: false, reason: expect.stringMatching(/^expired/) });
+    expect(await send(command({ action: 'upload.now', expiresAt: new Date(Date.now() - 1000).toISOString() }))).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/^expired/),
+    });
     // Logged, with the reason.
     expect(agent.recent.list().some((e) => e.msg === 'command refused' && /expired/.test(String(e.fields.reason)))).toBe(true);
   }, 60_000);

@@ -5,11 +5,12 @@
  * flash timing, power cuts and a watchdog (src/sim/bootloader-board.ts) in
  * this process, where the test can cut its power and count what reached it.
  */
+import { contractChecker } from '../helpers/contracts.js';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { AgentHealth } from '../../src/agent/agent.js';
-import { fetchAgentHealth } from '../../src/cli/api-client.js';
+import type { AgentHealth } from '../../src/contracts/health.js';
+import { fetchAgentHealth } from '../../src/api/client.js';
 import { buildImage } from '../../src/firmware/image.js';
 import { loadCalibration } from '../../src/metrics/calibration.js';
 import { SlotState, XferState } from '../../src/protocol/fwp/fwu.js';
@@ -24,6 +25,8 @@ import { Broker } from '../helpers/broker.js';
 import { cli, type Child } from '../helpers/cli.js';
 import { keypair } from '../helpers/ota.js';
 import { waitFor } from '../helpers/wait.js';
+
+const check = contractChecker();
 
 const cal = loadCalibration('sim-bike-v1');
 const fleet = keypair('fw-fleet-1');
@@ -43,7 +46,11 @@ interface Bike {
   start(): Promise<Child>;
   kill(): Promise<void>;
   health(): Promise<AgentHealth | null>;
-  image(name: string, version: string, o?: { size?: number; behaviour?: number; model?: number; key?: typeof fleet; allowDowngrade?: boolean; seed?: number }): string;
+  image(
+    name: string,
+    version: string,
+    o?: { size?: number; behaviour?: number; model?: number; key?: typeof fleet; allowDowngrade?: boolean; seed?: number },
+  ): string;
 }
 
 const bikes: Bike[] = [];
@@ -59,7 +66,9 @@ afterEach(async () => {
   }
 });
 
-async function bike(o: { script?: RideScript; board?: Partial<BootloaderBoardOptions>; update?: Record<string, unknown>; mqttUrl?: string } = {}): Promise<Bike> {
+async function bike(
+  o: { script?: RideScript; board?: Partial<BootloaderBoardOptions>; update?: Record<string, unknown>; mqttUrl?: string } = {},
+): Promise<Bike> {
   const dir = tempDir('board-update-');
   const board = new BootloaderBoard(cal, o.script ?? IDLE, { flashFile: join(dir, 'flash.bin'), boardModel: MODEL, seed: 3, ...o.board });
   const runner = new SimRunner({ board, tickMs: 5 });
@@ -76,7 +85,9 @@ async function bike(o: { script?: RideScript; board?: Partial<BootloaderBoardOpt
       mqtt: o.mqttUrl ? { url: o.mqttUrl, topicPrefix: 'bike' } : { enabled: false },
       log: { records: 'none', statsIntervalS: 0 },
       api: { socketPath: socket },
-      board: { update: { trustedKeys: [{ id: fleet.id, publicKeyFile: join(dir, 'fleet.pub') }], idleS: 0, confirmDeadlineS: 5, ...o.update } },
+      board: {
+        update: { trustedKeys: [{ id: fleet.id, publicKeyFile: join(dir, 'fleet.pub') }], idleS: 0, confirmDeadlineS: 5, ...o.update },
+      },
     }),
   );
   const b: Bike = {
@@ -104,7 +115,10 @@ async function bike(o: { script?: RideScript; board?: Partial<BootloaderBoardOpt
       const raw = simFirmwareImage(io.size ?? 64 * 1024, io.behaviour ?? SimImageBehaviour.NORMAL, io.seed ?? 11);
       const key = io.key ?? fleet;
       const file = join(dir, name);
-      writeFileSync(file, buildImage(raw, { boardModel: io.model ?? MODEL, version, allowDowngrade: io.allowDowngrade }, key.privateKeyPem, key.id));
+      writeFileSync(
+        file,
+        buildImage(raw, { boardModel: io.model ?? MODEL, version, allowDowngrade: io.allowDowngrade }, key.privateKeyPem, key.id),
+      );
       return file;
     },
   };
@@ -120,7 +134,9 @@ async function boardSaid(b: Bike, cond: (h: AgentHealth) => boolean, what: strin
     if (last && cond(last)) return last;
     await sleep(100);
   }
-  throw new Error(`timed out waiting for ${what}; last health: ${JSON.stringify(last?.boardUpdate ?? null)} hello ${JSON.stringify(last?.board.hello ?? null)}`);
+  throw new Error(
+    `timed out waiting for ${what}; last health: ${JSON.stringify(last?.boardUpdate ?? null)} hello ${JSON.stringify(last?.board.hello ?? null)}`,
+  );
 }
 
 async function submit(b: Bike, file: string, extra: string[] = []): Promise<{ code: number | null; out: string; err: string }> {
@@ -155,14 +171,28 @@ describe('board firmware update over the link (real ptys, the agent as a process
     expect(r.out).toMatch(/done at .* \(was 1\.0\.0\)/);
     const h = await boardSaid(b, (x) => x.board.hello?.firmware === '1.1.0', 'the new version');
     expect(h.board.hello).toMatchObject({ firmware: '1.1.0', bootMode: 'application', boardModel: MODEL });
-    expect(h.boardUpdate).toMatchObject({ stage: 'done', version: '1.1.0', fromVersion: '1.0.0', size: 100_000, percent: 100, error: null });
+    expect(h.boardUpdate).toMatchObject({
+      stage: 'done',
+      version: '1.1.0',
+      fromVersion: '1.0.0',
+      size: 100_000,
+      percent: 100,
+      error: null,
+    });
     const m = b.board.fwu.meta;
-    expect([m.xfer.state, m.activeSlot, m.slots[1].state, m.slots[0].state]).toEqual([XferState.CONFIRMED, 1, SlotState.VALID, SlotState.VALID]);
+    expect([m.xfer.state, m.activeSlot, m.slots[1].state, m.slots[0].state]).toEqual([
+      XferState.CONFIRMED,
+      1,
+      SlotState.VALID,
+      SlotState.VALID,
+    ]);
     // Exactly the image went over the line, once.
     expect(b.board.fwu.chunkBytes).toBe(100_000);
     const info = cli(['board', 'info', '--json', '-c', b.config]);
     expect((await info.exited).code).toBe(0);
     const j = JSON.parse(info.stdout.join('\n'));
+    check('api.schema.json#result.board.info', j);
+    check('health.schema.json', h);
     expect(j.slots).toEqual([
       { slot: 0, state: 'valid', version: '1.0.0', active: false },
       { slot: 1, state: 'valid', version: '1.1.0', active: true },
@@ -175,6 +205,7 @@ describe('board firmware update over the link (real ptys, the agent as a process
     // `status` said it while it went on; the console app's live stream was told the figures pause, then resume.
     expect(await statusDuring).toMatch(/firmware update to 1\.1\.0: sending \d+(\.\d)? % \(/);
     const boardEvents = live.lines.filter((l) => l.event === 'board').map((l) => l.data as { updating: boolean; stage: string });
+    for (const e of boardEvents) check('api.schema.json#event.board', e);
     expect(boardEvents[0]).toMatchObject({ updating: false, stage: 'waiting-idle' });
     expect(boardEvents.find((e) => e.stage === 'transferring')).toMatchObject({ updating: true });
     expect(boardEvents.find((e) => e.stage === 'testing')).toMatchObject({ updating: true });
@@ -183,13 +214,14 @@ describe('board firmware update over the link (real ptys, the agent as a process
     // The cloud saw the progress on the retained status topic: stages, every 10 %, and the new firmware.
     await waitFor(() => seen.some((m) => m.update.stage === 'done'), 'done on the status topic', 5000);
     sub.end(true);
+    for (const m of seen) check('mqtt.schema.json#BoardStatusMessage', m);
     const stages = [...new Set(seen.map((m) => m.update.stage))];
     expect(stages).toEqual(['waiting-idle', 'transferring', 'testing', 'done']);
     expect(seen.filter((m) => m.update.stage === 'transferring').length).toBeGreaterThanOrEqual(9);
     expect(seen.at(-1)!.board).toMatchObject({ firmware: '1.1.0', bootMode: 'application' });
   });
 
-  it('survives the agent killed at 10 random moments and the cable pulled twice mid-transfer: each time it resumes at the board\'s offset, under 1.2 times the image on the line', async () => {
+  it("survives the agent killed at 10 random moments and the cable pulled twice mid-transfer: each time it resumes at the board's offset, under 1.2 times the image on the line", async () => {
     const b = await bike();
     await b.start();
     await boardSaid(b, (h) => h.board.hello !== null, 'the board hello');
@@ -219,7 +251,12 @@ describe('board firmware update over the link (real ptys, the agent as a process
       const begun = b.board.fwu.begins.length;
       await waitFor(() => b.board.fwu.begins.length > begun, 'the transfer resumed', 20_000, 2);
     }
-    const h = await boardSaid(b, (x) => x.boardUpdate?.stage === 'done' || x.boardUpdate?.stage === 'failed', 'the end of the update', 60_000);
+    const h = await boardSaid(
+      b,
+      (x) => x.boardUpdate?.stage === 'done' || x.boardUpdate?.stage === 'failed',
+      'the end of the update',
+      60_000,
+    );
     expect(h.boardUpdate?.error).toBeNull();
     expect(h.boardUpdate?.stage).toBe('done');
     expect(h.board.hello?.firmware).toBe('1.2.0');
@@ -285,7 +322,11 @@ describe('board firmware update over the link (real ptys, the agent as a process
     await sleep(400);
     b.board.powerOn();
     // The old firmware (slot 0) boots; the new slot is not valid.
-    await boardSaid(b, (h) => h.board.hello?.bootMode === 'application' && h.board.hello.firmware === '1.0.0', 'the old firmware after the power cut');
+    await boardSaid(
+      b,
+      (h) => h.board.hello?.bootMode === 'application' && h.board.hello.firmware === '1.0.0',
+      'the old firmware after the power cut',
+    );
     expect(b.board.fwu.meta.slots[1].state).toBe(SlotState.INVALID);
     const h = await boardSaid(b, (x) => x.boardUpdate?.stage === 'done', 'the update done', 30_000);
     expect(h.board.hello?.firmware).toBe('1.4.0');
@@ -305,10 +346,15 @@ describe('board firmware update over the link (real ptys, the agent as a process
     const h = (await b.health())!;
     expect(h.boardUpdate).toMatchObject({ stage: 'failed', error: { code: 'reverted' } });
     expect(h.board.hello).toMatchObject({ firmware: '1.0.0', bootMode: 'application' });
-    expect([b.board.counters.watchdogResets, b.board.counters.reverts, b.board.fwu.meta.xfer.state, b.board.fwu.meta.activeSlot]).toEqual([1, 1, XferState.REJECTED, 0]);
+    expect([b.board.counters.watchdogResets, b.board.counters.reverts, b.board.fwu.meta.xfer.state, b.board.fwu.meta.activeSlot]).toEqual([
+      1,
+      1,
+      XferState.REJECTED,
+      0,
+    ]);
   }, 60_000);
 
-  it('an image shipped with the agent (a release\'s board-firmware/) is installed by itself when the board runs an older one; a forged one is refused', async () => {
+  it("an image shipped with the agent (a release's board-firmware/) is installed by itself when the board runs an older one; a forged one is refused", async () => {
     const b = await bike({ update: { imagesDir: 'IMAGES' } });
     const images = join(b.dir, 'images');
     mkdirSync(images);
@@ -319,7 +365,13 @@ describe('board firmware update over the link (real ptys, the agent as a process
     const agent = await b.start();
     const h = await boardSaid(b, (x) => x.boardUpdate?.stage === 'done', 'the bundled image installed', 30_000);
     expect([h.boardUpdate?.version, h.board.hello?.firmware]).toEqual(['1.7.0', '1.7.0']);
-    expect(agent.json().some((l) => l.msg === 'bundled board image refused' && String((l.err as { message?: string })?.message).includes('does not verify'))).toBe(true);
+    expect(
+      agent
+        .json()
+        .some(
+          (l) => l.msg === 'bundled board image refused' && String((l.err as { message?: string })?.message).includes('does not verify'),
+        ),
+    ).toBe(true);
     // The board runs it now: a restarted agent leaves it alone.
     await b.kill();
     const again = await b.start();
@@ -354,7 +406,9 @@ describe('board firmware update over the link (real ptys, the agent as a process
       expect(r.stderr()).toMatch(/board_unsupported: the board speaks fwp 1\.0/);
       const info = cli(['board', 'info', '-c', config]);
       expect((await info.exited).code).toBe(0);
-      expect(info.stdout.join('\n')).toMatch(/Updates   not possible over the link: the board's firmware does not take updates over the link \(fwp 1\.0\)/);
+      expect(info.stdout.join('\n')).toMatch(
+        /Updates {3}not possible over the link: the board's firmware does not take updates over the link \(fwp 1\.0\)/,
+      );
     } finally {
       agent.proc.kill('SIGTERM');
       await agent.exited;

@@ -27,8 +27,17 @@ const data = (f: FwpFrame): Buffer => Buffer.from(f.payload.subarray(f.dataOffse
 describe('firmware-update receiver against fwu-v1.vec', () => {
   it('the vectors cover four scripts and every progress status but flash_error', () => {
     expect(scripts).toEqual(['update', 'resume', 'refusals', 'revert']);
-    const statuses = new Set(steps.filter((s) => s.out && s.out !== '-' && decode(s.out).type === MsgType.FW_PROGRESS).map((s) => decode(s.out).fwStatus));
-    for (const st of [ProgressStatus.OK, ProgressStatus.BAD_CHECK, ProgressStatus.OUT_OF_ORDER, ProgressStatus.NO_TRANSFER, ProgressStatus.BAD_CHUNK]) expect(statuses.has(st), String(st)).toBe(true);
+    const statuses = new Set(
+      steps.filter((s) => s.out && s.out !== '-' && decode(s.out).type === MsgType.FW_PROGRESS).map((s) => decode(s.out).fwStatus),
+    );
+    for (const st of [
+      ProgressStatus.OK,
+      ProgressStatus.BAD_CHECK,
+      ProgressStatus.OUT_OF_ORDER,
+      ProgressStatus.NO_TRANSFER,
+      ProgressStatus.BAD_CHUNK,
+    ])
+      expect(statuses.has(st), String(st)).toBe(true);
   });
 
   for (const name of scripts) {
@@ -73,10 +82,14 @@ describe('firmware-update receiver against fwu-v1.vec', () => {
     const answers = (n: string) => script(n).filter((s) => s.in);
     // update: the corrupted chunk at 128 is refused (bad_check, next 128) and the chunk after it dropped silently.
     const up = answers('update');
-    const badCheck = up.find((s) => s.out !== '-' && decode(s.out).type === MsgType.FW_PROGRESS && decode(s.out).fwStatus === ProgressStatus.BAD_CHECK)!;
+    const badCheck = up.find(
+      (s) => s.out !== '-' && decode(s.out).type === MsgType.FW_PROGRESS && decode(s.out).fwStatus === ProgressStatus.BAD_CHECK,
+    )!;
     expect(decode(badCheck.out).fwNext).toBe(128);
     expect(up[up.indexOf(badCheck) + 1].out).toBe('-');
-    const lastInfo = readFwInfo(data(decode(up.filter((s) => decode(s.in).op === 0x10 && decode(s.in).type === MsgType.REQUEST).pop()!.out)))!;
+    const lastInfo = readFwInfo(
+      data(decode(up.filter((s) => decode(s.in).op === 0x10 && decode(s.in).type === MsgType.REQUEST).pop()!.out)),
+    )!;
     expect([lastInfo.xferState, lastInfo.activeSlot, lastInfo.slots[1].version]).toEqual([XferState.CONFIRMED, 1, [1, 1, 0]]);
     // resume: power lost while writing past 1152; the board resumes at 1024, the start of the torn sector.
     const begins = answers('resume').filter((s) => decode(s.in).type === MsgType.REQUEST && decode(s.in).op === 0x11);
@@ -94,7 +107,12 @@ describe('firmware-update receiver against fwu-v1.vec', () => {
     const rv = script('revert');
     const failed = rv.find((s) => s.in && decode(s.in).type === MsgType.REQUEST && decode(s.in).op === 0x12)!;
     expect([decode(failed.out).status, readFwResume(data(decode(failed.out)))!.next]).toEqual([ResponseStatus.FAILED, 0]);
-    expect(rv.filter((s) => s.reset !== undefined).map((s) => `${s.boot}:${s.slot}:${s.trial}`)).toEqual(['bootloader:-1:0', 'application:1:1', 'application:0:0', 'application:0:0']);
+    expect(rv.filter((s) => s.reset !== undefined).map((s) => `${s.boot}:${s.slot}:${s.trial}`)).toEqual([
+      'bootloader:-1:0',
+      'application:1:1',
+      'application:0:0',
+      'application:0:0',
+    ]);
     const info = readFwInfo(data(decode(rv.filter((s) => s.in).pop()!.out)))!;
     expect([info.xferState, info.activeSlot, info.slots[1].state]).toEqual([XferState.REJECTED, 0, 2]);
   });

@@ -1,5 +1,5 @@
 /**
- * The fleet simulator at test scale (the README has the 1,000-bike runs):
+ * The fleet simulator at test scale (docs/fleet-simulator.md has the 1,000-bike runs):
  * real spools and uploaders in two worker processes, a private Mosquitto, the
  * reference consumer counting.
  */
@@ -17,7 +17,22 @@ async function fleet(args: string[]) {
 
 describe('fleet-sim', () => {
   it('outage: 100 bikes, broker down 30 s then up: reconnections spread by jitter, every record acknowledged and received, none lost', async () => {
-    const r = await fleet(['--bikes', '100', '--seconds', '40', '--scenario', 'outage', '--outage-at', '5', '--outage-s', '30', '--backoff-base-ms', '1000', '--backoff-cap-ms', '32000']);
+    const r = await fleet([
+      '--bikes',
+      '100',
+      '--seconds',
+      '40',
+      '--scenario',
+      'outage',
+      '--outage-at',
+      '5',
+      '--outage-s',
+      '30',
+      '--backoff-base-ms',
+      '1000',
+      '--backoff-cap-ms',
+      '32000',
+    ]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const res = r.result;
@@ -45,7 +60,26 @@ describe('fleet-sim', () => {
 
   it('a fleet limit set mid-run brings the aggregate upload rate to the sum of the limits within 10 %', async () => {
     // An outage first builds a backlog, so the limit binds.
-    const r = await fleet(['--bikes', '20', '--seconds', '40', '--scenario', 'outage', '--outage-at', '6', '--outage-s', '14', '--backoff-base-ms', '300', '--backoff-cap-ms', '2000', '--limit-at', '4', '--limit', '100']);
+    const r = await fleet([
+      '--bikes',
+      '20',
+      '--seconds',
+      '40',
+      '--scenario',
+      'outage',
+      '--outage-at',
+      '6',
+      '--outage-s',
+      '14',
+      '--backoff-base-ms',
+      '300',
+      '--backoff-cap-ms',
+      '2000',
+      '--limit-at',
+      '4',
+      '--limit',
+      '100',
+    ]);
     expect(r.code).toBe(0);
     const agg = r.result.aggregateBytesPerSAfterLimit as number;
     expect(Math.abs(agg / (20 * 100) - 1)).toBeLessThan(0.1);

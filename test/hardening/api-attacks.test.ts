@@ -51,7 +51,7 @@ describe('HTTP request targets and event streams (H1, H2)', () => {
 });
 
 describe('what the HTTP port grants (M5)', () => {
-  it('methods that act or read a member are forbidden over HTTP (403, code forbidden); the page\'s methods are served', async () => {
+  it("methods that act or read a member are forbidden over HTTP (403, code forbidden); the page's methods are served", async () => {
     const call = (method: string, params: object = {}) =>
       httpRequest(agent.httpPort, 'POST', '/api', { type: 'application/json', body: JSON.stringify({ id: 1, method, params }) });
     for (const [method, params] of [
@@ -66,7 +66,8 @@ describe('what the HTTP port grants (M5)', () => {
       expect(r.status, method).toBe(403);
       expect(JSON.parse(r.body).error.code).toBe('forbidden');
     }
-    for (const method of ['hello', 'health', 'live.history', 'log.recent', 'ride.current']) expect((await call(method)).status, method).toBe(200);
+    for (const method of ['hello', 'health', 'live.history', 'log.recent', 'ride.current'])
+      expect((await call(method)).status, method).toBe(200);
     // The rides stream (members' rides) is the socket's only.
     expect((await httpRequest(agent.httpPort, 'GET', '/api/events?streams=live,rides')).status).toBe(403);
   });

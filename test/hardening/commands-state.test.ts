@@ -8,7 +8,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CommandProcessor, type CommandResult, type CommandTarget } from '../../src/commands/commands.js';
-import { canonicalJson } from '../../src/ota/offer.js';
+import { canonicalJson } from '../../src/signing/signature.js';
 import { tempDir } from '../helpers/agent.js';
 import { keypair } from '../helpers/ota.js';
 
@@ -30,14 +30,24 @@ function processor(stateFile: string, clock: { now: number }) {
     setRemote: () => {},
     purgeMember: () => ({}),
     uploadNow: () => void runs.push('upload'),
-    captureToFile: async () => ({ file: 'x', bytes: 0 }),
+    captureToFile: () => Promise.resolve({ file: 'x', bytes: 0 }),
   };
   const log = {
     info: (fields: Record<string, unknown>, msg: string) => void logs.push({ msg, fields }),
     warn: (fields: Record<string, unknown>, msg: string) => void logs.push({ msg, fields }),
     error: (fields: Record<string, unknown>, msg: string) => void logs.push({ msg, fields }),
   };
-  const p = new CommandProcessor({ deviceId: 'bike-s1', groups: [], trustedKeys: [fleet.trusted], stateFile, target, publishResult: (r) => results.push(r), log: log as never, maxLifetimeMs: 24 * HOUR, now: () => clock.now });
+  const p = new CommandProcessor({
+    deviceId: 'bike-s1',
+    groups: [],
+    trustedKeys: [fleet.trusted],
+    stateFile,
+    target,
+    publishResult: (r) => results.push(r),
+    log: log as never,
+    maxLifetimeMs: 24 * HOUR,
+    now: () => clock.now,
+  });
   return { p, runs, logs, results };
 }
 
@@ -57,7 +67,7 @@ describe('command nonces', () => {
     for (const c of old) expect((await b.p.handle(c)).reason).toMatch(/^replay protection was reset at/);
     expect(b.runs).toEqual([]);
     // A new command with a full lifetime (expiring after every command seen before the loss could) runs.
-    expect((await b.p.handle(command('cmd-new-00001', clock.now + 24 * HOUR)))).toMatchObject({ ok: true });
+    expect(await b.p.handle(command('cmd-new-00001', clock.now + 24 * HOUR))).toMatchObject({ ok: true });
     // The mark survives a restart, and ends once every earlier command has expired.
     const c = processor(file, clock);
     expect((await c.p.handle(old[1])).ok).toBe(false);

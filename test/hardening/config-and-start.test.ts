@@ -6,7 +6,6 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Agent } from '../../src/agent/agent.js';
 import { ApiHub } from '../../src/api/hub.js';
 import { SocketPathError, UnixApiServer } from '../../src/api/unix-server.js';
 import { ConfigError, loadConfig, parseConfig } from '../../src/config/load.js';
@@ -18,7 +17,7 @@ import { startAgent, tempDir } from '../helpers/agent.js';
 import { cli } from '../helpers/cli.js';
 import { waitFor } from '../helpers/wait.js';
 
-const cleanups: Array<() => Promise<unknown> | unknown> = [];
+const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
@@ -29,8 +28,7 @@ describe('M7: an unreadable mqtt.tls file', () => {
     const path = await sim.startOnPty(tempDir('m7-pty-'));
     cleanups.push(() => sim.stop());
     const missing = join(tempDir('m7-'), 'ca.pem');
-    let agent: Agent;
-    ({ agent } = startAgent(path, { mqtt: { enabled: true, url: 'mqtts://127.0.0.1:1', tls: { caFile: missing } } }));
+    const { agent } = startAgent(path, { mqtt: { enabled: true, url: 'mqtts://127.0.0.1:1', tls: { caFile: missing } } });
     cleanups.push(() => agent.stop());
     await waitFor(() => agent.health().engine.records > 20, 'records');
     const h = agent.health();
@@ -47,7 +45,15 @@ describe('one agent per data folder', () => {
     const dir = tempDir('lock-');
     const mk = (name: string) => {
       const f = join(dir, `${name}.json`);
-      writeFileSync(f, JSON.stringify({ dataDir: join(dir, 'data'), mqtt: { enabled: false }, log: { records: 'none' }, api: { socketPath: join(dir, `${name}.sock`) } }));
+      writeFileSync(
+        f,
+        JSON.stringify({
+          dataDir: join(dir, 'data'),
+          mqtt: { enabled: false },
+          log: { records: 'none' },
+          api: { socketPath: join(dir, `${name}.sock`) },
+        }),
+      );
       return f;
     };
     const first = cli(['run', '--simulate', '-c', mk('a')]);
@@ -67,10 +73,10 @@ describe('api.socketPath naming something that is not a socket', () => {
   it('is refused and left exactly as it was', async () => {
     const file = join(tempDir('sockpath-'), 'precious.txt');
     writeFileSync(file, 'do not delete');
-    const hub = new ApiHub(
-      { deviceId: 'x', agentVersion: '0', health: () => ({ healthy: true, problems: [] }) } as never,
-      { clientQueueBytes: 1 << 20, log: { warn: () => {}, info: () => {} } },
-    );
+    const hub = new ApiHub({ deviceId: 'x', agentVersion: '0', health: () => ({ healthy: true, problems: [] }) } as never, {
+      clientQueueBytes: 1 << 20,
+      log: { warn: () => {}, info: () => {} },
+    });
     const server = new UnixApiServer(hub, { path: file, maxLineBytes: 1024, maxClients: 1, idleTimeoutMs: 1000 });
     await expect(server.start()).rejects.toBeInstanceOf(SocketPathError);
     expect(readFileSync(file, 'utf8')).toBe('do not delete');
@@ -93,7 +99,7 @@ describe('configuration that used to break the agent later', () => {
     expect(() => parseConfig({ log: { statsIntervalS: 1e9 } })).toThrow(ConfigError);
   });
 
-  it('a relative dataDir in a config file is taken from the file\'s folder, not the working directory', () => {
+  it("a relative dataDir in a config file is taken from the file's folder, not the working directory", () => {
     const dir = tempDir('reldir-');
     mkdirSync(join(dir, 'etc'));
     writeFileSync(join(dir, 'etc', 'config.json'), JSON.stringify({ dataDir: 'state' }));

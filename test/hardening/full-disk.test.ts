@@ -14,8 +14,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fetchAgentHealth } from '../../src/cli/api-client.js';
-import { canonicalJson } from '../../src/ota/offer.js';
+import { fetchAgentHealth } from '../../src/api/client.js';
+import { canonicalJson } from '../../src/signing/signature.js';
 import { startAgentProcess, type AgentProcess } from '../helpers/agent-process.js';
 import { tempDir } from '../helpers/agent.js';
 import { Broker } from '../helpers/broker.js';
@@ -99,7 +99,7 @@ afterAll(async () => {
   }
 });
 
-const statusOf = (): Array<{ spool?: { condition: string } }> => consumer.status as Array<{ spool?: { condition: string } }>;
+const statusOf = (): Array<{ spool?: { condition: string } }> => consumer.status;
 
 describe('a full disk (H4, H5)', () => {
   it('holds the newest records, says so, survives a restart while full, refuses commands it cannot record, and recovers by itself', async () => {
@@ -126,7 +126,10 @@ describe('a full disk (H4, H5)', () => {
     // H5: a valid signed command whose nonce cannot be written is refused, unrun, and the agent stays up.
     await results.publishAsync(`bike/${DEVICE}/cmd`, command('upload.now', {}, 'cmd-disk-full-1'), { qos: 1 });
     await waitFor(() => cmdResults.some((r) => r.id === 'cmd-disk-full-1'), 'command result', 10_000);
-    expect(cmdResults.find((r) => r.id === 'cmd-disk-full-1')).toMatchObject({ ok: false, reason: expect.stringMatching(/could not be recorded \(ENOSPC\)/) });
+    expect(cmdResults.find((r) => r.id === 'cmd-disk-full-1')).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/could not be recorded \(ENOSPC\)/),
+    });
     expect(agent.alive()).toBe(true);
 
     // H4: restarted while the disk is full: it starts, stays up, and leaves no temporary files.
@@ -163,7 +166,11 @@ describe('a full disk (H4, H5)', () => {
     // Never a sequence number twice, except inside a packet sent again whole.
     expect(consumer.invalid).toEqual([]);
     const dup = [...consumer.seen.entries()].filter(([, n]) => n > 1).map(([s]) => s);
-    const resent = new Set(consumer.packets.filter((p, i) => consumer.packets.findIndex((q) => q.range[0] === p.range[0] && q.range[1] === p.range[1]) !== i).flatMap((p) => p.seqs));
+    const resent = new Set(
+      consumer.packets
+        .filter((p, i) => consumer.packets.findIndex((q) => q.range[0] === p.range[0] && q.range[1] === p.range[1]) !== i)
+        .flatMap((p) => p.seqs),
+    );
     for (const s of dup) expect(resent.has(s), `seq ${s} delivered twice outside a whole resent packet`).toBe(true);
     expect(agent.alive()).toBe(true);
   });

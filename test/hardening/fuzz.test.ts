@@ -14,7 +14,26 @@ import { answers, socketClient, startAgentProcess, type AgentProcess } from '../
 
 const INPUTS = Number(process.env.FUZZ_INPUTS ?? 2000);
 const SECONDS = Number(process.env.FUZZ_SECONDS ?? 20);
-const METHODS = ['hello', 'health', 'subscribe', 'unsubscribe', 'ride.start', 'ride.end', 'ride.current', 'rides.list', 'rides.get', 'member.purge', 'live.history', 'log.recent', 'capture.start', 'capture.stop', 'constructor', '__proto__', 'toString', ''];
+const METHODS = [
+  'hello',
+  'health',
+  'subscribe',
+  'unsubscribe',
+  'ride.start',
+  'ride.end',
+  'ride.current',
+  'rides.list',
+  'rides.get',
+  'member.purge',
+  'live.history',
+  'log.recent',
+  'capture.start',
+  'capture.stop',
+  'constructor',
+  '__proto__',
+  'toString',
+  '',
+];
 
 let agent: AgentProcess;
 let rssStartKb = 0;
@@ -44,7 +63,8 @@ function gen(rnd: () => number) {
     if (k === 5) return pick(METHODS);
     if (k === 6) return Array.from({ length: int(5) }, () => value(depth + 1));
     const o: Record<string, unknown> = {};
-    for (let i = int(5); i > 0; i--) o[pick(['streams', 'member', 'seconds', 'limit', 'ride', 'before', 'classId', '__proto__', 'constructor', str()])] = value(depth + 1);
+    for (let i = int(5); i > 0; i--)
+      o[pick(['streams', 'member', 'seconds', 'limit', 'ride', 'before', 'classId', '__proto__', 'constructor', str()])] = value(depth + 1);
     return o;
   };
   const request = (): string => {
@@ -58,7 +78,33 @@ function gen(rnd: () => number) {
     return JSON.stringify(req);
   };
   const target = (): string => {
-    const parts = ['/', '//', '/api', '/api/events', '?streams=', ',', 'live', 'rides', '%', '%zz', '%00', '[', ']', '@', ':', '99999', '..', '#', '?', '&', 'streams=live', 'http://', 'a', '~', '\u00ff'];
+    const parts = [
+      '/',
+      '//',
+      '/api',
+      '/api/events',
+      '?streams=',
+      ',',
+      'live',
+      'rides',
+      '%',
+      '%zz',
+      '%00',
+      '[',
+      ']',
+      '@',
+      ':',
+      '99999',
+      '..',
+      '#',
+      '?',
+      '&',
+      'streams=live',
+      'http://',
+      'a',
+      '~',
+      '\u00ff',
+    ];
     let t = rnd() < 0.9 ? '/' : '';
     for (let i = int(8); i > 0; i--) t += pick(parts);
     return t;
@@ -103,7 +149,9 @@ afterAll(async () => {
   stopWatcher();
   const alive = agent?.alive();
   const exit = await agent?.stop();
-  console.log(JSON.stringify({ fuzz: counts, rssStartMB: Math.round(rssStartKb / 1024), peakRssMB: Math.round(peakRssKb / 1024), watcherEvents }));
+  console.log(
+    JSON.stringify({ fuzz: counts, rssStartMB: Math.round(rssStartKb / 1024), peakRssMB: Math.round(peakRssKb / 1024), watcherEvents }),
+  );
   expect(alive).toBe(true);
   expect(exit?.code).toBe(0);
 });
@@ -116,125 +164,159 @@ function stillServing(): void {
 }
 
 describe('fuzzing a running agent', () => {
-  it('socket request lines', async () => {
-    const g = gen(seededRandom(15_001));
-    const conns = await Promise.all(Array.from({ length: 4 }, () => socketClient(agent.socketPath)));
-    counts.socketLines = await drive(4, async (i) => {
-      const c = conns[i % 4];
-      if (c.s.destroyed) return;
-      const want = c.lines.length + 1;
-      const line = g.request();
-      c.send(line.includes('\n') ? line.replace(/\n/g, ' ') : line);
-      // Wait for this line's reply (or the next event) before the next one: bounded in time.
-      const t0 = Date.now();
-      while (c.lines.length < want && !c.s.destroyed && Date.now() - t0 < 1000) await new Promise((r) => setImmediate(r));
-      if (c.lines.length > 100) c.lines.splice(0, c.lines.length - 10);
-    });
-    for (const c of conns) c.s.destroy();
-    stillServing();
-    expect(await answers(agent.socketPath)).toBe(true);
-  }, (SECONDS + 60) * 1000);
-
-  it('HTTP POST bodies', async () => {
-    const g = gen(seededRandom(15_002));
-    const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 8 });
-    const statuses = new Map<number, number>();
-    counts.httpBodies = await drive(8, (i) => {
-      const body = i % 50 === 0 ? 'x'.repeat(g.int(20_000)) : g.request();
-      return new Promise<void>((resolve) => {
-        const req = request(
-          { host: '127.0.0.1', port: agent.httpPort, method: 'POST', path: '/api', agent: httpAgent, headers: { host: `127.0.0.1:${agent.httpPort}`, 'content-type': 'application/json' } },
-          (res) => {
-            statuses.set(res.statusCode ?? 0, (statuses.get(res.statusCode ?? 0) ?? 0) + 1);
-            res.resume();
-            res.on('end', () => resolve());
-            res.on('error', () => resolve());
-          },
-        );
-        req.on('error', () => resolve());
-        req.end(body);
+  it(
+    'socket request lines',
+    async () => {
+      const g = gen(seededRandom(15_001));
+      const conns = await Promise.all(Array.from({ length: 4 }, () => socketClient(agent.socketPath)));
+      counts.socketLines = await drive(4, async (i) => {
+        const c = conns[i % 4];
+        if (c.s.destroyed) return;
+        const want = c.lines.length + 1;
+        const line = g.request();
+        c.send(line.includes('\n') ? line.replace(/\n/g, ' ') : line);
+        // Wait for this line's reply (or the next event) before the next one: bounded in time.
+        const t0 = Date.now();
+        while (c.lines.length < want && !c.s.destroyed && Date.now() - t0 < 1000) await new Promise((r) => setImmediate(r));
+        if (c.lines.length > 100) c.lines.splice(0, c.lines.length - 10);
       });
-    });
-    httpAgent.destroy();
-    // Only answers a client can act on; never an internal error.
-    expect(statuses.get(500) ?? 0).toBe(0);
-    for (const s of statuses.keys()) expect([200, 400, 403, 413]).toContain(s);
-    stillServing();
-  }, (SECONDS + 60) * 1000);
+      for (const c of conns) c.s.destroy();
+      stillServing();
+      expect(await answers(agent.socketPath)).toBe(true);
+    },
+    (SECONDS + 60) * 1000,
+  );
 
-  it('HTTP request targets', async () => {
-    const g = gen(seededRandom(15_003));
-    const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 8 });
-    const statuses = new Map<number, number>();
-    counts.httpTargets = await drive(8, () => {
-      const path = g.target();
-      return new Promise<void>((resolve) => {
-        let req;
-        try {
-          req = request({ host: '127.0.0.1', port: agent.httpPort, method: g.rnd() < 0.8 ? 'GET' : 'HEAD', path, agent: httpAgent, headers: { host: '127.0.0.1' }, timeout: 2000 }, (res) => {
-            statuses.set(res.statusCode ?? 0, (statuses.get(res.statusCode ?? 0) ?? 0) + 1);
-            // An event stream that opened is closed at once (the cap is tested elsewhere).
-            if (res.headers['content-type'] === 'text/event-stream') res.destroy();
-            else res.resume();
-            res.on('end', () => resolve());
-            res.on('close', () => resolve());
-            res.on('error', () => resolve());
-          });
-        } catch {
-          resolve(); // a target node's own client refuses to send
-          return;
-        }
-        req.on('timeout', () => req.destroy());
-        req.on('error', () => resolve());
-        req.end();
-      });
-    });
-    httpAgent.destroy();
-    expect(statuses.get(500) ?? 0).toBe(0);
-    stillServing();
-  }, (SECONDS + 60) * 1000);
-
-  it('socket behaviours: connect/close storms, half-open, partial lines, never-reading subscribers', async () => {
-    const g = gen(seededRandom(15_004));
-    const held: Array<{ destroy(): void }> = [];
-    counts.socketBehaviours = await drive(24, (i) => {
-      const kind = g.int(5);
-      return new Promise<void>((resolve) => {
-        const s = createConnection(agent.socketPath);
-        s.on('error', () => resolve());
-        s.on('close', () => resolve());
-        // Whatever the agent does, this input is over within 3 s.
-        setTimeout(() => {
-          s.destroy();
-          resolve();
-        }, 3000).unref();
-        if (kind !== 3) s.resume(); // read (and drop) what the agent sends
-        s.on('connect', () => {
-          if (kind === 0) s.destroy(); // connect and vanish
-          else if (kind === 1) {
-            s.end(); // half-open: nothing sent, write side closed; gone once the agent has spoken
-            s.once('data', () => setImmediate(() => s.destroy()));
-          }
-          else if (kind === 2) {
-            s.write(g.request().slice(0, g.int(40))); // a partial line, then gone
-            s.destroy();
-          } else if (kind === 3) {
-            // A subscriber that never reads: held a while, then dropped.
-            s.write('{"id":1,"method":"subscribe","params":{"streams":["live","summary","health","log"]}}\n');
-            s.pause();
-            if (held.length < 20) held.push(s);
-            setTimeout(() => s.destroy(), 100 + g.int(300));
-          } else {
-            s.write(`${g.request()}\n`);
-            s.once('data', () => setImmediate(() => s.destroy()));
-            setTimeout(() => s.destroy(), 1000);
-          }
+  it(
+    'HTTP POST bodies',
+    async () => {
+      const g = gen(seededRandom(15_002));
+      const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 8 });
+      const statuses = new Map<number, number>();
+      counts.httpBodies = await drive(8, (i) => {
+        const body = i % 50 === 0 ? 'x'.repeat(g.int(20_000)) : g.request();
+        return new Promise<void>((resolve) => {
+          const req = request(
+            {
+              host: '127.0.0.1',
+              port: agent.httpPort,
+              method: 'POST',
+              path: '/api',
+              agent: httpAgent,
+              headers: { host: `127.0.0.1:${agent.httpPort}`, 'content-type': 'application/json' },
+            },
+            (res) => {
+              statuses.set(res.statusCode ?? 0, (statuses.get(res.statusCode ?? 0) ?? 0) + 1);
+              res.resume();
+              res.on('end', () => resolve());
+              res.on('error', () => resolve());
+            },
+          );
+          req.on('error', () => resolve());
+          req.end(body);
         });
-        if (i % 1000 === 999) stillServing();
       });
-    });
-    for (const s of held) s.destroy();
-    stillServing();
-    expect(await answers(agent.socketPath)).toBe(true);
-  }, (SECONDS + 60) * 1000);
+      httpAgent.destroy();
+      // Only answers a client can act on; never an internal error.
+      expect(statuses.get(500) ?? 0).toBe(0);
+      for (const s of statuses.keys()) expect([200, 400, 403, 413]).toContain(s);
+      stillServing();
+    },
+    (SECONDS + 60) * 1000,
+  );
+
+  it(
+    'HTTP request targets',
+    async () => {
+      const g = gen(seededRandom(15_003));
+      const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 8 });
+      const statuses = new Map<number, number>();
+      counts.httpTargets = await drive(8, () => {
+        const path = g.target();
+        return new Promise<void>((resolve) => {
+          let req;
+          try {
+            req = request(
+              {
+                host: '127.0.0.1',
+                port: agent.httpPort,
+                method: g.rnd() < 0.8 ? 'GET' : 'HEAD',
+                path,
+                agent: httpAgent,
+                headers: { host: '127.0.0.1' },
+                timeout: 2000,
+              },
+              (res) => {
+                statuses.set(res.statusCode ?? 0, (statuses.get(res.statusCode ?? 0) ?? 0) + 1);
+                // An event stream that opened is closed at once (the cap is tested elsewhere).
+                if (res.headers['content-type'] === 'text/event-stream') res.destroy();
+                else res.resume();
+                res.on('end', () => resolve());
+                res.on('close', () => resolve());
+                res.on('error', () => resolve());
+              },
+            );
+          } catch {
+            resolve(); // a target node's own client refuses to send
+            return;
+          }
+          req.on('timeout', () => req.destroy());
+          req.on('error', () => resolve());
+          req.end();
+        });
+      });
+      httpAgent.destroy();
+      expect(statuses.get(500) ?? 0).toBe(0);
+      stillServing();
+    },
+    (SECONDS + 60) * 1000,
+  );
+
+  it(
+    'socket behaviours: connect/close storms, half-open, partial lines, never-reading subscribers',
+    async () => {
+      const g = gen(seededRandom(15_004));
+      const held: Array<{ destroy(): void }> = [];
+      counts.socketBehaviours = await drive(24, (i) => {
+        const kind = g.int(5);
+        return new Promise<void>((resolve) => {
+          const s = createConnection(agent.socketPath);
+          s.on('error', () => resolve());
+          s.on('close', () => resolve());
+          // Whatever the agent does, this input is over within 3 s.
+          setTimeout(() => {
+            s.destroy();
+            resolve();
+          }, 3000).unref();
+          if (kind !== 3) s.resume(); // read (and drop) what the agent sends
+          s.on('connect', () => {
+            if (kind === 0)
+              s.destroy(); // connect and vanish
+            else if (kind === 1) {
+              s.end(); // half-open: nothing sent, write side closed; gone once the agent has spoken
+              s.once('data', () => setImmediate(() => s.destroy()));
+            } else if (kind === 2) {
+              s.write(g.request().slice(0, g.int(40))); // a partial line, then gone
+              s.destroy();
+            } else if (kind === 3) {
+              // A subscriber that never reads: held a while, then dropped.
+              s.write('{"id":1,"method":"subscribe","params":{"streams":["live","summary","health","log"]}}\n');
+              s.pause();
+              if (held.length < 20) held.push(s);
+              setTimeout(() => s.destroy(), 100 + g.int(300));
+            } else {
+              s.write(`${g.request()}\n`);
+              s.once('data', () => setImmediate(() => s.destroy()));
+              setTimeout(() => s.destroy(), 1000);
+            }
+          });
+          if (i % 1000 === 999) stillServing();
+        });
+      });
+      for (const s of held) s.destroy();
+      stillServing();
+      expect(await answers(agent.socketPath)).toBe(true);
+    },
+    (SECONDS + 60) * 1000,
+  );
 });

@@ -15,12 +15,20 @@ import { tempDir } from '../helpers/agent.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/crash-agent.mjs', import.meta.url));
 
-async function crash(kind: 'throw' | 'reject'): Promise<{ code: number | null; lines: Array<Record<string, unknown>>; spoolRecords: number }> {
+async function crash(
+  kind: 'throw' | 'reject',
+): Promise<{ code: number | null; lines: Array<Record<string, unknown>>; spoolRecords: number }> {
   const dir = tempDir('last-resort-');
   const config = join(dir, 'config.json');
   writeFileSync(
     config,
-    JSON.stringify({ device: { id: 'bike-lr' }, dataDir: join(dir, 'data'), mqtt: { enabled: false }, log: { records: 'all', statsIntervalS: 0 }, api: { socketPath: join(dir, 'api.sock') } }),
+    JSON.stringify({
+      device: { id: 'bike-lr' },
+      dataDir: join(dir, 'data'),
+      mqtt: { enabled: false },
+      log: { records: 'all', statsIntervalS: 0 },
+      api: { socketPath: join(dir, 'api.sock') },
+    }),
   );
   // 2.45 s after start: records are waiting for the next once-a-second commit.
   const proc = spawn(process.execPath, [FIXTURE, config, '2450', kind], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -47,7 +47,9 @@ function offer(b: Bundle, over: Partial<Offer> = {}): Offer {
   };
 }
 
-function updater(opts: { maxUnpackedBytes?: number; downloadGraceMs?: number; downloadMinBytesPerS?: number; downloadAttempts?: number } = {}) {
+function updater(
+  opts: { maxUnpackedBytes?: number; downloadGraceMs?: number; downloadMinBytesPerS?: number; downloadAttempts?: number } = {},
+) {
   const root = tempDir('ota-root-');
   mkdirSync(join(root, 'versions', '1.0.0'), { recursive: true });
   symlinkSync('versions/1.0.0', join(root, 'current'));
@@ -91,7 +93,13 @@ beforeAll(async () => {
   spawnSync('tar', ['-C', evil, '-czf', evilTar, 'bike-telemetry-1.4.0', 'elsewhere']);
   const evilBytes = readFileSync(evilTar);
   const { createHash } = await import('node:crypto');
-  bundles.set('1.4.0', { version: '1.4.0', dir: real.dir, tarball: evilTar, sha256: createHash('sha256').update(evilBytes).digest('hex'), size: evilBytes.length });
+  bundles.set('1.4.0', {
+    version: '1.4.0',
+    dir: real.dir,
+    tarball: evilTar,
+    sha256: createHash('sha256').update(evilBytes).digest('hex'),
+    size: evilBytes.length,
+  });
   for (const [v, b] of bundles) files.set(`/${v}.tar.gz`, b.tarball);
   server = new BundleServer(files);
   await server.start();
@@ -107,7 +115,10 @@ describe('bundles the updater must refuse', () => {
   it('M9: a bundle whose top folder is a symlink is refused before anything is installed', async () => {
     const { u, root } = updater();
     await u.apply(offer(bundles.get('1.4.0')!));
-    expect(last(u)).toMatchObject({ result: 'failed', reason: expect.stringMatching(/bike-telemetry-1\.4\.0 in the bundle is not a folder/) });
+    expect(last(u)).toMatchObject({
+      result: 'failed',
+      reason: expect.stringMatching(/bike-telemetry-1\.4\.0 in the bundle is not a folder/),
+    });
     expect(readlinkSync(join(root, 'current'))).toBe('versions/1.0.0');
     expect(existsSync(join(root, 'versions', '1.4.0'))).toBe(false);
     expect(existsSync(join(root, 'versions', 'elsewhere'))).toBe(false);
@@ -116,7 +127,10 @@ describe('bundles the updater must refuse', () => {
   it('a bundle that unpacks beyond the limit is refused from its listing, before unpacking', async () => {
     const { u, root } = updater({ maxUnpackedBytes: 1 << 20 });
     await u.apply(offer(bundles.get('1.3.0')!));
-    expect(last(u)).toMatchObject({ result: 'failed', reason: expect.stringMatching(/unpacks to \d+ bytes, more than the 1048576 allowed/) });
+    expect(last(u)).toMatchObject({
+      result: 'failed',
+      reason: expect.stringMatching(/unpacks to \d+ bytes, more than the 1048576 allowed/),
+    });
     expect(existsSync(join(root, 'versions', '.staging-1.3.0'))).toBe(false);
   });
 

@@ -23,7 +23,18 @@ const log = {
 
 function record(i: number): LiveRecord {
   // Only the fields the spool stores; the rest of a LiveRecord is not read here.
-  return { tUs: i * 100_000, cadenceRpm: 80, powerW: 150, resistancePct: 40, flywheelRpm: 256, speedKmh: 31.2, hrBpm: 130, distanceM: i, energyKj: i / 100, flags: 0 } as LiveRecord;
+  return {
+    tUs: i * 100_000,
+    cadenceRpm: 80,
+    powerW: 150,
+    resistancePct: 40,
+    flywheelRpm: 256,
+    speedKmh: 31.2,
+    hrBpm: 130,
+    distanceM: i,
+    energyKj: i / 100,
+    flags: 0,
+  };
 }
 
 function open(dir: string, o: Partial<SpoolOptions> = {}): Spool {

@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { createConnection, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { fetchAgentHealth } from '../../src/cli/api-client.js';
+import { fetchAgentHealth } from '../../src/api/client.js';
 import { tempDir } from './agent.js';
 import { freePort } from './broker.js';
 import { cli, type Child } from './cli.js';
@@ -21,7 +21,10 @@ export interface AgentProcess {
   stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export async function startAgentProcess(config: Record<string, unknown> = {}, opts: { dataDir?: string; env?: NodeJS.ProcessEnv } = {}): Promise<AgentProcess> {
+export async function startAgentProcess(
+  config: Record<string, unknown> = {},
+  opts: { dataDir?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<AgentProcess> {
   const dir = tempDir('agent-proc-');
   const dataDir = opts.dataDir ?? join(dir, 'data');
   const socketPath = join(dir, 'api.sock');
@@ -65,10 +68,22 @@ export async function startAgentProcess(config: Record<string, unknown> = {}, op
 }
 
 /** One HTTP request on its own connection; resolves with status and body (never rejects on a reset: status 0). */
-export function httpRequest(port: number, method: string, path: string, opts: { body?: string; type?: string; host?: string } = {}): Promise<{ status: number; body: string }> {
+export function httpRequest(
+  port: number,
+  method: string,
+  path: string,
+  opts: { body?: string; type?: string; host?: string } = {},
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve) => {
     const req = request(
-      { host: '127.0.0.1', port, method, path, agent: false, headers: { host: opts.host ?? `127.0.0.1:${port}`, ...(opts.type ? { 'content-type': opts.type } : {}) } },
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path,
+        agent: false,
+        headers: { host: opts.host ?? `127.0.0.1:${port}`, ...(opts.type ? { 'content-type': opts.type } : {}) },
+      },
       (res) => {
         let body = '';
         res.on('data', (d: Buffer) => (body += d.toString()));
@@ -111,7 +126,15 @@ export function socketClient(
       }
     });
     const closed = new Promise<void>((r) => s.on('close', () => r()));
-    s.once('connect', () => resolve({ s, lines, send: (x) => s.write(`${typeof x === 'string' ? x : JSON.stringify(x)}\n`), write: (text) => s.write(text), closed }));
+    s.once('connect', () =>
+      resolve({
+        s,
+        lines,
+        send: (x) => s.write(`${typeof x === 'string' ? x : JSON.stringify(x)}\n`),
+        write: (text) => s.write(text),
+        closed,
+      }),
+    );
     s.once('error', reject);
   });
 }

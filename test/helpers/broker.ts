@@ -57,8 +57,8 @@ export class Broker {
       ].join('\n'),
     );
     const proc = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
-    proc.stdout!.on('data', (d: Buffer) => (this.log += d.toString()));
-    proc.stderr!.on('data', (d: Buffer) => (this.log += d.toString()));
+    proc.stdout.on('data', (d: Buffer) => (this.log += d.toString()));
+    proc.stderr.on('data', (d: Buffer) => (this.log += d.toString()));
     this.proc = proc;
     const deadline = Date.now() + 10_000;
     for (;;) {

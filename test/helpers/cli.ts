@@ -30,12 +30,12 @@ export function cli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEn
   const stdout: string[] = [];
   let err = '';
   let partial = '';
-  proc.stdout!.on('data', (d: Buffer) => {
+  proc.stdout.on('data', (d: Buffer) => {
     const parts = (partial + d.toString()).split('\n');
     partial = parts.pop()!;
     stdout.push(...parts);
   });
-  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     proc.on('exit', (code, signal) => {
       if (partial) stdout.push(partial);

@@ -27,11 +27,22 @@ export class Consumer {
   private constructor(readonly client: MqttClient) {}
 
   static async connect(url: string, id = `consumer-${process.pid}-${Date.now()}`, extra: IClientOptions = {}): Promise<Consumer> {
-    const client = mqtt.connect(url, { clientId: id, clean: false, protocolVersion: 5, properties: { sessionExpiryInterval: 3600 }, reconnectPeriod: 100, ...extra });
+    const client = mqtt.connect(url, {
+      clientId: id,
+      clean: false,
+      protocolVersion: 5,
+      properties: { sessionExpiryInterval: 3600 },
+      reconnectPeriod: 100,
+      ...extra,
+    });
     const c = new Consumer(client);
     client.on('message', (topic, payload) => c.onMessage(topic, payload));
     await new Promise<void>((resolve, reject) => {
-      client.once('connect', () => client.subscribe(['bike/+/telemetry', 'bike/+/status', 'bike/+/ride', 'bike/+/purge'], { qos: 1 }, (err) => (err ? reject(err) : resolve())));
+      client.once('connect', () =>
+        client.subscribe(['bike/+/telemetry', 'bike/+/status', 'bike/+/ride', 'bike/+/purge'], { qos: 1 }, (err) =>
+          err ? reject(err) : resolve(),
+        ),
+      );
       client.once('error', reject);
     });
     return c;
@@ -68,7 +79,12 @@ export class Consumer {
   firstArrivals(): number[] {
     const out: number[] = [];
     const done = new Set<number>();
-    for (const p of this.packets) for (const s of p.seqs) if (!done.has(s)) (done.add(s), out.push(s));
+    for (const p of this.packets)
+      for (const s of p.seqs)
+        if (!done.has(s)) {
+          done.add(s);
+          out.push(s);
+        }
     return out;
   }
 

@@ -5,8 +5,9 @@ import { cpSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { buildManifest, signBundle, type Manifest, type TrustedKey } from '../../src/ota/manifest.js';
-import { canonicalJson, type Offer } from '../../src/ota/offer.js';
+import { buildManifest, signBundle, type Manifest } from '../../src/ota/manifest.js';
+import type { Offer } from '../../src/ota/offer.js';
+import { canonicalJson, type TrustedKey } from '../../src/signing/signature.js';
 
 export interface Key {
   id: string;
@@ -35,7 +36,15 @@ export interface Bundle {
  * A new bundle from an unpacked one: copied, its version set, `mutate` applied
  * (a deliberately broken build), re-manifested, signed, packed.
  */
-export function deriveBundle(base: string, outDir: string, version: string, key: Key, mutate?: (dir: string) => void, spoolSchema = 2, manifestPatch: Partial<Manifest> = {}): Bundle {
+export function deriveBundle(
+  base: string,
+  outDir: string,
+  version: string,
+  key: Key,
+  mutate?: (dir: string) => void,
+  spoolSchema = 2,
+  manifestPatch: Partial<Manifest> = {},
+): Bundle {
   const name = `bike-telemetry-${version}`;
   const dir = join(outDir, name);
   rmSync(dir, { recursive: true, force: true });
@@ -47,7 +56,15 @@ export function deriveBundle(base: string, outDir: string, version: string, key:
   mutate?.(dir);
   rmSync(join(dir, 'manifest.json'), { force: true });
   rmSync(join(dir, 'manifest.sig'), { force: true });
-  const fields = { version, platform: process.platform, arch: process.arch, nodeAbi: Number(process.versions.modules), spoolSchema, minSpoolSchema: 0, ...manifestPatch };
+  const fields = {
+    version,
+    platform: process.platform,
+    arch: process.arch,
+    nodeAbi: Number(process.versions.modules),
+    spoolSchema,
+    minSpoolSchema: 0,
+    ...manifestPatch,
+  };
   signBundle(dir, buildManifest(dir, fields), key.privateKeyPem, key.id);
   const tarball = join(outDir, `${name}.tar.gz`);
   const r = spawnSync('tar', ['-C', outDir, '-czf', tarball, name]);
@@ -86,7 +103,10 @@ export class BundleServer {
       const m = range ? /^bytes=(\d+)-$/.exec(range) : null;
       if (m) start = Number(m[1]);
       const body = data.subarray(start);
-      res.writeHead(m ? 206 : 200, { 'content-length': body.length, ...(m ? { 'content-range': `bytes ${start}-${data.length - 1}/${data.length}` } : {}) });
+      res.writeHead(m ? 206 : 200, {
+        'content-length': body.length,
+        ...(m ? { 'content-range': `bytes ${start}-${data.length - 1}/${data.length}` } : {}),
+      });
       if (this.cutFirstAfterBytes !== null) {
         const cut = this.cutFirstAfterBytes;
         this.cutFirstAfterBytes = null;
@@ -110,7 +130,7 @@ export class BundleServer {
       res.end(body);
     });
     await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', () => r()));
-    this.port = (this.server!.address() as AddressInfo).port;
+    this.port = (this.server.address() as AddressInfo).port;
   }
 
   url(path: string): string {
@@ -144,11 +164,13 @@ export class Supervisor {
   start(): void {
     if (this.stopped) return;
     this.starts++;
-    const p = spawn(process.execPath, [join(this.root, 'current/bin/bike-telemetry.js'), 'run', '-c', this.config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [join(this.root, 'current/bin/bike-telemetry.js'), 'run', '-c', this.config], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     this.proc = p;
     writeFileSync(this.pidFile, String(p.pid));
-    p.stdout!.on('data', (d: Buffer) => (this.output += d.toString()));
-    p.stderr!.on('data', (d: Buffer) => (this.output += d.toString()));
+    p.stdout.on('data', (d: Buffer) => (this.output += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (this.output += d.toString()));
     p.on('exit', () => {
       if (this.proc === p) setTimeout(() => this.start(), 300);
     });

@@ -19,5 +19,11 @@ export function loadFwuSteps(): Array<Record<string, string> & { script: string;
   return readFileSync(FWU_VECTOR_FILE, 'utf8')
     .split('\n')
     .filter((l) => l.trim() && !l.startsWith('#'))
-    .map((l) => Object.fromEntries(l.split(' ').map((kv) => kv.split('=') as [string, string])) as Record<string, string> & { script: string; step: string });
+    .map(
+      (l) =>
+        Object.fromEntries(l.split(' ').map((kv) => kv.split('=') as [string, string])) as Record<string, string> & {
+          script: string;
+          step: string;
+        },
+    );
 }

@@ -44,7 +44,16 @@ describe('link state log', () => {
     const dir = tempDir('link-log-');
     const config = join(dir, 'config.json');
     const path = join(dir, 'no-board');
-    writeFileSync(config, JSON.stringify({ serial: { path, reopenBaseMs: 20, reopenCapMs: 50 }, dataDir: join(dir, 'data'), mqtt: { enabled: false }, api: { socketPath: join(dir, 'api.sock') }, log: { statsIntervalS: 0 } }));
+    writeFileSync(
+      config,
+      JSON.stringify({
+        serial: { path, reopenBaseMs: 20, reopenCapMs: 50 },
+        dataDir: join(dir, 'data'),
+        mqtt: { enabled: false },
+        api: { socketPath: join(dir, 'api.sock') },
+        log: { statsIntervalS: 0 },
+      }),
+    );
     const agent = cli(['run', '-c', config]);
     try {
       await waitFor(() => agent.json().some((l) => l.msg === 'agent started'), 'agent started', 20_000);

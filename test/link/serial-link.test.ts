@@ -48,9 +48,9 @@ describe('serial link on a real pty pair', () => {
     const { agent, records, states } = startAgent(path);
     cleanups.push(() => agent.stop());
 
-    await waitFor(() => agent.driver.hello !== null, 'board hello');
-    expect(agent.driver.hello?.serial).toBe(Buffer.from('SIMBIKE00001').toString('hex'));
-    expect(agent.driver.hello?.ticksPerRev).toBe(cal.ticksPerRev);
+    await waitFor(() => agent.firmware.driver.hello !== null, 'board hello');
+    expect(agent.firmware.driver.hello?.serial).toBe(Buffer.from('SIMBIKE00001').toString('hex'));
+    expect(agent.firmware.driver.hello?.ticksPerRev).toBe(cal.ticksPerRev);
     await waitFor(() => records.length >= 30, '3 s of records');
     const h = agent.health();
     expect(states.slice(0, 2)).toEqual(['opening', 'open']);
@@ -77,32 +77,34 @@ describe('serial link on a real pty pair', () => {
     cleanups.push(() => sim.stop());
     const { agent } = startAgent(path);
     cleanups.push(() => agent.stop());
-    await waitFor(() => agent.driver.hello !== null, 'board hello');
+    await waitFor(() => agent.firmware.driver.hello !== null, 'board hello');
     const opts = { timeoutMs: 500, retries: 2 };
 
-    const data = await agent.driver.request(RequestOp.SET_SAMPLE_RATE, 100, opts);
+    const data = await agent.firmware.driver.request(RequestOp.SET_SAMPLE_RATE, 100, opts);
     expect(data.readUInt16LE(0)).toBe(100);
-    const s0 = agent.driver.counters.samples;
+    const s0 = agent.firmware.driver.counters.samples;
     await sleep(2000);
-    const perS = (agent.driver.counters.samples - s0) / 2;
+    const perS = (agent.firmware.driver.counters.samples - s0) / 2;
     expect(perS).toBeGreaterThan(85);
     expect(perS).toBeLessThan(115);
 
-    await expect(agent.driver.request(RequestOp.SET_SAMPLE_RATE, 1000, opts)).rejects.toMatchObject({
+    await expect(agent.firmware.driver.request(RequestOp.SET_SAMPLE_RATE, 1000, opts)).rejects.toMatchObject({
       name: 'RequestError',
       status: ResponseStatus.BAD_ARGUMENT,
       message: expect.stringMatching(/refused SET_SAMPLE_RATE: BAD_ARGUMENT/),
     });
-    await expect(agent.driver.request(0x7e, undefined, opts)).rejects.toMatchObject({ status: ResponseStatus.UNKNOWN_OP });
+    await expect(agent.firmware.driver.request(0x7e, undefined, opts)).rejects.toMatchObject({ status: ResponseStatus.UNKNOWN_OP });
 
     // A board that receives nothing: unplug the console's requests by stopping the responder.
     sim.board.receive = () => [];
-    const sent = agent.driver.counters.requestsSent;
+    const sent = agent.firmware.driver.counters.requestsSent;
     const t0 = Date.now();
-    await expect(agent.driver.request(RequestOp.GET_HELLO, undefined, opts)).rejects.toThrow(/GET_HELLO: no response after 3 attempts/);
+    await expect(agent.firmware.driver.request(RequestOp.GET_HELLO, undefined, opts)).rejects.toThrow(
+      /GET_HELLO: no response after 3 attempts/,
+    );
     expect(Date.now() - t0).toBeGreaterThanOrEqual(1500);
-    expect(agent.driver.counters.requestsSent - sent).toBe(3);
-    expect(agent.driver.counters.requestTimeouts).toBeGreaterThanOrEqual(3);
+    expect(agent.firmware.driver.counters.requestsSent - sent).toBe(3);
+    expect(agent.firmware.driver.counters.requestTimeouts).toBeGreaterThanOrEqual(3);
     expect(agent.link.state).toBe('open'); // samples keep flowing: a mute request path is not a dead link
   });
 
@@ -160,21 +162,24 @@ describe('serial link on a real pty pair', () => {
   it.each([
     ['its own timer', {}],
     ["the agent's heartbeat", { spool: { flushIntervalMs: 250 } }],
-  ])('a board that goes silent without an error (cable pulled, adapter still plugged) is reopened by the watchdog (%s)', async (_how, overrides) => {
-    const { pty, board } = await boardSide('pty-silent-');
-    const frames = new SimBoard(loadCalibration('sim-bike-v1'), STEADY).generateSamples(20);
-    const { agent, states } = startAgent(pty.consolePath, overrides);
-    cleanups.push(() => agent.stop());
-    await waitFor(() => agent.link.state === 'open', 'link open');
-    board.write(frames.bytes);
-    await waitFor(() => agent.driver.counters.samples === 20, 'samples');
-    // Now nothing: no bytes, no error.
-    await waitFor(() => agent.link.counters.silenceTimeouts === 1, 'silence watchdog', 5000);
-    expect(agent.link.snapshot().lastError).toBe('no data for 1000 ms');
-    await waitFor(() => agent.link.counters.opens === 2, 'reopened');
-    expect(states).toContain('waiting');
-    expect(agent.link.counters.disconnects).toBe(0);
-  });
+  ])(
+    'a board that goes silent without an error (cable pulled, adapter still plugged) is reopened by the watchdog (%s)',
+    async (_how, overrides) => {
+      const { pty, board } = await boardSide('pty-silent-');
+      const frames = new SimBoard(loadCalibration('sim-bike-v1'), STEADY).generateSamples(20);
+      const { agent, states } = startAgent(pty.consolePath, overrides);
+      cleanups.push(() => agent.stop());
+      await waitFor(() => agent.link.state === 'open', 'link open');
+      board.write(frames.bytes);
+      await waitFor(() => agent.firmware.driver.counters.samples === 20, 'samples');
+      // Now nothing: no bytes, no error.
+      await waitFor(() => agent.link.counters.silenceTimeouts === 1, 'silence watchdog', 5000);
+      expect(agent.link.snapshot().lastError).toBe('no data for 1000 ms');
+      await waitFor(() => agent.link.counters.opens === 2, 'reopened');
+      expect(states).toContain('waiting');
+      expect(agent.link.counters.disconnects).toBe(0);
+    },
+  );
 
   it('1 MB of random bytes between valid frames: no crash, resync on the next valid frame, counters exact', async () => {
     const { pty, board } = await boardSide('pty-noise-');
@@ -235,8 +240,8 @@ describe('serial link on a real pty pair', () => {
     expect(h.protocol.samples).toBe(3000);
     expect(h.protocol.frames).toBe(expected.frames);
     expect(h.link.counters.oversized).toBe(expected.oversized);
-    for (const [code, n] of expected.errors) expect(agent.driver.counters.errors[code], `error code ${code}`).toBe(n);
-    expect(agent.driver.counters.errors.reduce((a, b) => a + b, 0)).toBe([...expected.errors.values()].reduce((a, b) => a + b, 0));
+    for (const [code, n] of expected.errors) expect(agent.firmware.driver.counters.errors[code], `error code ${code}`).toBe(n);
+    expect(agent.firmware.driver.counters.errors.reduce((a, b) => a + b, 0)).toBe([...expected.errors.values()].reduce((a, b) => a + b, 0));
     expect(h.protocol.lostFrames).toBe(0);
     // Every valid frame reached the engine: one minute of records.
     expect(records.length).toBeGreaterThanOrEqual(599);

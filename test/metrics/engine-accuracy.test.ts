@@ -61,7 +61,7 @@ describe('metrics engine against a scripted simulated ride', () => {
   it('reports the inertial power of accelerating the flywheel during the ramp up', () => {
     // 70 -> 110 rpm in 5 s: the rider also spins the flywheel up, so power exceeds the brake alone.
     const r = between(p.records, 48, 49)[0];
-    const brake = p.calibration.brakeWatts((r.flywheelRpm as number), r.resistancePct as number);
+    const brake = p.calibration.brakeWatts(r.flywheelRpm as number, r.resistancePct as number);
     expect(r.powerW as number).toBeGreaterThan(brake + 5);
   });
 });
@@ -194,7 +194,7 @@ describe('faults on the line and board resets', () => {
     const after = p.records.slice(before);
     expect(after.filter((r) => (r.flags as number) & RecordFlag.GAP_BEFORE).length).toBe(1);
     for (const r of after) {
-      expect(r.cadenceRpm === null || (r.cadenceRpm as number) <= 91).toBe(true);
+      expect(r.cadenceRpm === null || r.cadenceRpm <= 91).toBe(true);
       expect((r.powerW as number) < 1000).toBe(true);
     }
     for (let i = 1; i < p.records.length; i++) expect(p.records[i].tUs as number).toBeGreaterThan(p.records[i - 1].tUs as number);

@@ -74,15 +74,17 @@ describe('the offer inbox', () => {
     const dir = join(tempDir('inbox-unit-'), 'ota-offers');
     const inbox = new OfferInbox(dir);
     expect(inbox.list()).toEqual([]); // no folder yet: nothing waiting
-    const names = Array.from({ length: INBOX_MAX_OFFERS + 2 }, (_, i) => inbox.put(`offer-${i}`, Buffer.from(`{"n":${i}}`), 1_700_000_000_000 + i));
+    const names = Array.from({ length: INBOX_MAX_OFFERS + 2 }, (_, i) =>
+      inbox.put(`offer-${i}`, Buffer.from(`{"n":${i}}`), 1_700_000_000_000 + i),
+    );
     expect(inbox.list()).toEqual(names.slice(2));
     expect(readdirSync(dir).sort()).toEqual(names.slice(2)); // nothing else in the folder
     expect(readdirSync(join(dir, '..'))).toEqual(['ota-offers']); // the temporary file is gone
-    expect(inbox.read(names[2]!).toString()).toBe('{"n":2}');
+    expect(inbox.read(names[2]).toString()).toBe('{"n":2}');
     expect(statSync(dir).mode & 0o7777).toBe(0o770);
-    inbox.remove(names[2]!);
+    inbox.remove(names[2]);
     expect(inbox.list()).toEqual(names.slice(3));
-    expect(() => inbox.remove(names[2]!)).toThrow(); // already gone: said, not ignored
+    expect(() => inbox.remove(names[2])).toThrow(); // already gone: said, not ignored
     // An id is made safe for a file name.
     expect(inbox.put('../../etc/passwd', Buffer.from('{}'), 1_700_000_000_100)).toMatch(/^1700000000100-\d{3}-\.\._\.\._etc_passwd\.json$/);
   });
@@ -103,7 +105,7 @@ describe('the agent hands signed offers to the updater', () => {
     const good = signOffer(offer('0.3.0'), key);
     await client.publishAsync(`bike/${DEVICE}/ota`, good, { qos: 1, retain: true });
     await waitFor(() => inbox.list().length === 1, 'offer in the inbox', 15_000);
-    expect(inbox.read(inbox.list()[0]!).toString()).toBe(good);
+    expect(inbox.read(inbox.list()[0]).toString()).toBe(good);
 
     const fleet = signOffer(offer('0.3.1', { target: '*' }), key);
     await client.publishAsync('bike/fleet/ota', fleet, { qos: 1 });
@@ -113,7 +115,10 @@ describe('the agent hands signed offers to the updater', () => {
     await client.publishAsync(`bike/${DEVICE}/ota`, signOffer(offer('0.3.2'), stranger), { qos: 1 });
     await client.publishAsync(`bike/${DEVICE}/ota`, 'not json', { qos: 1 });
     await waitFor(() => status.length - since >= 2, 'two refusals on status/ota', 10_000);
-    expect(status.slice(since).map((s) => s.refused)).toEqual(['offer: signature does not verify under key "2026a"', 'malformed: not JSON']);
+    expect(status.slice(since).map((s) => s.refused)).toEqual([
+      'offer: signature does not verify under key "2026a"',
+      'malformed: not JSON',
+    ]);
     expect(status[since]).toMatchObject({ phase: 'idle', version: null });
     expect(inbox.list()).toHaveLength(2);
   });

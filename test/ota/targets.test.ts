@@ -67,7 +67,9 @@ describe('ELF identity', () => {
     }
     expect(err).toBeInstanceOf(ReleaseError);
     expect((err as ReleaseError).code).toBe('wrong_arch');
-    expect((err as ReleaseError).message).toBe('node_modules/bad/build/Release/better_sqlite3.node is 64-bit x86-64, the bundle is for 64-bit AArch64');
+    expect((err as ReleaseError).message).toBe(
+      'node_modules/bad/build/Release/better_sqlite3.node is 64-bit x86-64, the bundle is for 64-bit AArch64',
+    );
   });
 });
 
@@ -84,10 +86,18 @@ describe('targets and compatibility', () => {
     expect(incompatibility({ platform: 'linux', arch: 'x64', nodeAbi: 115 }, here)).toBeNull();
     expect(incompatibility({ platform: 'linux', arch: 'x64' }, here)).toBeNull(); // made before nodeAbi was recorded
     expect(incompatibility({}, here)).toBeNull();
-    expect(incompatibility({ platform: 'linux', arch: 'arm64', nodeAbi: 115 }, here)).toBe('built for linux-arm64 (Node ABI 115), this console is linux-x64 (Node ABI 115): another CPU');
-    expect(incompatibility({ arch: 'arm', nodeAbi: 127 }, here)).toBe('built for linux-arm (Node ABI 127), this console is linux-x64 (Node ABI 115): another CPU and another Node ABI');
-    expect(incompatibility({ nodeAbi: 127 }, here)).toBe('built for linux-x64 (Node ABI 127), this console is linux-x64 (Node ABI 115): another Node ABI');
-    expect(incompatibility({ platform: 'darwin', arch: 'x64' }, here)).toBe('built for darwin-x64, this console is linux-x64 (Node ABI 115): another CPU');
+    expect(incompatibility({ platform: 'linux', arch: 'arm64', nodeAbi: 115 }, here)).toBe(
+      'built for linux-arm64 (Node ABI 115), this console is linux-x64 (Node ABI 115): another CPU',
+    );
+    expect(incompatibility({ arch: 'arm', nodeAbi: 127 }, here)).toBe(
+      'built for linux-arm (Node ABI 127), this console is linux-x64 (Node ABI 115): another CPU and another Node ABI',
+    );
+    expect(incompatibility({ nodeAbi: 127 }, here)).toBe(
+      'built for linux-x64 (Node ABI 127), this console is linux-x64 (Node ABI 115): another Node ABI',
+    );
+    expect(incompatibility({ platform: 'darwin', arch: 'x64' }, here)).toBe(
+      'built for darwin-x64, this console is linux-x64 (Node ABI 115): another CPU',
+    );
   });
 
   it('validateOffer refuses a signed offer for another CPU before anything is fetched; a matching or silent one passes', () => {
@@ -103,12 +113,24 @@ describe('targets and compatibility', () => {
       expiresAt: '2030-01-01T00:00:00Z',
       allowDowngrade: false,
     };
-    const ctx = { deviceId: 'bike-1', deviceClass: 'bike-v1', currentVersion: '1.0.0', trustedKeys: [key.trusted], nowMs: Date.parse('2029-01-01T00:00:00Z'), seen: new Set<string>() };
+    const ctx = {
+      deviceId: 'bike-1',
+      deviceClass: 'bike-v1',
+      currentVersion: '1.0.0',
+      trustedKeys: [key.trusted],
+      nowMs: Date.parse('2029-01-01T00:00:00Z'),
+      seen: new Set<string>(),
+    };
     const arm = { ...ctx, runtime: { platform: 'linux', arch: 'arm64', nodeAbi: 115 } };
     const x64 = { ...ctx, runtime: { platform: 'linux', arch: 'x64', nodeAbi: 115 } };
     const forArm = signOffer({ ...base, platform: 'linux', arch: 'arm64', nodeAbi: 115 }, key);
     expect(validateOffer(forArm, arm).ok).toBe(true);
-    expect(validateOffer(forArm, x64)).toEqual({ ok: false, signed: true, offerId: 'offer-arch-0001', reason: 'incompatible: built for linux-arm64 (Node ABI 115), this console is linux-x64 (Node ABI 115): another CPU' });
+    expect(validateOffer(forArm, x64)).toEqual({
+      ok: false,
+      signed: true,
+      offerId: 'offer-arch-0001',
+      reason: 'incompatible: built for linux-arm64 (Node ABI 115), this console is linux-x64 (Node ABI 115): another CPU',
+    });
     expect(validateOffer(signOffer(base, key), x64).ok).toBe(true);
     // The fields are signed like the rest: changing one breaks the signature.
     const forged = JSON.parse(forArm) as { offer: Record<string, unknown> };

@@ -11,8 +11,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AgentHealth } from '../../src/agent/agent.js';
-import { fetchAgentHealth } from '../../src/cli/api-client.js';
+import type { AgentHealth } from '../../src/contracts/health.js';
+import { fetchAgentHealth } from '../../src/api/client.js';
 import type { Offer } from '../../src/ota/offer.js';
 import { buildRelease } from '../../src/ota/release.js';
 import type { OtaState } from '../../src/ota/updater.js';
@@ -46,8 +46,8 @@ function startUpdater(stepDelayMs = 0): ChildProcess {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, BIKE_TELEMETRY_OTA_STEP_DELAY_MS: String(stepDelayMs) },
   });
-  p.stdout!.on('data', () => {});
-  p.stderr!.on('data', () => {});
+  p.stdout.on('data', () => {});
+  p.stderr.on('data', () => {});
   updater = p;
   return p;
 }
@@ -90,10 +90,22 @@ async function publishOffer(o: Offer, k = key): Promise<void> {
 
 async function waitResult(version: string, result: string, timeoutMs = 60_000): Promise<Record<string, unknown>> {
   let found: Record<string, unknown> | undefined;
-  await waitFor(() => {
-    found = otaStatus.slice(sinceOffer).find((s) => (s.last as { version?: string; result?: string } | null)?.version === version && (s.last as { result?: string }).result === result && s.phase === 'idle');
-    return found !== undefined;
-  }, `update ${version} ${result}`, timeoutMs, 50);
+  await waitFor(
+    () => {
+      found = otaStatus
+        .slice(sinceOffer)
+        .find(
+          (s) =>
+            (s.last as { version?: string; result?: string } | null)?.version === version &&
+            (s.last as { result?: string }).result === result &&
+            s.phase === 'idle',
+        );
+      return found !== undefined;
+    },
+    `update ${version} ${result}`,
+    timeoutMs,
+    50,
+  );
   return found!;
 }
 
@@ -159,7 +171,14 @@ beforeAll(async () => {
       api: { socketPath },
       mqtt: { url: broker.url, backoffBaseMs: 200, backoffCapMs: 1000, pollMs: 200 },
       log: { records: 'none', statsIntervalS: 0 },
-      ota: { enabled: true, root, trustedKeys: [{ id: key.id, publicKeyFile: join(work, 'trusted.pub.pem') }], healthDeadlineS: 10, restartCommand, resetCommand: ['sh', '-c', `echo reset >> ${join(work, 'resets.log')}`] },
+      ota: {
+        enabled: true,
+        root,
+        trustedKeys: [{ id: key.id, publicKeyFile: join(work, 'trusted.pub.pem') }],
+        healthDeadlineS: 10,
+        restartCommand,
+        resetCommand: ['sh', '-c', `echo reset >> ${join(work, 'resets.log')}`],
+      },
     }),
   );
   supervisor = new Supervisor(root, config, pidFile);
@@ -254,7 +273,14 @@ describe('over-the-air update', () => {
       await publishOffer(o, k ?? key);
       // A signed offer's refusal is recorded as `last`; an unverified one is only reported (`refused`), never remembered.
       await waitFor(
-        () => otaStatus.slice(n).some((s) => why.test(String(s.refused ?? '')) || why.test(String((s.last as { reason?: string } | null)?.reason ?? ''))),
+        () =>
+          otaStatus
+            .slice(n)
+            .some(
+              (s) =>
+                why.test(String((s.refused as string | null | undefined) ?? '')) ||
+                why.test(String((s.last as { reason?: string } | null)?.reason ?? '')),
+            ),
         `refusal ${why}`,
         10_000,
       );
@@ -264,8 +290,14 @@ describe('over-the-air update', () => {
     // Replayed: the first offer of this suite, sent again.
     const seen = otaState().seenOffers[0];
     const n = otaStatus.length;
-    await publishOffer(offer(bundles.get('9.1.0')!, { id: seen, version: '9.4.0', url: server.url('/9.4.0.tar.gz'), size: b.size, sha256: b.sha256 }));
-    await waitFor(() => otaStatus.slice(n).some((s) => /replayed: offer/.test(String(s.refused ?? ''))), 'replay refused', 10_000);
+    await publishOffer(
+      offer(bundles.get('9.1.0')!, { id: seen, version: '9.4.0', url: server.url('/9.4.0.tar.gz'), size: b.size, sha256: b.sha256 }),
+    );
+    await waitFor(
+      () => otaStatus.slice(n).some((s) => /replayed: offer/.test(String((s.refused as string | null | undefined) ?? ''))),
+      'replay refused',
+      10_000,
+    );
     expect(readlinkSync(join(root, 'current'))).toBe('versions/9.1.0');
   });
 
@@ -275,18 +307,32 @@ describe('over-the-air update', () => {
     const fetched = (): number => server.requests.filter((r) => r.path === '/9.9.0.tar.gz').length;
     const here = `linux-${process.arch} \\(Node ABI ${process.versions.modules}\\)`;
     for (const [patch, why] of [
-      [{ platform: 'linux', arch: 'arm64', nodeAbi: Number(process.versions.modules) }, new RegExp(`incompatible: built for linux-arm64 \\(Node ABI \\d+\\), this console is ${here}: another CPU$`)],
-      [{ nodeAbi: 999 }, new RegExp(`incompatible: built for linux-${process.arch} \\(Node ABI 999\\), this console is ${here}: another Node ABI$`)],
+      [
+        { platform: 'linux', arch: 'arm64', nodeAbi: Number(process.versions.modules) },
+        new RegExp(`incompatible: built for linux-arm64 \\(Node ABI \\d+\\), this console is ${here}: another CPU$`),
+      ],
+      [
+        { nodeAbi: 999 },
+        new RegExp(`incompatible: built for linux-${process.arch} \\(Node ABI 999\\), this console is ${here}: another Node ABI$`),
+      ],
     ] as const) {
       await publishOffer(offer(b, patch));
-      await waitFor(() => otaStatus.slice(sinceOffer).some((s) => why.test(String((s.last as { reason?: string } | null)?.reason ?? ''))), `refusal ${why}`, 10_000);
+      await waitFor(
+        () => otaStatus.slice(sinceOffer).some((s) => why.test(String((s.last as { reason?: string } | null)?.reason ?? ''))),
+        `refusal ${why}`,
+        10_000,
+      );
       expect(fetched()).toBe(0);
     }
     // An offer that does not say: downloaded, then refused on the signed manifest alone.
     await publishOffer(offer(b));
     const r = await waitResult('9.9.0', 'failed');
     expect(fetched()).toBeGreaterThan(0);
-    expect(String((r.last as { reason: string }).reason)).toMatch(new RegExp(`^version 9\\.9\\.0 refused before unpacking: built for linux-arm64 \\(Node ABI \\d+\\), this console is ${here}: another CPU$`));
+    expect(String((r.last as { reason: string }).reason)).toMatch(
+      new RegExp(
+        `^version 9\\.9\\.0 refused before unpacking: built for linux-arm64 \\(Node ABI \\d+\\), this console is ${here}: another CPU$`,
+      ),
+    );
     expect(existsSync(join(root, 'versions/9.9.0'))).toBe(false);
     expect(existsSync(join(root, 'versions/.staging-9.9.0/bike-telemetry-9.9.0/dist'))).toBe(false);
     expect(readlinkSync(join(root, 'current'))).toBe(running);
@@ -321,7 +367,12 @@ describe('over-the-air update', () => {
       await sleep(1000);
       const from = readlinkSync(join(root, 'current'));
       await publishOffer(offer(bundles.get(version)!));
-      await waitFor(() => existsSync(join(root, 'ota/state.json')) && otaState().phase === phase && otaState().offer?.version === version, `phase ${phase}`, 30_000, 20);
+      await waitFor(
+        () => existsSync(join(root, 'ota/state.json')) && otaState().phase === phase && otaState().offer?.version === version,
+        `phase ${phase}`,
+        30_000,
+        20,
+      );
       await stopUpdater('SIGKILL');
       // Power cut here: current is a complete, signed version (the old one or the new one) and the agent runs.
       const cur = readlinkSync(join(root, 'current'));

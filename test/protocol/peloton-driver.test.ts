@@ -3,6 +3,7 @@
  * a real pty pair: polling, a bike that stops answering, garbage on the line,
  * a calibration table that will not load.
  */
+import type { PelotonBoardInfo } from '../../src/contracts/health.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Agent } from '../../src/agent/agent.js';
@@ -32,7 +33,17 @@ async function bike(opts: PelotonSimOptions = {}, agentOverrides: Record<string,
   const sim = new SimRunner({ board });
   const path = await sim.startOnPty(tempDir('pelo-pty-'), 19200);
   const { agent, records } = startAgent(path, {
-    serial: { path, protocol: 'peloton', reopenBaseMs: 50, reopenCapMs: 200, silenceTimeoutMs: 5000, requestTimeoutMs: 100, requestRetries: 3, calibrationRetryS: 1, ...agentOverrides },
+    serial: {
+      path,
+      protocol: 'peloton',
+      reopenBaseMs: 50,
+      reopenCapMs: 200,
+      silenceTimeoutMs: 5000,
+      requestTimeoutMs: 100,
+      requestRetries: 3,
+      calibrationRetryS: 1,
+      ...agentOverrides,
+    },
   });
   cleanups.push(async () => {
     await agent.stop();
@@ -41,7 +52,7 @@ async function bike(opts: PelotonSimOptions = {}, agentOverrides: Record<string,
   return { board, sim, agent, records };
 }
 
-const board = (a: Agent) => a.health().board.calibration!;
+const board = (a: Agent) => (a.health().board as PelotonBoardInfo).calibration;
 const flags = (r: RecordRow) => r.flags as number;
 
 describe('peloton driver on a pty', () => {
@@ -85,9 +96,18 @@ describe('peloton driver on a pty', () => {
       await sim.exited;
     });
     await waitFor(() => sim.stdout.length > 0, 'simulator pty', 10_000);
-    const path = sim.stdout[0]!.trim();
+    const path = sim.stdout[0].trim();
     const { agent } = startAgent(path, {
-      serial: { path, protocol: 'peloton', reopenBaseMs: 50, reopenCapMs: 200, silenceTimeoutMs: 5000, requestTimeoutMs: 100, requestRetries: 3, calibrationRetryS: 1 },
+      serial: {
+        path,
+        protocol: 'peloton',
+        reopenBaseMs: 50,
+        reopenCapMs: 200,
+        silenceTimeoutMs: 5000,
+        requestTimeoutMs: 100,
+        requestRetries: 3,
+        calibrationRetryS: 1,
+      },
     });
     cleanups.push(() => agent.stop());
     await waitFor(() => board(agent).source === 'bike', 'calibration table loaded', 10_000);
@@ -159,7 +179,7 @@ describe('peloton driver on a pty', () => {
     expect(recent.filter((r) => r.powerW !== null).length).toBeGreaterThanOrEqual(18);
   });
 
-  it('a calibration table that will not load: a clear error, retries, the default flagged on every record, and the bike\'s table once it answers', async () => {
+  it("a calibration table that will not load: a clear error, retries, the default flagged on every record, and the bike's table once it answers", async () => {
     const table = DEFAULT_RESISTANCE_TABLE.map((v) => v + 20);
     const { board: sim, agent, records } = await bike({ table, faults: { refuseCalibration: true } });
     await waitFor(() => agent.recent.list().some((e) => /calibration table did not load/.test(e.msg)), 'the error', 10_000);

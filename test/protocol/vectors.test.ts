@@ -23,14 +23,33 @@ function field(f: FwpFrame, key: string): string | undefined {
   if (key in common) return String(common[key]);
   const byType: Record<number, Record<string, string | number>> = {
     [MsgType.SAMPLE]: {
-      t_us: f.tUs, fly_ticks: f.flyTicks, fly_tick_us: f.flyTickUs, crank_revs: f.crankRevs,
-      crank_evt: f.crankEvt, resistance_raw: f.resistanceRaw, hr_bpm: f.hrBpm, flags: f.flags,
+      t_us: f.tUs,
+      fly_ticks: f.flyTicks,
+      fly_tick_us: f.flyTickUs,
+      crank_revs: f.crankRevs,
+      crank_evt: f.crankEvt,
+      resistance_raw: f.resistanceRaw,
+      hr_bpm: f.hrBpm,
+      flags: f.flags,
     },
-    [MsgType.STATUS]: { uptime_s: f.uptimeS, temp_centi_c: f.tempCentiC, supply_mv: f.supplyMv, faults: f.faults, board_dropped: f.boardDropped },
+    [MsgType.STATUS]: {
+      uptime_s: f.uptimeS,
+      temp_centi_c: f.tempCentiC,
+      supply_mv: f.supplyMv,
+      faults: f.faults,
+      board_dropped: f.boardDropped,
+    },
     [MsgType.HELLO]: {
-      proto_minor: f.protoMinor, fw_major: f.fwMajor, fw_minor: f.fwMinor, fw_patch: f.fwPatch, hw_rev: f.hwRev,
-      ticks_per_rev: f.ticksPerRev, sample_rate_hz: f.sampleRateHz, serial: hex(f.serial),
-      boot_mode: f.bootMode, board_model: f.boardModel,
+      proto_minor: f.protoMinor,
+      fw_major: f.fwMajor,
+      fw_minor: f.fwMinor,
+      fw_patch: f.fwPatch,
+      hw_rev: f.hwRev,
+      ticks_per_rev: f.ticksPerRev,
+      sample_rate_hz: f.sampleRateHz,
+      serial: hex(f.serial),
+      boot_mode: f.bootMode,
+      board_model: f.boardModel,
     },
     [MsgType.RESPONSE]: { req_seq: f.reqSeq, status: f.status, data: body(f.dataOffset, f.dataLen) },
     [MsgType.LOG]: { level: f.level, text: body(f.dataOffset, f.dataLen) },
@@ -47,15 +66,31 @@ function reencode(f: FwpFrame, tail: Buffer): Buffer {
   const w = new BodyWriter();
   const data = () => f.payload.subarray(f.dataOffset, f.dataOffset + f.dataLen);
   switch (f.type) {
-    case MsgType.SAMPLE: writeSampleBody(w, f); break;
-    case MsgType.STATUS: writeStatusBody(w, f); break;
-    case MsgType.HELLO: writeHelloBody(w, f); break;
-    case MsgType.RESPONSE: w.u8(f.reqSeq).u8(f.status).raw(data()); break;
-    case MsgType.LOG: w.u8(f.level).raw(data()); break;
-    case MsgType.REQUEST: w.u8(f.op).raw(data()); break;
-    case MsgType.FW_PROGRESS: writeFwProgress(w, f.fwNext, f.fwStatus, f.fwFree); break;
+    case MsgType.SAMPLE:
+      writeSampleBody(w, f);
+      break;
+    case MsgType.STATUS:
+      writeStatusBody(w, f);
+      break;
+    case MsgType.HELLO:
+      writeHelloBody(w, f);
+      break;
+    case MsgType.RESPONSE:
+      w.u8(f.reqSeq).u8(f.status).raw(data());
+      break;
+    case MsgType.LOG:
+      w.u8(f.level).raw(data());
+      break;
+    case MsgType.REQUEST:
+      w.u8(f.op).raw(data());
+      break;
+    case MsgType.FW_PROGRESS:
+      writeFwProgress(w, f.fwNext, f.fwStatus, f.fwFree);
+      break;
     // The crc32 as received: a vector may carry a wrong one on purpose (the board's receiver refuses it).
-    case MsgType.FW_CHUNK: w.u32(f.chunkOffset).u32(f.chunkCrc).raw(data()); break;
+    case MsgType.FW_CHUNK:
+      w.u32(f.chunkOffset).u32(f.chunkCrc).raw(data());
+      break;
   }
   w.raw(tail);
   return encodeFrame(f.type, f.seq, w.bytes, w.len);
@@ -73,7 +108,11 @@ describe('golden vectors (firmware-protocol/vectors/fwp-v1.vec)', () => {
     expect(ok.some((v) => v.boot_mode === '0' && v.board_model !== undefined)).toBe(true);
     expect(ok.some((v) => v.boot_mode === '1')).toBe(true);
     expect(ok.some((v) => Number(v.type) === MsgType.FW_CHUNK && v.data.length === 241 * 2)).toBe(true);
-    for (const e of FWP_RESULT_NAMES.slice(1)) expect(vectors.some((v) => v.result === e), e).toBe(true);
+    for (const e of FWP_RESULT_NAMES.slice(1))
+      expect(
+        vectors.some((v) => v.result === e),
+        e,
+      ).toBe(true);
   });
 
   for (const v of vectors) {

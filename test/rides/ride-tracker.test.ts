@@ -3,10 +3,16 @@ import { createLogger } from '../../src/log/logger.js';
 import { LiveRecord } from '../../src/metrics/record.js';
 import { MemberPseudonymiser } from '../../src/rides/pseudonym.js';
 import { RideTracker } from '../../src/rides/ride-tracker.js';
-import type { RideSummary } from '../../src/spool/rides.js';
+import type { RideSummary } from '../../src/contracts/health.js';
 
 /** Drive a tracker with synthetic 10 Hz records: `fn(i)` gives record i's power, cadence and heart rate. */
-function drive(tracker: RideTracker, from: number, count: number, fn: (i: number) => { p: number; c: number; h: number }, totals = { d: 0, e: 0 }) {
+function drive(
+  tracker: RideTracker,
+  from: number,
+  count: number,
+  fn: (i: number) => { p: number; c: number; h: number },
+  totals = { d: 0, e: 0 },
+) {
   const r = new LiveRecord();
   for (let i = from; i < from + count; i++) {
     const v = fn(i);
@@ -15,7 +21,7 @@ function drive(tracker: RideTracker, from: number, count: number, fn: (i: number
     r.cadenceRpm = v.c;
     r.hrBpm = v.h;
     totals.d += v.c > 0 ? 1 : 0;
-    totals.e += v.p === v.p ? v.p * 0.1 / 1000 : 0;
+    totals.e += v.p === v.p ? (v.p * 0.1) / 1000 : 0;
     r.distanceM = totals.d;
     r.energyKj = totals.e;
     tracker.onRecord(r);

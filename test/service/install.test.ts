@@ -8,7 +8,8 @@ import { tempDir } from '../helpers/agent.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const version = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
-const install = (root: string, ...args: string[]) => spawnSync('bash', [join(REPO, 'scripts/install'), '--root', root, ...args], { encoding: 'utf8' });
+const install = (root: string, ...args: string[]) =>
+  spawnSync('bash', [join(REPO, 'scripts/install'), '--root', root, ...args], { encoding: 'utf8' });
 
 describe('scripts/install --root', () => {
   it('lays out the version, the current symlink, the command, the config, the unit and the udev rule; a second run keeps the config', () => {
@@ -22,7 +23,13 @@ describe('scripts/install --root', () => {
     // An installed version is confirmed: the updater's unit runs from `stable`.
     expect(readlinkSync(join(opt, 'stable'))).toBe(`versions/${version}`);
     expect(readFileSync(join(root, 'etc/modules-load.d/bike-telemetry.conf'), 'utf8')).toMatch(/^usbserial$/m);
-    for (const f of ['bin/bike-telemetry.js', 'dist/cli/main.js', 'package.json', 'node_modules/better-sqlite3', 'firmware-protocol/calibration/peloton-v1.json']) {
+    for (const f of [
+      'bin/bike-telemetry.js',
+      'dist/cli/main.js',
+      'package.json',
+      'node_modules/better-sqlite3',
+      'firmware-protocol/calibration/peloton-v1.json',
+    ]) {
       expect(existsSync(join(opt, 'current', f)), f).toBe(true);
     }
     expect(readlinkSync(join(root, 'usr/local/bin/bike-telemetry'))).toBe('/opt/bike-telemetry/current/bin/bike-telemetry.js');
@@ -31,10 +38,18 @@ describe('scripts/install --root', () => {
     expect(v.status).toBe(0);
     expect(v.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
     const conf = join(root, 'etc/bike-telemetry/config.json');
-    expect(JSON.parse(readFileSync(conf, 'utf8'))).toMatchObject({ device: { id: 'bike-test-7' }, serial: { path: '/dev/flywheel' }, dataDir: '/var/lib/bike-telemetry' });
+    expect(JSON.parse(readFileSync(conf, 'utf8'))).toMatchObject({
+      device: { id: 'bike-test-7' },
+      serial: { path: '/dev/flywheel' },
+      dataDir: '/var/lib/bike-telemetry',
+    });
     expect(readFileSync(join(root, 'etc/systemd/system/bike-telemetry.service'), 'utf8')).toContain('Type=notify');
-    expect(readFileSync(join(root, 'etc/systemd/system/bike-telemetry-updater.service'), 'utf8')).toContain('ReadWritePaths=/opt/bike-telemetry');
-    expect(readFileSync(join(root, 'etc/systemd/system/bike-telemetry-updater.path'), 'utf8')).toContain('DirectoryNotEmpty=/var/lib/bike-telemetry/ota-offers');
+    expect(readFileSync(join(root, 'etc/systemd/system/bike-telemetry-updater.service'), 'utf8')).toContain(
+      'ReadWritePaths=/opt/bike-telemetry',
+    );
+    expect(readFileSync(join(root, 'etc/systemd/system/bike-telemetry-updater.path'), 'utf8')).toContain(
+      'DirectoryNotEmpty=/var/lib/bike-telemetry/ota-offers',
+    );
     expect(readFileSync(join(root, 'etc/udev/rules.d/90-bike-telemetry.rules'), 'utf8')).toMatch(/SYMLINK\+="flywheel".*TAG\+="systemd"/);
     // No leftovers from the staging or the symlink swap.
     expect(spawnSync('find', [opt, '-maxdepth', '2', '-name', '.*'], { encoding: 'utf8' }).stdout.trim()).toBe('');
@@ -70,15 +85,29 @@ describe('scripts/install --root', () => {
     expect(u.stderr).toMatch(/unknown option --frobnicate/);
   });
 
-  it('refuses a release bundle for another CPU before touching anything; --foreign-arch builds another console\'s root', () => {
+  it("refuses a release bundle for another CPU before touching anything; --foreign-arch builds another console's root", () => {
     // A bundle-shaped source whose manifest says arm64 (the check reads the manifest; the signature is the updater's business).
     const src = tempDir('install-arm-');
-    for (const f of ['bin', 'dist', 'node_modules', 'package.json', 'systemd', 'firmware-protocol/calibration']) cpSync(join(REPO, f), join(src, f), { recursive: true, verbatimSymlinks: true });
-    writeFileSync(join(src, 'manifest.json'), JSON.stringify({ format: 1, name: 'bike-telemetry', version, platform: 'linux', arch: process.arch === 'arm64' ? 'x64' : 'arm64', nodeAbi: Number(process.versions.modules), files: {} }));
+    for (const f of ['bin', 'dist', 'node_modules', 'package.json', 'systemd', 'firmware-protocol/calibration'])
+      cpSync(join(REPO, f), join(src, f), { recursive: true, verbatimSymlinks: true });
+    writeFileSync(
+      join(src, 'manifest.json'),
+      JSON.stringify({
+        format: 1,
+        name: 'bike-telemetry',
+        version,
+        platform: 'linux',
+        arch: process.arch === 'arm64' ? 'x64' : 'arm64',
+        nodeAbi: Number(process.versions.modules),
+        files: {},
+      }),
+    );
     const root = tempDir('install-');
     const r = install(root, '--source', src);
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/^install: the bundle is built for linux-(arm64|x64) \(Node ABI \d+\), this console is linux-\w+ \(Node ABI \d+\): another CPU: build it with scripts\/release --arch/);
+    expect(r.stderr).toMatch(
+      /^install: the bundle is built for linux-(arm64|x64) \(Node ABI \d+\), this console is linux-\w+ \(Node ABI \d+\): another CPU: build it with scripts\/release --arch/,
+    );
     expect(existsSync(join(root, 'opt'))).toBe(false);
     const f = install(root, '--source', src, '--foreign-arch');
     expect(f.status, f.stderr).toBe(0);
@@ -122,7 +151,23 @@ describe('the systemd units', () => {
     expect(m, r.stdout.slice(-500)).not.toBeNull();
     expect(Number(m![1])).toBeLessThanOrEqual(2.0);
     const text = readFileSync(unit, 'utf8');
-    for (const line of ['Type=notify', 'WatchdogSec=', 'NotifyAccess=main', 'User=bike-telemetry', 'SupplementaryGroups=dialout', 'StateDirectory=', 'RuntimeDirectory=', 'ProtectSystem=strict', 'ProtectHome=yes', 'PrivateTmp=yes', 'NoNewPrivileges=yes', 'MemoryHigh=', 'MemoryMax=', 'StartLimitBurst=', 'Restart=']) {
+    for (const line of [
+      'Type=notify',
+      'WatchdogSec=',
+      'NotifyAccess=main',
+      'User=bike-telemetry',
+      'SupplementaryGroups=dialout',
+      'StateDirectory=',
+      'RuntimeDirectory=',
+      'ProtectSystem=strict',
+      'ProtectHome=yes',
+      'PrivateTmp=yes',
+      'NoNewPrivileges=yes',
+      'MemoryHigh=',
+      'MemoryMax=',
+      'StartLimitBurst=',
+      'Restart=',
+    ]) {
       expect(text, line).toContain(line);
     }
     // V8 writes executable code: this one would break Node.

@@ -39,7 +39,10 @@ function fakeSystemd(): { path: string; messages: Array<{ at: number; text: stri
 function runAgent(env: NodeJS.ProcessEnv): Child {
   const dir = tempDir('notify-agent-');
   // No broker here: the machine's own Mosquitto is not the tests' to use.
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({ dataDir: join(dir, 'data'), mqtt: { enabled: false }, log: { records: 'none' } }));
+  writeFileSync(
+    join(dir, 'config.json'),
+    JSON.stringify({ dataDir: join(dir, 'data'), mqtt: { enabled: false }, log: { records: 'none' } }),
+  );
   const c = cli(['run', '--simulate', '-c', join(dir, 'config.json')], { cwd: dir, env });
   cleanups.push(async () => {
     if (c.proc.exitCode === null) {
@@ -101,7 +104,13 @@ describe('systemd notify and watchdog', () => {
 });
 
 describe('pipeline watch (what the watchdog asks before each ping)', () => {
-  const snap = (nowMs: number, frames: number, records: number, linkOpen = true, spoolLastFlushMs: number | null = nowMs) => ({ nowMs, frames, records, linkOpen, spoolLastFlushMs });
+  const snap = (nowMs: number, frames: number, records: number, linkOpen = true, spoolLastFlushMs: number | null = nowMs) => ({
+    nowMs,
+    frames,
+    records,
+    linkOpen,
+    spoolLastFlushMs,
+  });
 
   it('frames decoded without records for longer than the stall time: dead; records again: alive', () => {
     const w = new PipelineWatch(3000, 10_000);

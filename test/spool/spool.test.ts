@@ -227,7 +227,8 @@ describe('spool', () => {
     db.pragma('user_version = 1');
     db.prepare("INSERT INTO rides (id, ride_uuid, member, class_id, started_ms) VALUES (1, 'r-old', NULL, NULL, 1000)").run();
     const insert = db.prepare(`INSERT INTO records (${ROW_COLUMNS.join(', ')}) VALUES (${ROW_COLUMNS.map(() => '?').join(', ')})`);
-    for (let i = 1; i <= 500; i++) insert.run(i, 1, i * 100_000, 1_700_000_000_000 + i * 100, 800, 1500, 400, 2560, 3123, 130, i * 9, i * 15, 0);
+    for (let i = 1; i <= 500; i++)
+      insert.run(i, 1, i * 100_000, 1_700_000_000_000 + i * 100, 800, 1500, 400, 2560, 3123, 130, i * 9, i * 15, 0);
     db.close();
     const s = open(dir);
     expect(s.stats().schemaVersion).toBe(SCHEMA_VERSION);

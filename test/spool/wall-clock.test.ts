@@ -17,7 +17,15 @@ const WALL = ROW_COLUMNS.indexOf('wall_ms');
 describe('wall-clock mapping', () => {
   it('10 minutes of records with 0-150 ms of seeded latency, a slow board crystal and one NTP step: wall time never goes back, offsets settle, the step shows once', () => {
     let now = 1_795_000_000_000;
-    const spool = Spool.open({ dir: tempDir('wall-'), deviceId: 'b', maxBytes: 1 << 28, synchronous: 'NORMAL', memoryRecords: 36_000, log: createLogger('silent'), now: () => now });
+    const spool = Spool.open({
+      dir: tempDir('wall-'),
+      deviceId: 'b',
+      maxBytes: 1 << 28,
+      synchronous: 'NORMAL',
+      memoryRecords: 36_000,
+      log: createLogger('silent'),
+      now: () => now,
+    });
     const rand = seededRandom(7);
     const r = new LiveRecord();
     const trueOffset = (tUs: number) => 5_000 + tUs / 1000 / 20_000; // the board clock 50 ppm slow
@@ -33,9 +41,9 @@ describe('wall-clock mapping', () => {
     const rows = spool.read(0, 10_000);
     spool.close();
     expect(rows.length).toBe(6000);
-    for (let i = 1; i < rows.length; i++) expect(rows[i][WALL] as number, `record ${i}`).toBeGreaterThan(rows[i - 1][WALL] as number);
+    for (let i = 1; i < rows.length; i++) expect(rows[i][WALL], `record ${i}`).toBeGreaterThan(rows[i - 1][WALL]);
     // Within the offset the truth allows: never before the true time, and close to it after the first seconds.
-    const offsets = rows.map((x, i) => (x[WALL] as number) - (i + 1) * 100);
+    const offsets = rows.map((x, i) => x[WALL] - (i + 1) * 100);
     // The step is seen at the next commit (once a second): from record 3001 on.
     const truth = (i: number) => trueOffset((i + 1) * 100_000) + (i + 1 > 3000 ? 30_000 : 0);
     for (let i = 0; i < 6000; i++) {

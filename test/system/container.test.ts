@@ -90,7 +90,7 @@ describe('the console in a container (systemd-nspawn)', () => {
     expect(started?.PRIORITY).toBe('6');
     for (const e of await entries('warning')) {
       expect(Number(e.PRIORITY)).toBeLessThanOrEqual(4);
-      const level = (JSON.parse(e.MESSAGE!) as { level: number }).level;
+      const level = (JSON.parse(e.MESSAGE) as { level: number }).level;
       expect(level).toBeGreaterThanOrEqual(40);
     }
     expect(all.every((e) => !String(e.MESSAGE).startsWith('<'))).toBe(true);
@@ -98,11 +98,15 @@ describe('the console in a container (systemd-nspawn)', () => {
 
   it('a stopped agent (SIGSTOP) is killed and restarted by the watchdog; records flow again, no sequence number reused', async () => {
     const before = await box.show(UNIT, ['MainPID', 'NRestarts', 'WatchdogUSec']);
-    const watchdogS = seconds(before.WatchdogUSec!);
+    const watchdogS = seconds(before.WatchdogUSec);
     const maxBefore = Math.max(...consumer.seen.keys());
     const stoppedAt = Date.now();
-    await box.run(['kill', '-STOP', before.MainPID!]);
-    const after = await box.waitActive(UNIT, 120_000, (s) => s.NRestarts === String(Number(before.NRestarts) + 1) && s.MainPID !== before.MainPID);
+    await box.run(['kill', '-STOP', before.MainPID]);
+    const after = await box.waitActive(
+      UNIT,
+      120_000,
+      (s) => s.NRestarts === String(Number(before.NRestarts) + 1) && s.MainPID !== before.MainPID,
+    );
     const restartMs = Date.now() - stoppedAt;
     console.log(JSON.stringify({ measure: 'watchdog restart', watchdogSec: watchdogS, stopToReadyAgainMs: restartMs }));
     expect(restartMs).toBeGreaterThan(watchdogS * 1000 * 0.5);
@@ -120,7 +124,7 @@ describe('the console in a container (systemd-nspawn)', () => {
     // The unified hierarchy's path, relative to the container's own cgroup root (where its PID 1's scope is).
     const unified = (pid: string) => async () => /^0::(.*)$/m.exec((await box.run(['cat', `/proc/${pid}/cgroup`])).stdout)?.[1] ?? '';
     const rootCg = (await unified('1')()).replace(/\/init\.scope$/, '');
-    const cg = (await unified(MainPID!)()).slice(rootCg.length);
+    const cg = (await unified(MainPID)()).slice(rootCg.length);
     expect(cg).toBe('/system.slice/bike-telemetry.service');
     const ids = (await box.run(['id', '-u', 'bike-telemetry'])).stdout.trim();
     const gid = (await box.run(['id', '-g', 'bike-telemetry'])).stdout.trim();
@@ -136,7 +140,16 @@ describe('the console in a container (systemd-nspawn)', () => {
     const p = JSON.parse(r.stdout) as { write: Record<string, string>; open: Record<string, string> };
     console.log(JSON.stringify({ measure: 'hardening probe', ...p }));
     for (const ok of ['/var/lib/bike-telemetry/probe', '/run/bike-telemetry/probe', '/tmp/probe']) expect(p.write[ok], ok).toBe('ok');
-    for (const no of ['/etc/bike-telemetry/probe', '/opt/bike-telemetry/probe', '/usr/local/probe', '/var/lib/probe', '/var/log/probe', '/root/probe', '/home/probe', '/srv/probe']) {
+    for (const no of [
+      '/etc/bike-telemetry/probe',
+      '/opt/bike-telemetry/probe',
+      '/usr/local/probe',
+      '/var/lib/probe',
+      '/var/log/probe',
+      '/root/probe',
+      '/home/probe',
+      '/srv/probe',
+    ]) {
       expect(['EROFS', 'EACCES', 'EPERM', 'ENOENT'], no).toContain(p.write[no]);
     }
     expect(p.open['/dev/flywheel']).toBe('ok');
@@ -156,7 +169,7 @@ describe('the console in a container (systemd-nspawn)', () => {
     box.writeConfig({ ...config(), serial: { path: '/dev/flywheel', baudRate: -5 } });
     const since = (await box.run(['date', '+%Y-%m-%d %H:%M:%S'])).stdout.trim();
     await box.run(['systemctl', 'restart', UNIT]);
-    let s: Record<string, string> = {};
+    let s: Record<string, string>;
     const deadline = Date.now() + 180_000;
     for (;;) {
       s = await box.show(UNIT, ['ActiveState', 'Result', 'NRestarts']);
@@ -172,12 +185,22 @@ describe('the console in a container (systemd-nspawn)', () => {
     await sleep(5000);
     expect((await box.show(UNIT, ['ActiveState'])).ActiveState).toBe('failed');
     const j = await box.journal(UNIT, ['--since', since, '-o', 'json']);
-    const lines = j.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, string>);
+    const lines = j
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, string>);
     const reasons = lines.filter((e) => /baudRate/.test(e.MESSAGE ?? ''));
     expect(reasons.length).toBeGreaterThan(0);
-    expect(Number(reasons[0]!.PRIORITY)).toBeLessThanOrEqual(3);
+    expect(Number(reasons[0].PRIORITY)).toBeLessThanOrEqual(3);
     expect(lines.some((e) => /Start request repeated too quickly/.test(e.MESSAGE ?? ''))).toBe(true);
-    console.log(JSON.stringify({ measure: 'bad configuration', startLimitBurst: limits.StartLimitBurst, restartsBeforeFailed: s.NRestarts, reason: reasons[0]!.MESSAGE }));
+    console.log(
+      JSON.stringify({
+        measure: 'bad configuration',
+        startLimitBurst: limits.StartLimitBurst,
+        restartsBeforeFailed: s.NRestarts,
+        reason: reasons[0].MESSAGE,
+      }),
+    );
     box.writeConfig(config());
     await box.run(['systemctl', 'reset-failed', UNIT]);
     await box.run(['systemctl', 'start', UNIT]);
@@ -189,7 +212,7 @@ describe('the console in a container (systemd-nspawn)', () => {
 function seconds(span: string): number {
   const unit: Record<string, number> = { us: 1e-6, ms: 1e-3, s: 1, min: 60, h: 3600 };
   let total = 0;
-  for (const m of span.matchAll(/([\d.]+)\s*(us|ms|s|min|h)/g)) total += Number(m[1]) * unit[m[2]!]!;
+  for (const m of span.matchAll(/([\d.]+)\s*(us|ms|s|min|h)/g)) total += Number(m[1]) * unit[m[2]];
   return total;
 }
 

@@ -13,8 +13,8 @@ import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, wri
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AgentHealth } from '../../src/agent/agent.js';
-import { fetchAgentHealth } from '../../src/cli/api-client.js';
+import type { AgentHealth } from '../../src/contracts/health.js';
+import { fetchAgentHealth } from '../../src/api/client.js';
 import { prepareAddons } from '../../src/ota/addons.js';
 import { checkElfFiles } from '../../src/ota/elf.js';
 import { verifyBundle } from '../../src/ota/manifest.js';
@@ -32,6 +32,7 @@ import { runBundleCli, runEmulated, startBundleCli, stop } from './helpers/emula
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const HOTPATH = fileURLToPath(new URL('./fixtures/hotpath-check.mjs', import.meta.url));
 const HOTPATH_FRAMES = 300_000;
+const CHECKOUT_DIST = fileURLToPath(new URL('../../dist', import.meta.url));
 const key = keypair('2026-cross');
 const EPOCH = 1_790_000_000;
 
@@ -54,11 +55,25 @@ let releaseMs = 0;
 beforeAll(async () => {
   work = tempDir('cross-');
   writeFileSync(join(work, 'release.pem'), key.privateKeyPem, { mode: 0o600 });
-  const r = await runCommand(process.execPath, [join(REPO, 'scripts/release.js'), '--arch', 'all', '--key', join(work, 'release.pem'), '--key-id', key.id, '--out', join(work, 'release')], {
-    cwd: REPO,
-    env: { ...process.env, SOURCE_DATE_EPOCH: String(EPOCH) },
-    timeoutMs: 900_000,
-  });
+  const r = await runCommand(
+    process.execPath,
+    [
+      join(REPO, 'scripts/release.js'),
+      '--arch',
+      'all',
+      '--key',
+      join(work, 'release.pem'),
+      '--key-id',
+      key.id,
+      '--out',
+      join(work, 'release'),
+    ],
+    {
+      cwd: REPO,
+      env: { ...process.env, SOURCE_DATE_EPOCH: String(EPOCH) },
+      timeoutMs: 900_000,
+    },
+  );
   releaseMs = r.ms;
   if (r.status !== 0) throw new Error(`scripts/release --arch all exited ${r.status}:\n${r.stderr.slice(-3000)}`);
   for (const line of r.stdout.trim().split('\n')) {
@@ -72,7 +87,13 @@ beforeAll(async () => {
     if (tar.status !== 0) throw new Error(`unpacking ${b.tarball}: ${tar.stderr}`);
     unpacked.set(target, join(dir, readdirSync(dir)[0]));
   }
-  console.log(JSON.stringify({ measured: 'release --arch all', ms: releaseMs, sizes: Object.fromEntries([...built].map(([t, b]) => [t, statSync(b.tarball).size])) }));
+  console.log(
+    JSON.stringify({
+      measured: 'release --arch all',
+      ms: releaseMs,
+      sizes: Object.fromEntries([...built].map(([t, b]) => [t, statSync(b.tarball).size])),
+    }),
+  );
 }, 900_000);
 
 describe('release bundles for three CPUs', () => {
@@ -102,15 +123,33 @@ describe('release bundles for three CPUs', () => {
     }
   });
 
-  it('a wrong toolchain (this machine\'s compiler for an arm64 bundle) fails the build at the ELF check, naming the addon, and leaves no bundle', async () => {
+  it("a wrong toolchain (this machine's compiler for an arm64 bundle) fails the build at the ELF check, naming the addon, and leaves no bundle", async () => {
     const out = join(work, 'wrong');
-    const r = await runCommand(process.execPath, [join(REPO, 'scripts/release.js'), '--arch', 'arm64', '--cross-prefix', 'x86_64-linux-gnu-', '--key', join(work, 'release.pem'), '--key-id', key.id, '--out', out], {
-      cwd: REPO,
-      timeoutMs: 300_000,
-    });
+    const r = await runCommand(
+      process.execPath,
+      [
+        join(REPO, 'scripts/release.js'),
+        '--arch',
+        'arm64',
+        '--cross-prefix',
+        'x86_64-linux-gnu-',
+        '--key',
+        join(work, 'release.pem'),
+        '--key-id',
+        key.id,
+        '--out',
+        out,
+      ],
+      {
+        cwd: REPO,
+        timeoutMs: 300_000,
+      },
+    );
     expect(r.status).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toMatch(/release: arm64: node_modules\/@serialport\/bindings-cpp\/build\/Release\/bindings\.node is 64-bit x86-64, the bundle is for 64-bit AArch64/);
+    expect(r.stderr).toMatch(
+      /release: arm64: node_modules\/@serialport\/bindings-cpp\/build\/Release\/bindings\.node is 64-bit x86-64, the bundle is for 64-bit AArch64/,
+    );
     expect(existsSync(join(out, 'bike-telemetry-0.1.0-linux-arm64.tar.gz'))).toBe(false);
   }, 300_000);
 });
@@ -121,10 +160,15 @@ describe('cross-built addons', () => {
     for (const place of ['a', 'b/deeper/still']) {
       const dir = join(tempDir('cross-repro-'), place);
       // unix-dgram and what its binding.gyp needs (nan), as a staged bundle holds them.
-      for (const pkg of ['unix-dgram', 'nan', 'bindings']) cpSync(join(REPO, 'node_modules', pkg), join(dir, 'node_modules', pkg), { recursive: true });
+      for (const pkg of ['unix-dgram', 'nan', 'bindings'])
+        cpSync(join(REPO, 'node_modules', pkg), join(dir, 'node_modules', pkg), { recursive: true });
       const reports = prepareAddons(dir, { target: TARGETS.arm64, cross: true, nodeDir: nodeDist(TARGETS.arm64).dir, nodeAbi: 115 });
       expect(reports.map((r) => r.files)).toEqual([['node_modules/unix-dgram/build/Release/unix_dgram.node']]);
-      sums.push(createHash('sha256').update(readFileSync(join(dir, 'node_modules/unix-dgram/build/Release/unix_dgram.node'))).digest('hex'));
+      sums.push(
+        createHash('sha256')
+          .update(readFileSync(join(dir, 'node_modules/unix-dgram/build/Release/unix_dgram.node')))
+          .digest('hex'),
+      );
     }
     expect(sums[0]).toBe(sums[1]);
   }, 300_000);
@@ -172,7 +216,9 @@ describe.each(['arm64', 'armv7'] as const)('the %s bundle under qemu-user', (tar
   const kept = (h: AgentHealth | null): number | null => (h?.spool.state === 'open' ? h.spool.records : null);
 
   it('runs as the target CPU', async () => {
-    const r = await runEmulated(target, '-p', ['`${process.arch} ${process.versions.modules} ${process.config.variables.arm_version ?? ""}`.trim()']);
+    const r = await runEmulated(target, '-p', [
+      '`${process.arch} ${process.versions.modules} ${process.config.variables.arm_version ?? ""}`.trim()',
+    ]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout.trim()).toBe(target === 'arm64' ? 'arm64 115' : 'arm 115 7');
     const v = await runBundleCli(target, bundle(), ['--version']);
@@ -266,7 +312,12 @@ describe.each(['arm64', 'armv7'] as const)('the %s bundle under qemu-user', (tar
   }, 300_000);
 
   it('the hot path causes zero GC events under emulation, alone and with the spool as sink', async () => {
-    const r = await runEmulated(target, HOTPATH, [bundle(), String(HOTPATH_FRAMES), tempDir(`cross-gc-${target}-`)], 300_000);
+    const r = await runEmulated(
+      target,
+      HOTPATH,
+      [bundle(), String(HOTPATH_FRAMES), tempDir(`cross-gc-${target}-`), CHECKOUT_DIST],
+      300_000,
+    );
     expect(r.status, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout) as {
       arch: string;
@@ -288,12 +339,19 @@ describe.each(['arm64', 'armv7'] as const)('the %s bundle under qemu-user', (tar
   }, 300_000);
 });
 
-describe('the same hot path, this machine\'s CPU under the same emulator', () => {
+describe("the same hot path, this machine's CPU under the same emulator", () => {
   it('x64 Node under qemu-x86_64: zero GC events; the ratios to it are printed for the note', async () => {
     const x64 = nodeDist(TARGETS.x64);
-    const r = await runCommand(TARGETS.x64.qemu.binary, [x64.binary, HOTPATH, unpacked.get('x64')!, String(HOTPATH_FRAMES), tempDir('cross-gc-x64-')], { timeoutMs: 300_000 });
+    const r = await runCommand(
+      TARGETS.x64.qemu.binary,
+      [x64.binary, HOTPATH, unpacked.get('x64')!, String(HOTPATH_FRAMES), tempDir('cross-gc-x64-')],
+      { timeoutMs: 300_000 },
+    );
     expect(r.status, r.stderr).toBe(0);
-    const out = JSON.parse(r.stdout) as { engineOnly: { gcEvents: number; framesPerS: number }; withSpool: { gcEvents: number; framesPerS: number } };
+    const out = JSON.parse(r.stdout) as {
+      engineOnly: { gcEvents: number; framesPerS: number };
+      withSpool: { gcEvents: number; framesPerS: number };
+    };
     expect(out.engineOnly.gcEvents).toBe(0);
     expect(out.withSpool.gcEvents).toBe(0);
     const ratio = (t: string, k: 'engineOnly' | 'withSpool'): number | null => {
@@ -303,7 +361,11 @@ describe('the same hot path, this machine\'s CPU under the same emulator', () =>
     console.log(
       JSON.stringify({
         measured: 'hotpath under qemu-user',
-        framesPerS: { x64: out.engineOnly.framesPerS, arm64: hotpath.get('arm64')?.engineOnly.framesPerS, armv7: hotpath.get('armv7')?.engineOnly.framesPerS },
+        framesPerS: {
+          x64: out.engineOnly.framesPerS,
+          arm64: hotpath.get('arm64')?.engineOnly.framesPerS,
+          armv7: hotpath.get('armv7')?.engineOnly.framesPerS,
+        },
         ratioToX64: { arm64: ratio('arm64', 'engineOnly'), armv7: ratio('armv7', 'engineOnly') },
         withSpoolRatioToX64: { arm64: ratio('arm64', 'withSpool'), armv7: ratio('armv7', 'withSpool') },
       }),

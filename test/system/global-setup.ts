@@ -23,7 +23,8 @@ export default function setup(): void {
     ['arm-linux-gnueabihf-g++', 'g++-arm-linux-gnueabihf'],
     ['qemu-aarch64-static', 'qemu-user-static'],
   ]) {
-    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) throw new Error(`the system tests need ${tool} (apt-get install ${pkg})`);
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0)
+      throw new Error(`the system tests need ${tool} (apt-get install ${pkg})`);
   }
   // The previous run's folders (kept for a post-mortem until now): unmounted, removed.
   if (existsSync(WORK)) {

@@ -77,7 +77,7 @@ async function publish(version: string): Promise<void> {
 }
 
 function last(s: Record<string, unknown>): { version?: string; result?: string; reason?: string } {
-  return (s.last ?? {}) as { version?: string; result?: string; reason?: string };
+  return s.last ?? {};
 }
 
 async function waitResult(version: string, result: string, timeoutMs = 180_000): Promise<Record<string, unknown>> {
@@ -126,7 +126,8 @@ async function waitUpdaterGone(): Promise<void> {
   for (;;) {
     const s = await box.show(UPDATER, ['ActiveState', 'Result']);
     if (s.ActiveState === 'inactive') return expect(s.Result).toBe('success');
-    if (Date.now() > deadline) throw new Error(`the updater never exited: ${JSON.stringify(s)}\n${(await box.journal(UPDATER)).slice(-3000)}`);
+    if (Date.now() > deadline)
+      throw new Error(`the updater never exited: ${JSON.stringify(s)}\n${(await box.journal(UPDATER)).slice(-3000)}`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }
@@ -160,14 +161,22 @@ beforeAll(async () => {
   key = { id: image.keyId, privateKeyPem: readFileSync(files.privateKeyPem, 'utf8'), trusted: { id: image.keyId, publicKeyPem } };
   const out = mkdtempSync(join(tmpdir(), 'bike-ota-bundles-'));
   // Good versions for each update; 0.1.2 and 0.1.7 crash at start (a broken build, correctly signed).
-  for (const v of ['0.1.1', '0.1.3', '0.1.4', '0.1.5', '0.1.6']) bundles.set(v, deriveBundle(files.bundle, out, v, key, undefined, SCHEMA_VERSION));
+  for (const v of ['0.1.1', '0.1.3', '0.1.4', '0.1.5', '0.1.6'])
+    bundles.set(v, deriveBundle(files.bundle, out, v, key, undefined, SCHEMA_VERSION));
   for (const v of BROKEN) {
     bundles.set(
       v,
-      deriveBundle(files.bundle, out, v, key, (dir) => {
-        const main = join(dir, 'dist/cli/main.js');
-        writeFileSync(main, `throw new Error('a broken build');\n${readFileSync(main, 'utf8')}`);
-      }, SCHEMA_VERSION),
+      deriveBundle(
+        files.bundle,
+        out,
+        v,
+        key,
+        (dir) => {
+          const main = join(dir, 'dist/cli/main.js');
+          writeFileSync(main, `throw new Error('a broken build');\n${readFileSync(main, 'utf8')}`);
+        },
+        SCHEMA_VERSION,
+      ),
     );
   }
   server = new BundleServer(new Map([...bundles.values()].map((b) => [`/${b.version}.tar.gz`, b.tarball])));

@@ -106,7 +106,11 @@ describe('the console as a VM (qemu): the board on the UART, power cuts', () => 
       config: vmConfig(DEVICE),
       prepare: (root) => {
         // As a technician installs the original bike: the board on the tablet's ttyS1.
-        const r = spawnSync('bash', [join(REPO, 'scripts/install'), '--root', root, '--source', imageKeyFiles(image).bundle, '--board-uart', 'ttyS1'], { encoding: 'utf8' });
+        const r = spawnSync(
+          'bash',
+          [join(REPO, 'scripts/install'), '--root', root, '--source', imageKeyFiles(image).bundle, '--board-uart', 'ttyS1'],
+          { encoding: 'utf8' },
+        );
         if (r.status !== 0) throw new Error(`install --board-uart: ${r.stderr}`);
         addUdevProbe(root);
       },
@@ -123,7 +127,11 @@ describe('the console as a VM (qemu): the board on the UART, power cuts', () => 
     await board.connect(vm.boardSocket, SEED);
     const ready = await vm.waitJournal(isReady, 'READY from the agent', 600_000);
     const bootToReadyMs = ready.at - vm.bootStartedAt;
-    const linked = await vm.waitJournal((l) => /bike-probe.*tty add ttyS1 .*\/dev\/flywheel/.test(l.text), 'udev naming ttyS1 /dev/flywheel', 60_000);
+    const linked = await vm.waitJournal(
+      (l) => /bike-probe.*tty add ttyS1 .*\/dev\/flywheel/.test(l.text),
+      'udev naming ttyS1 /dev/flywheel',
+      60_000,
+    );
     expect(linked.text).toMatch(/links=.*\/dev\/flywheel/);
     await vm.waitJournal((l) => l.json?.msg === 'link open', 'the agent opening /dev/flywheel', 120_000);
     await waitFor(() => [...consumer.packets].length > 0 && consumer.seen.size >= 50, 'records from the VM', 300_000, 200);
@@ -131,72 +139,94 @@ describe('the console as a VM (qemu): the board on the UART, power cuts', () => 
     expect(consumer.invalid).toEqual([]);
   });
 
-  it(`power cuts at ${CUTS} random moments: the spool opens, numbers never repeat, every committed record reaches the broker`, async () => {
-    const rnd = seededRandom(SEED);
-    interface Cut {
-      cut: number;
-      afterReadyMs: number;
-      committedSeen: Array<[number, number]>;
-      lastCommitAgeMs: number;
-      bootStart: number;
-    }
-    const cuts: Cut[] = [];
-    let bootJournalStart = 0;
-    let readyAt = vm.journal.find(isReady)!.at;
-    for (let k = 1; k <= CUTS; k++) {
-      const waitMs = 3000 + Math.floor(rnd() * 12_000);
-      await new Promise((r) => setTimeout(r, waitMs));
-      const cutAt = Date.now();
-      await vm.powerCut();
-      board.close();
-      const lines = vm.journal.slice(bootJournalStart);
-      const commits = lines.filter((l) => l.json?.msg === 'spool committed');
-      const ranges = commits.map((l) => [Number(l.json!.lastSeq) - Number(l.json!.records) + 1, Number(l.json!.lastSeq)] as [number, number]);
-      cuts.push({ cut: k, afterReadyMs: cutAt - readyAt, committedSeen: ranges, lastCommitAgeMs: commits.length ? cutAt - commits[commits.length - 1]!.at : -1, bootStart: bootJournalStart });
-      // Power back: a cold boot on the same disk.
-      bootJournalStart = vm.journal.length;
-      await vm.boot();
-      await board.connect(vm.boardSocket, SEED + k);
-      const ready = await vm.waitJournal(isReady, `READY after cut ${k}`, 600_000, bootJournalStart);
-      readyAt = ready.at;
-      const spoolLine = await vm.waitJournal((l) => l.json?.msg === 'spool open' || /spool unreadable/.test(String(l.json?.msg)), `spool after cut ${k}`, 60_000, bootJournalStart);
-      expect(spoolLine.json?.msg === 'spool open' || /moved aside/.test(String(spoolLine.json?.msg))).toBe(true);
-    }
-    // Let the last boot deliver the backlog, then account for every cut.
-    const committed = cuts.flatMap((c) => c.committedSeen.flatMap(([a, b]) => Array.from({ length: b - a + 1 }, (_, i) => a + i)));
-    await waitFor(() => committed.every((s) => consumer.seen.has(s)), 'every committed record at the broker', 600_000, 500).catch((err: Error) => {
-      const missing = committed.filter((s) => !consumer.seen.has(s));
-      throw new Error(`${err.message}: ${missing.length} committed records missing, first ${missing.slice(0, 10).join(',')}`);
-    });
-    const seen = [...consumer.seen.keys()].sort((a, b) => a - b);
-    const table = cuts.map((c, i) => {
-      const lo = c.committedSeen.length ? c.committedSeen[0]![0] : NaN;
-      const hi = c.committedSeen.length ? c.committedSeen[c.committedSeen.length - 1]![1] : NaN;
-      const nextLo = cuts[i + 1]?.committedSeen[0]?.[0] ?? Infinity;
-      const ofBoot = seen.filter((s) => s >= lo && s < nextLo);
-      const committedN = c.committedSeen.reduce((n, [a, b]) => n + b - a + 1, 0);
-      return {
-        cut: c.cut,
-        cutAfterReadyS: Math.round(c.afterReadyMs / 100) / 10,
-        committedBeforeCut: committedN,
-        delivered: ofBoot.filter((s) => s <= hi).length,
-        // Committed but the cut came before its commit line reached the host.
-        deliveredBeyondLastSeenCommit: ofBoot.filter((s) => s > hi).length,
-        duplicated: ofBoot.filter((s) => (consumer.seen.get(s) ?? 0) > 1).length,
-        // Uncommitted at the cut: made after the last commit the host saw (at 10 Hz).
-        lostAtMostMs: c.lastCommitAgeMs,
-        lostAtMostRecords: Math.ceil(c.lastCommitAgeMs / 100),
-      };
-    });
-    console.log(JSON.stringify({ measure: 'power cuts', cuts: table }));
-    for (const row of table) expect(row.delivered).toBe(row.committedBeforeCut);
-    // Numbers never repeat: each boot numbers above everything before it, and a record seen twice is the same record in a whole re-sent packet.
-    for (let i = 1; i < cuts.length; i++) expect(cuts[i]!.committedSeen[0]![0]).toBeGreaterThan(Math.max(...cuts.slice(0, i).flatMap((c) => c.committedSeen.map(([, b]) => b))));
-    expect(consumer.reused).toEqual([]);
-    expect(consumer.duplicatesAreWholePackets()).toBe(true);
-    expect(consumer.invalid).toEqual([]);
-    // A boot, a ride and the cut take under two minutes under software emulation; then the backlog drains.
-  }, CUTS * 120_000 + 600_000);
+  it(
+    `power cuts at ${CUTS} random moments: the spool opens, numbers never repeat, every committed record reaches the broker`,
+    async () => {
+      const rnd = seededRandom(SEED);
+      interface Cut {
+        cut: number;
+        afterReadyMs: number;
+        committedSeen: Array<[number, number]>;
+        lastCommitAgeMs: number;
+        bootStart: number;
+      }
+      const cuts: Cut[] = [];
+      let bootJournalStart = 0;
+      let readyAt = vm.journal.find(isReady)!.at;
+      for (let k = 1; k <= CUTS; k++) {
+        const waitMs = 3000 + Math.floor(rnd() * 12_000);
+        await new Promise((r) => setTimeout(r, waitMs));
+        const cutAt = Date.now();
+        await vm.powerCut();
+        board.close();
+        const lines = vm.journal.slice(bootJournalStart);
+        const commits = lines.filter((l) => l.json?.msg === 'spool committed');
+        const ranges = commits.map(
+          (l) => [Number(l.json!.lastSeq) - Number(l.json!.records) + 1, Number(l.json!.lastSeq)] as [number, number],
+        );
+        cuts.push({
+          cut: k,
+          afterReadyMs: cutAt - readyAt,
+          committedSeen: ranges,
+          lastCommitAgeMs: commits.length ? cutAt - commits[commits.length - 1].at : -1,
+          bootStart: bootJournalStart,
+        });
+        // Power back: a cold boot on the same disk.
+        bootJournalStart = vm.journal.length;
+        await vm.boot();
+        await board.connect(vm.boardSocket, SEED + k);
+        const ready = await vm.waitJournal(isReady, `READY after cut ${k}`, 600_000, bootJournalStart);
+        readyAt = ready.at;
+        const spoolLine = await vm.waitJournal(
+          (l) => l.json?.msg === 'spool open' || /spool unreadable/.test(String(l.json?.msg)),
+          `spool after cut ${k}`,
+          60_000,
+          bootJournalStart,
+        );
+        expect(spoolLine.json?.msg === 'spool open' || /moved aside/.test(String(spoolLine.json?.msg))).toBe(true);
+      }
+      // Let the last boot deliver the backlog, then account for every cut.
+      const committed = cuts.flatMap((c) => c.committedSeen.flatMap(([a, b]) => Array.from({ length: b - a + 1 }, (_, i) => a + i)));
+      await waitFor(() => committed.every((s) => consumer.seen.has(s)), 'every committed record at the broker', 600_000, 500).catch(
+        (err: Error) => {
+          const missing = committed.filter((s) => !consumer.seen.has(s));
+          throw new Error(`${err.message}: ${missing.length} committed records missing, first ${missing.slice(0, 10).join(',')}`);
+        },
+      );
+      const seen = [...consumer.seen.keys()].sort((a, b) => a - b);
+      const table = cuts.map((c, i) => {
+        const lo = c.committedSeen.length ? c.committedSeen[0][0] : NaN;
+        const hi = c.committedSeen.length ? c.committedSeen[c.committedSeen.length - 1][1] : NaN;
+        const nextLo = cuts[i + 1]?.committedSeen[0]?.[0] ?? Infinity;
+        const ofBoot = seen.filter((s) => s >= lo && s < nextLo);
+        const committedN = c.committedSeen.reduce((n, [a, b]) => n + b - a + 1, 0);
+        return {
+          cut: c.cut,
+          cutAfterReadyS: Math.round(c.afterReadyMs / 100) / 10,
+          committedBeforeCut: committedN,
+          delivered: ofBoot.filter((s) => s <= hi).length,
+          // Committed but the cut came before its commit line reached the host.
+          deliveredBeyondLastSeenCommit: ofBoot.filter((s) => s > hi).length,
+          duplicated: ofBoot.filter((s) => (consumer.seen.get(s) ?? 0) > 1).length,
+          // Uncommitted at the cut: made after the last commit the host saw (at 10 Hz).
+          lostAtMostMs: c.lastCommitAgeMs,
+          lostAtMostRecords: Math.ceil(c.lastCommitAgeMs / 100),
+        };
+      });
+      console.log(JSON.stringify({ measure: 'power cuts', cuts: table }));
+      for (const row of table) expect(row.delivered).toBe(row.committedBeforeCut);
+      // Numbers never repeat: each boot numbers above everything before it, and a record seen twice is the same record in a whole re-sent packet.
+      for (let i = 1; i < cuts.length; i++)
+        expect(cuts[i].committedSeen[0][0]).toBeGreaterThan(
+          Math.max(...cuts.slice(0, i).flatMap((c) => c.committedSeen.map(([, b]) => b))),
+        );
+      expect(consumer.reused).toEqual([]);
+      expect(consumer.duplicatesAreWholePackets()).toBe(true);
+      expect(consumer.invalid).toEqual([]);
+      // A boot, a ride and the cut take under two minutes under software emulation; then the backlog drains.
+    },
+    CUTS * 120_000 + 600_000,
+  );
 });
 
 describe('the console as a VM (qemu): the board behind a USB serial adapter, unplugged mid-ride', () => {
@@ -232,13 +262,23 @@ describe('the console as a VM (qemu): the board behind a USB serial adapter, unp
     const unpluggedAt = Date.now();
     await vm.qmp('device_del', { id: 'flyusb' });
     const gone = await vm.waitJournal((l) => /bike-probe.*tty remove ttyUSB\d+/.test(l.text), 'the ttyUSB node removed', 120_000, from);
-    const noticed = await vm.waitJournal((l) => typeof l.json?.msg === 'string' && /^link (waiting|closed)$/.test(l.json.msg as string), 'the agent noticing', 120_000, from);
+    const noticed = await vm.waitJournal(
+      (l) => typeof l.json?.msg === 'string' && /^link (waiting|closed)$/.test(l.json.msg),
+      'the agent noticing',
+      120_000,
+      from,
+    );
     await new Promise((r) => setTimeout(r, 5000));
     // Plugged back in.
     from = vm.journal.length;
     const repluggedAt = Date.now();
     await vm.qmp('device_add', { driver: 'usb-serial', id: 'flyusb', chardev: 'usbboard', bus: 'xhci.0' });
-    const back = await vm.waitJournal((l) => /bike-probe.*tty add ttyUSB\d+ .*\/dev\/flywheel/.test(l.text), '/dev/flywheel back', 120_000, from);
+    const back = await vm.waitJournal(
+      (l) => /bike-probe.*tty add ttyUSB\d+ .*\/dev\/flywheel/.test(l.text),
+      '/dev/flywheel back',
+      120_000,
+      from,
+    );
     const reopened = await vm.waitJournal((l) => l.json?.msg === 'link open', 'the agent reopening', 120_000, from);
     await waitFor(() => consumer.seen.size >= before + 100, 'records again after the replug', 300_000, 200);
     console.log(

@@ -27,7 +27,14 @@ describe('uploader protocol fallback', () => {
     const port = (server.address() as { port: number }).port;
 
     const log = createLogger('silent');
-    const s = Spool.open({ dir: tempDir('fallback-'), deviceId: 'bike-311', maxBytes: 1 << 24, synchronous: 'NORMAL', memoryRecords: 1000, log });
+    const s = Spool.open({
+      dir: tempDir('fallback-'),
+      deviceId: 'bike-311',
+      maxBytes: 1 << 24,
+      synchronous: 'NORMAL',
+      memoryRecords: 1000,
+      log,
+    });
     cleanups.push(() => s.close());
     const r = new LiveRecord();
     for (let i = 0; i < 500; i++) {
@@ -36,9 +43,21 @@ describe('uploader protocol fallback', () => {
     }
     s.flush();
     const u = new Uploader(s, {
-      url: `mqtt://127.0.0.1:${port}`, deviceId: 'bike-311', topicPrefix: 'bike', agentVersion: 'test', sessionExpirySec: 3600,
-      keepaliveSec: 30, maxInflight: 4, maxRecordsPerPacket: 100, maxPacketBytes: 1 << 20, rateBytesPerS: 0,
-      backoffBaseMs: 50, backoffCapMs: 200, deflate: true, pollMs: 100, log,
+      url: `mqtt://127.0.0.1:${port}`,
+      deviceId: 'bike-311',
+      topicPrefix: 'bike',
+      agentVersion: 'test',
+      sessionExpirySec: 3600,
+      keepaliveSec: 30,
+      maxInflight: 4,
+      maxRecordsPerPacket: 100,
+      maxPacketBytes: 1 << 20,
+      rateBytesPerS: 0,
+      backoffBaseMs: 50,
+      backoffCapMs: 200,
+      deflate: true,
+      pollMs: 100,
+      log,
     });
     cleanups.push(() => u.stop());
     u.start();

@@ -30,11 +30,21 @@ describe('server-set limits', () => {
     });
     await cloud.subscribeAsync(['bike/lim-1/telemetry', 'bike/lim-1/status'], { qos: 0 });
     // The fleet limit is already there (retained) when the bike connects.
-    await cloud.publishAsync('bike/fleet/limits', JSON.stringify({ v: 1, uploadBytesPerS: 20_000, backoffBaseMs: 4000 }), { qos: 1, retain: true });
+    await cloud.publishAsync('bike/fleet/limits', JSON.stringify({ v: 1, uploadBytesPerS: 20_000, backoffBaseMs: 4000 }), {
+      qos: 1,
+      retain: true,
+    });
 
     const recent = new RecentLog();
     const log = createLogger('warn', {}, { recent, destination: '/dev/null' });
-    const spool = Spool.open({ dir: tempDir('lim-'), deviceId: 'lim-1', maxBytes: 1 << 28, synchronous: 'NORMAL', memoryRecords: 100_000, log });
+    const spool = Spool.open({
+      dir: tempDir('lim-'),
+      deviceId: 'lim-1',
+      maxBytes: 1 << 28,
+      synchronous: 'NORMAL',
+      memoryRecords: 100_000,
+      log,
+    });
     cleanups.push(() => spool.close());
     const r = new LiveRecord();
     for (let i = 0; i < 80_000; i++) {
@@ -72,7 +82,11 @@ describe('server-set limits', () => {
       return got / seconds;
     };
     await waitFor(() => u.stats().limits.source.uploadBytesPerS === 'fleet', 'fleet limit applied', 5000);
-    expect(u.stats().limits).toMatchObject({ uploadBytesPerS: 20_000, backoffBaseMs: 4000, source: { uploadBytesPerS: 'fleet', backoffBaseMs: 'fleet', drainBytesPerS: 'config' } });
+    expect(u.stats().limits).toMatchObject({
+      uploadBytesPerS: 20_000,
+      backoffBaseMs: 4000,
+      source: { uploadBytesPerS: 'fleet', backoffBaseMs: 'fleet', drainBytesPerS: 'config' },
+    });
     await sleep(1500); // past the first second's burst
     const fleetRate = await rate(3);
     expect(Math.abs(fleetRate / 20_000 - 1)).toBeLessThan(0.1);
@@ -85,7 +99,11 @@ describe('server-set limits', () => {
     await sleep(1000);
     const deviceRate = await rate(3);
     expect(Math.abs(deviceRate / 6000 - 1)).toBeLessThan(0.1);
-    await waitFor(() => status.some((s) => (s.limits as { uploadBytesPerS?: number })?.uploadBytesPerS === 6000), 'status reports the limit', 5000);
+    await waitFor(
+      () => status.some((s) => (s.limits as { uploadBytesPerS?: number })?.uploadBytesPerS === 6000),
+      'status reports the limit',
+      5000,
+    );
     expect(status[status.length - 1].limits).toMatchObject({ uploadBytesPerS: 6000, source: { uploadBytesPerS: 'device' } });
 
     // Invalid: ignored, reported, the limit in force stays.
@@ -106,6 +124,10 @@ describe('server-set limits', () => {
     const l = new ServerLimits({ uploadBytesPerS: 32_768, drainBytesPerS: 0, backoffBaseMs: 1000 });
     expect(l.set('fleet', Buffer.from(JSON.stringify({ v: 1, drainBytesPerS: 4000 })))).toBeNull();
     expect(l.set('device', Buffer.from('{"v":2}'))).toMatch(/device limits: v/);
-    expect(l.current()).toMatchObject({ uploadBytesPerS: 32_768, drainBytesPerS: 4000, source: { drainBytesPerS: 'fleet', uploadBytesPerS: 'config' } });
+    expect(l.current()).toMatchObject({
+      uploadBytesPerS: 32_768,
+      drainBytesPerS: 4000,
+      source: { drainBytesPerS: 'fleet', uploadBytesPerS: 'config' },
+    });
   });
 });

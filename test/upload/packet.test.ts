@@ -31,13 +31,38 @@ function coreCbor(b: Uint8Array): unknown {
     const major = ib >> 5;
     const info = ib & 31;
     switch (major) {
-      case 0: return arg(info);
-      case 1: return -1 - arg(info);
-      case 2: { const n = arg(info); const v = b.slice(o, o + n); o += n; return v; }
-      case 3: { const n = arg(info); const v = Buffer.from(b.subarray(o, o + n)).toString('utf8'); o += n; return v; }
-      case 4: { const n = arg(info); return Array.from({ length: n }, item); }
-      case 5: { const n = arg(info); const m: Record<string, unknown> = {}; for (let i = 0; i < n; i++) { const k = item(); if (typeof k !== 'string') throw new Error('non-text map key'); m[k] = item(); } return m; }
-      case 6: throw new Error(`tag ${arg(info)} at ${o}: not plain CBOR`);
+      case 0:
+        return arg(info);
+      case 1:
+        return -1 - arg(info);
+      case 2: {
+        const n = arg(info);
+        const v = b.slice(o, o + n);
+        o += n;
+        return v;
+      }
+      case 3: {
+        const n = arg(info);
+        const v = Buffer.from(b.subarray(o, o + n)).toString('utf8');
+        o += n;
+        return v;
+      }
+      case 4: {
+        const n = arg(info);
+        return Array.from({ length: n }, item);
+      }
+      case 5: {
+        const n = arg(info);
+        const m: Record<string, unknown> = {};
+        for (let i = 0; i < n; i++) {
+          const k = item();
+          if (typeof k !== 'string') throw new Error('non-text map key');
+          m[k] = item();
+        }
+        return m;
+      }
+      case 6:
+        throw new Error(`tag ${arg(info)} at ${o}: not plain CBOR`);
       default:
         if (info === 20) return false;
         if (info === 21) return true;
@@ -50,10 +75,18 @@ function coreCbor(b: Uint8Array): unknown {
   return v;
 }
 
-const norm = (x: unknown): unknown => JSON.parse(JSON.stringify(x, (_k, v) => (v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v)));
+const norm = (x: unknown): unknown =>
+  JSON.parse(JSON.stringify(x, (_k, v) => (v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v)));
 
 function spoolRows(records: LiveRecord[], flushEvery = 10_000): SpoolRow[] {
-  const s = Spool.open({ dir: tempDir('packet-'), deviceId: 'bike-pk', maxBytes: 1 << 28, synchronous: 'OFF', memoryRecords: flushEvery + 10, log: createLogger('silent') });
+  const s = Spool.open({
+    dir: tempDir('packet-'),
+    deviceId: 'bike-pk',
+    maxBytes: 1 << 28,
+    synchronous: 'OFF',
+    memoryRecords: flushEvery + 10,
+    log: createLogger('silent'),
+  });
   records.forEach((r, i) => {
     s.append(r, 0);
     if (i % flushEvery === flushEvery - 1) s.flush();
@@ -140,7 +173,11 @@ describe('telemetry packets (firmware-protocol/packet.cddl)', () => {
   it('the example in packet.cddl is what the encoder produces, and it validates', () => {
     const cddl = readFileSync(fileURLToPath(new URL('../../firmware-protocol/packet.cddl', import.meta.url)), 'utf8');
     const block = cddl.slice(cddl.indexOf('bytes:'), cddl.indexOf('; Decoded'));
-    const hex = block.split('\n').filter((l) => /^;\s+[0-9a-f]+$/.test(l)).map((l) => l.replace(/^;\s+/, '')).join('');
+    const hex = block
+      .split('\n')
+      .filter((l) => /^;\s+[0-9a-f]+$/.test(l))
+      .map((l) => l.replace(/^;\s+/, ''))
+      .join('');
     const rows: SpoolRow[] = [
       [1201, 0, 600000000, 1795590000000, 901, 2034, 452, 2883, 3318, 141, 52311, 90345, 8],
       [1202, 0, 600100000, 1795590000100, 901, 2041, 452, 2884, 3321, 141, 52403, 90549, 8],
@@ -155,7 +192,9 @@ describe('telemetry packets (firmware-protocol/packet.cddl)', () => {
   });
 
   it('the validator rejects what the schema forbids, naming the problem', () => {
-    const good = decodePacketBytes(encodePacket({ deviceId: 'bike-pk', ride: null, rows: rows.slice(0, 20), gaps: [], deflate: false })) as Record<string, unknown>;
+    const good = decodePacketBytes(
+      encodePacket({ deviceId: 'bike-pk', ride: null, rows: rows.slice(0, 20), gaps: [], deflate: false }),
+    ) as Record<string, unknown>;
     const bad = (mutate: (p: Record<string, unknown>) => void): string[] => {
       const p = structuredClone(good);
       mutate(p);
@@ -186,8 +225,19 @@ describe('telemetry packets (firmware-protocol/packet.cddl)', () => {
       cbor += encodePacket({ deviceId: 'bike-pk', ride: 'r-1', rows: chunk, gaps: [], deflate: false }).length;
       cborDeflate += encodePacket({ deviceId: 'bike-pk', ride: 'r-1', rows: chunk, gaps: [], deflate: true }).length;
       const objects = hour.slice(i, i + perPacket).map((r, k) => ({
-        deviceId: 'bike-pk', seq: chunk[k][0], tUs: r.tUs, wallMs: chunk[k][3], cadenceRpm: r.cadenceRpm, powerW: r.powerW,
-        resistancePct: r.resistancePct, flywheelRpm: r.flywheelRpm, speedKmh: r.speedKmh, hrBpm: r.hrBpm, distanceM: r.distanceM, energyKj: r.energyKj, flags: r.flags,
+        deviceId: 'bike-pk',
+        seq: chunk[k][0],
+        tUs: r.tUs,
+        wallMs: chunk[k][3],
+        cadenceRpm: r.cadenceRpm,
+        powerW: r.powerW,
+        resistancePct: r.resistancePct,
+        flywheelRpm: r.flywheelRpm,
+        speedKmh: r.speedKmh,
+        hrBpm: r.hrBpm,
+        distanceM: r.distanceM,
+        energyKj: r.energyKj,
+        flags: r.flags,
       }));
       const text = Buffer.from(JSON.stringify(objects));
       json += text.length;

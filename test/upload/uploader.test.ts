@@ -20,7 +20,14 @@ afterEach(async () => {
 });
 
 function spool(): Spool {
-  const s = Spool.open({ dir: tempDir('up-spool-'), deviceId: 'bike-up-1', maxBytes: 1 << 28, synchronous: 'NORMAL', memoryRecords: 100_000, log });
+  const s = Spool.open({
+    dir: tempDir('up-spool-'),
+    deviceId: 'bike-up-1',
+    maxBytes: 1 << 28,
+    synchronous: 'NORMAL',
+    memoryRecords: 100_000,
+    log,
+  });
   cleanups.push(() => s.close());
   return s;
 }
@@ -227,7 +234,23 @@ describe('uploader', () => {
     ]) {
       ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject);
       writeFileSync(join(dir, `${name}.ext`), `${ext}\n`);
-      ssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
+      ssl(
+        'x509',
+        '-req',
+        '-in',
+        `${name}.csr`,
+        '-CA',
+        'ca.crt',
+        '-CAkey',
+        'ca.key',
+        '-CAcreateserial',
+        '-out',
+        `${name}.crt`,
+        '-days',
+        '2',
+        '-extfile',
+        `${name}.ext`,
+      );
     }
     const b = await broker([
       `cafile ${join(dir, 'ca.crt')}`,
@@ -245,7 +268,9 @@ describe('uploader', () => {
     cleanups.push(() => c.close());
     const s = spool();
     fill(s, 1000);
-    const u = uploader(s, b.url, { tls: { caFile: join(dir, 'ca.crt'), certFile: join(dir, 'client.crt'), keyFile: join(dir, 'client.key') } });
+    const u = uploader(s, b.url, {
+      tls: { caFile: join(dir, 'ca.crt'), certFile: join(dir, 'client.crt'), keyFile: join(dir, 'client.key') },
+    });
     u.start();
     await waitFor(() => s.stats().records === 0, 'drained over TLS');
     await waitFor(() => c.seen.size === 1000, 'records at the consumer');

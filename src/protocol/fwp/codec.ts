@@ -399,7 +399,12 @@ export function writeSampleBody(w: BodyWriter, s: SampleFields): BodyWriter {
 }
 
 export function writeStatusBody(w: BodyWriter, s: StatusFields): BodyWriter {
-  return w.u32(s.uptimeS >>> 0).i16(s.tempCentiC).u16(s.supplyMv).u16(s.faults).u32(s.boardDropped >>> 0);
+  return w
+    .u32(s.uptimeS >>> 0)
+    .i16(s.tempCentiC)
+    .u16(s.supplyMv)
+    .u16(s.faults)
+    .u32(s.boardDropped >>> 0);
 }
 
 export function writeHelloBody(w: BodyWriter, h: HelloFields): BodyWriter {
@@ -440,7 +445,13 @@ export function encodeFrameInto(
 }
 
 /** The wire bytes (COBS + 0x00) of one frame, in a fresh Buffer. */
-export function encodeFrame(type: number, seq: number, body: Uint8Array, bodyLen: number = body.length, version: number = FWP_VERSION): Buffer {
+export function encodeFrame(
+  type: number,
+  seq: number,
+  body: Uint8Array,
+  bodyLen: number = body.length,
+  version: number = FWP_VERSION,
+): Buffer {
   const out = Buffer.alloc(MAX_WIRE_FRAME);
   const n = encodeFrameInto(type, seq, body, bodyLen, out, 0, version);
   return Buffer.from(out.subarray(0, n));

@@ -3,8 +3,9 @@
  * requests into frames. Owns sequence tracking and request/response matching.
  * The SAMPLE path (decode -> engine.pushCounters) allocates nothing.
  */
+import { AgentError } from '../../util/errors.js';
+import type { BoardHello, BoardStatus } from '../../contracts/health.js';
 import type { MetricsEngine } from '../../metrics/engine.js';
-import { ReadingKind } from '../../metrics/sample-ring.js';
 import { BoardClock } from './board-clock.js';
 import { writeFwChunk } from './fwu.js';
 import {
@@ -24,26 +25,8 @@ import {
   serialHex,
 } from './codec.js';
 
-export interface BoardHello {
-  protoMinor: number;
-  firmware: string;
-  /** fwp 1.1: the bootloader answers (no samples) while the board takes a firmware update. */
-  bootMode: 'application' | 'bootloader';
-  /** fwp 1.1: the board model id; null from a 1.0 board. */
-  boardModel: number | null;
-  hwRev: number;
-  ticksPerRev: number;
-  sampleRateHz: number;
-  serial: string;
-}
-
-export interface BoardStatus {
-  uptimeS: number;
-  temperatureC: number;
-  supplyV: number;
-  faults: number;
-  boardDropped: number;
-}
+/** HELLO and STATUS as the agent reports them (contracts/health.ts). */
+export type { BoardHello, BoardStatus };
 
 export class FwpCounters {
   /** Frames that decoded, by any type. */
@@ -84,15 +67,16 @@ export interface RequestOptions {
   retries: number;
 }
 
-export class RequestError extends Error {
+export class RequestError extends AgentError<'request_refused' | 'request_timeout' | 'request_cancelled'> {
   constructor(
+    code: 'request_refused' | 'request_timeout' | 'request_cancelled',
     message: string,
+    /** The board's status (request_refused). */
     readonly status?: number,
     /** The RESPONSE data that came with a refusal (FW_BEGIN's reason, FW_VERIFY's resume point). */
     readonly data?: Buffer,
   ) {
-    super(message);
-    this.name = 'RequestError';
+    super(code, message);
   }
 }
 
@@ -150,20 +134,19 @@ export class FwpDriver {
       case MsgType.SAMPLE: {
         c.samples++;
         if (this.clock.advanceTo(f, this.sampleStepUs)) this.engine.resetSource();
-        // Straight into the engine's ring slot: no boxed numbers cross a call.
+        // Into the engine's reading register: fields, so no boxed number crosses a call.
         const e = this.engine;
-        const ring = e.samples;
-        const s = e.beginReading(ReadingKind.COUNTERS);
-        ring.tUs[s] = this.clock.nowUs;
-        ring.boardT32[s] = f.tUs;
-        ring.flyTicks[s] = f.flyTicks;
-        ring.flyTickUs[s] = f.flyTickUs;
-        ring.crankRevs[s] = f.crankRevs;
-        ring.crankEvt[s] = f.crankEvt;
-        ring.resistanceRaw[s] = f.resistanceRaw;
-        ring.hrBpm[s] = f.hrBpm;
-        ring.flags[s] = f.flags;
-        e.commitCounters(s);
+        const r = e.counterReading;
+        r.tUs = this.clock.nowUs;
+        r.boardT32 = f.tUs;
+        r.flyTicks = f.flyTicks;
+        r.flyTickUs = f.flyTickUs;
+        r.crankRevs = f.crankRevs;
+        r.crankEvt = f.crankEvt;
+        r.resistanceRaw = f.resistanceRaw;
+        r.hrBpm = f.hrBpm;
+        r.flags = f.flags;
+        e.commitCounterReading();
         return;
       }
       case MsgType.STATUS:
@@ -236,7 +219,14 @@ export class FwpDriver {
     this.pending.delete(f.reqSeq);
     clearTimeout(p.timer);
     if (f.status !== ResponseStatus.OK) {
-      p.reject(new RequestError(`board refused ${OP_NAMES[p.op] ?? p.op}: ${STATUS_NAMES[f.status] ?? `status ${f.status}`}`, f.status, Buffer.from(f.payload.subarray(f.dataOffset, f.dataOffset + f.dataLen))));
+      p.reject(
+        new RequestError(
+          'request_refused',
+          `board refused ${OP_NAMES[p.op] ?? p.op}: ${STATUS_NAMES[f.status] ?? `status ${f.status}`}`,
+          f.status,
+          Buffer.from(f.payload.subarray(f.dataOffset, f.dataOffset + f.dataLen)),
+        ),
+      );
       return;
     }
     if (p.op === RequestOp.GET_HELLO && readHelloFromResponse(f)) this.setHello(false);
@@ -255,16 +245,19 @@ export class FwpDriver {
 
   /** Send one request, retrying on timeout with a new seq; resolves with the response data. */
   async request(op: number, arg: number | Uint8Array | undefined, opts: RequestOptions): Promise<Buffer> {
-    let lastErr: Error = new RequestError('not sent');
+    let lastErr: Error = new RequestError('request_cancelled', 'not sent');
     for (let attempt = 0; attempt <= opts.retries; attempt++) {
       try {
         return await this.requestOnce(op, arg, opts.timeoutMs);
       } catch (err) {
         lastErr = err as Error;
-        if (err instanceof RequestError && err.status !== undefined) throw err; // the board answered: no retry
+        if (err instanceof RequestError && err.code === 'request_refused') throw err; // the board answered: no retry
       }
     }
-    throw new RequestError(`${OP_NAMES[op] ?? `op ${op}`}: no response after ${opts.retries + 1} attempts (${lastErr.message})`);
+    throw new RequestError(
+      'request_timeout',
+      `${OP_NAMES[op] ?? `op ${op}`}: no response after ${opts.retries + 1} attempts (${lastErr.message})`,
+    );
   }
 
   private requestOnce(op: number, arg: number | Uint8Array | undefined, timeoutMs: number): Promise<Buffer> {
@@ -276,14 +269,14 @@ export class FwpDriver {
         if (!this.pending.has(seq)) return; // the reply was waiting: resolved by the drain
         this.pending.delete(seq);
         this.counters.requestTimeouts++;
-        reject(new RequestError(`timed out after ${timeoutMs} ms`));
+        reject(new RequestError('request_timeout', `timed out after ${timeoutMs} ms`));
       }, timeoutMs);
       this.pending.set(seq, { op, resolve, reject, timer });
       this.counters.requestsSent++;
       if (!this.send(encodeRequest(seq, op, arg))) {
         clearTimeout(timer);
         this.pending.delete(seq);
-        reject(new RequestError('link not open'));
+        reject(new RequestError('request_cancelled', 'link not open'));
       }
     });
   }
@@ -292,7 +285,7 @@ export class FwpDriver {
   cancelAll(reason: string): void {
     for (const [seq, p] of this.pending) {
       clearTimeout(p.timer);
-      p.reject(new RequestError(reason));
+      p.reject(new RequestError('request_cancelled', reason));
       this.pending.delete(seq);
     }
   }

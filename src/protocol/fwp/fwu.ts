@@ -157,7 +157,10 @@ export function readFwResume(b: Uint8Array): FwResume | null {
 /** FW_CHUNK body for data[from, from+len) of the image at `offset`. */
 export function writeFwChunk(w: BodyWriter, offset: number, image: Uint8Array, from: number, len: number): BodyWriter {
   const data = image.subarray(from, from + len);
-  return w.u32(offset).u32(crc32(data, 0, data.length)).raw(data);
+  return w
+    .u32(offset)
+    .u32(crc32(data, 0, data.length))
+    .raw(data);
 }
 
 export function writeFwProgress(w: BodyWriter, next: number, status: number, free: number): BodyWriter {

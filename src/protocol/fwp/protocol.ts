@@ -2,6 +2,7 @@
 import type { Logger } from '../../log/logger.js';
 import type { Calibration } from '../../metrics/calibration.js';
 import type { MetricsEngine } from '../../metrics/engine.js';
+import type { FwpBoardInfo } from '../../contracts/health.js';
 import type { Framing, ProtocolDriver, ProtocolHealth } from '../driver.js';
 import { LogLevel, MAX_WIRE_FRAME, RequestOp } from './codec.js';
 import { FwpDriver, type BoardHello } from './driver.js';
@@ -88,7 +89,7 @@ export class FwpProtocol implements ProtocolDriver {
     };
   }
 
-  board(): Record<string, unknown> {
+  board(): FwpBoardInfo {
     return { hello: this.driver.hello, status: this.driver.status };
   }
 }

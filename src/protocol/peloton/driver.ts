@@ -15,7 +15,8 @@
  */
 import type { Logger } from '../../log/logger.js';
 import type { MetricsEngine } from '../../metrics/engine.js';
-import { ReadingKind } from '../../metrics/sample-ring.js';
+import type { ValueReading } from '../../metrics/readings.js';
+import type { PelotonBoardInfo } from '../../contracts/health.js';
 import type { Framing, ProtocolDriver, ProtocolHealth } from '../driver.js';
 import { encodeRequestInto, PelotonCmd, PelotonParser, REQ_CALIBRATION, REQ_READ, type PelotonFrameSink } from './codec.js';
 import { DEFAULT_RESISTANCE_TABLE, TABLE_ENTRIES, tableProblem, writeResistancePct } from './resistance.js';
@@ -136,7 +137,7 @@ export class PelotonDriver implements ProtocolDriver, PelotonFrameSink {
     };
   }
 
-  board(): Record<string, unknown> {
+  board(): PelotonBoardInfo {
     return {
       hello: null,
       status: null,
@@ -175,41 +176,42 @@ export class PelotonDriver implements ProtocolDriver, PelotonFrameSink {
     this.opts.onValue?.(cmd, value);
     if (this.opts.mode === 'poll') this.stamp();
     const e = this.engine;
-    const ring = e.samples;
-    const s = this.emptyReading();
-    if (cmd === PelotonCmd.POWER) ring.powerW[s] = value / 10;
-    else if (cmd === PelotonCmd.CADENCE) ring.cadenceRpm[s] = value;
+    const r = this.emptyReading();
+    if (cmd === PelotonCmd.POWER) r.powerW = value / 10;
+    else if (cmd === PelotonCmd.CADENCE) r.cadenceRpm = value;
     else if (cmd === PelotonCmd.RESISTANCE_RAW) {
-      ring.resistanceRaw[s] = value;
-      writeResistancePct(this.table, value, ring.resistancePct, s);
-    } else if (cmd === PelotonCmd.RESISTANCE_PCT) ring.resistancePct[s] = value;
+      r.resistanceRaw = value;
+      writeResistancePct(this.table, value, this.pctOut, 0);
+      r.resistancePct = this.pctOut[0];
+    } else if (cmd === PelotonCmd.RESISTANCE_PCT) r.resistancePct = value;
     this.counters.values++;
-    e.commitValues(s);
+    e.commitValueReading();
   }
 
-  /** Claim a VALUES slot at the current time carrying no value (the caller sets the one it has). */
-  private emptyReading(): number {
-    const ring = this.engine.samples;
-    const s = this.engine.beginReading(ReadingKind.VALUES);
-    ring.tUs[s] = this.now[0];
-    ring.cadenceRpm[s] = NaN;
-    ring.powerW[s] = NaN;
-    ring.resistanceRaw[s] = NaN;
-    ring.resistancePct[s] = NaN;
+  /** The engine's value reading at the current time carrying no value (the caller sets the one it has). */
+  private emptyReading(): ValueReading {
+    const r = this.engine.valueReading;
+    r.clear(this.now[0]);
     // The bus carries no heart rate: 0 says "none" (fresh), not "unknown for a while".
-    ring.hrBpm[s] = 0;
-    ring.flags[s] = 0;
-    ring.boardT32[s] = 0;
-    ring.flyTicks[s] = 0;
-    ring.flyTickUs[s] = 0;
-    ring.crankRevs[s] = 0;
-    ring.crankEvt[s] = 0;
-    return s;
+    r.hrBpm = 0;
+    return r;
   }
+
+  /** The resistance in % of the last raw reading (a register: see resistance.ts). */
+  private readonly pctOut = new Float32Array(1);
 
   /** A driver that decodes a recording of both directions (replay, benchmarks): requests give the time. */
   static listener(engine: MetricsEngine, log: PelotonDriverOptions['log'], onValue?: PelotonDriverOptions['onValue']): PelotonDriver {
-    return new PelotonDriver(engine, { mode: 'listen', pollIntervalMs: 100, requestTimeoutMs: 0, requestRetries: 0, calibrationRetryMs: 0, send: () => false, log, onValue });
+    return new PelotonDriver(engine, {
+      mode: 'listen',
+      pollIntervalMs: 100,
+      requestTimeoutMs: 0,
+      requestRetries: 0,
+      calibrationRetryMs: 0,
+      send: () => false,
+      log,
+      onValue,
+    });
   }
 
   private onCalibrationReply(value: number): void {
@@ -260,7 +262,8 @@ export class PelotonDriver implements ProtocolDriver, PelotonFrameSink {
     this.cycleIndex = this.cycleIndex === CYCLE.length - 1 ? 0 : this.cycleIndex + 1;
     // An empty reading: the clock moves on whether or not the bike answers.
     this.stamp();
-    this.engine.commitValues(this.emptyReading());
+    this.emptyReading();
+    this.engine.commitValueReading();
     this.pending = cmd;
     this.counters.requests++;
     encodeRequestInto(this.tx, REQ_READ, cmd);

@@ -7,7 +7,8 @@ export const TABLE_ENTRIES = 31;
 
 /** One bike's table, as published; used when the bike's own cannot be read (records are flagged then). */
 export const DEFAULT_RESISTANCE_TABLE: readonly number[] = [
-  164, 169, 186, 222, 297, 369, 440, 497, 558, 609, 653, 687, 726, 757, 783, 803, 827, 845, 861, 874, 889, 901, 911, 921, 930, 938, 944, 952, 958, 963, 967,
+  164, 169, 186, 222, 297, 369, 440, 497, 558, 609, 653, 687, 726, 757, 783, 803, 827, 845, 861, 874, 889, 901, 911, 921, 930, 938, 944,
+  952, 958, 963, 967,
 ];
 
 /**

@@ -18,14 +18,16 @@ export class PtyBoard {
 
   static async start(seed = 7): Promise<PtyBoard> {
     const dir = mkdtempSync(join(tmpdir(), 'bike-board-'));
-    const proc = spawn(process.execPath, [join(REPO, 'bin/bike-telemetry.js'), 'simulate', '--dir', dir, '--seed', String(seed)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [join(REPO, 'bin/bike-telemetry.js'), 'simulate', '--dir', dir, '--seed', String(seed)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let err = '';
-    proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const link = await new Promise<string>((resolve, reject) => {
       let out = '';
-      proc.stdout!.on('data', (d: Buffer) => {
+      proc.stdout.on('data', (d: Buffer) => {
         out += d.toString();
-        if (out.includes('\n')) resolve(out.split('\n')[0]!.trim());
+        if (out.includes('\n')) resolve(out.split('\n')[0].trim());
       });
       proc.once('exit', (code) => reject(new Error(`simulator exited ${code}: ${err}`)));
     });

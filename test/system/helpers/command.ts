@@ -20,7 +20,11 @@ export interface RunOptions {
 export function runCommand(cmd: string, args: string[], o: RunOptions = {}): Promise<RunResult> {
   const t0 = Date.now();
   return new Promise((resolve) => {
-    const p = spawn(cmd, args, { env: o.env ?? process.env, cwd: o.cwd, stdio: [o.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    const p = spawn(cmd, args, {
+      env: o.env ?? process.env,
+      cwd: o.cwd,
+      stdio: [o.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     const timer = o.timeoutMs === undefined ? null : setTimeout(() => p.kill('SIGKILL'), o.timeoutMs);

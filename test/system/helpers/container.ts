@@ -28,7 +28,6 @@ export interface ContainerOptions {
   board?: string;
 }
 
-
 export class Container {
   readonly dir: string;
   readonly merged: string;
@@ -48,11 +47,11 @@ export class Container {
   }
 
   /** Mount an overlay of the image, write the configuration, boot. */
-  static async create(o: ContainerOptions): Promise<Container> {
+  static create(o: ContainerOptions): Promise<Container> {
     const c = new Container(o);
     mountOverlay(o.image.root, c.dir);
     c.writeConfig(o.config);
-    return c;
+    return Promise.resolve(c);
   }
 
   /** The agent's configuration, as an installer would leave it (root:bike-telemetry 0640). */
@@ -62,12 +61,24 @@ export class Container {
 
   async boot(): Promise<void> {
     if (this.proc) throw new Error('already running');
-    const args = ['-b', '-D', this.merged, '--register=no', '--keep-unit', `--machine=${this.o.name}`, '--console=read-only', '--system-call-filter=bpf'];
+    const args = [
+      '-b',
+      '-D',
+      this.merged,
+      '--register=no',
+      '--keep-unit',
+      `--machine=${this.o.name}`,
+      '--console=read-only',
+      '--system-call-filter=bpf',
+    ];
     if (this.o.board) args.push(`--bind=${this.o.board}:/dev/flywheel`);
     const out = openSync(this.consoleLog, 'a');
     this.bootStartedAt = Date.now();
     this.boots++;
-    const p = spawn('systemd-nspawn', args, { stdio: ['ignore', out, out], env: { ...process.env, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: '1' } });
+    const p = spawn('systemd-nspawn', args, {
+      stdio: ['ignore', out, out],
+      env: { ...process.env, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY: '1' },
+    });
     closeSync(out);
     this.proc = p;
     this.exited = new Promise((r) => p.once('exit', () => r()));
@@ -112,12 +123,27 @@ export class Container {
   }
 
   /** Wait until a unit is active and running (for Type=notify: READY=1 came); returns when (host ms). */
-  async waitActive(unit: string, timeoutMs = 120_000, pred: (s: Record<string, string>) => boolean = () => true): Promise<Record<string, string>> {
+  async waitActive(
+    unit: string,
+    timeoutMs = 120_000,
+    pred: (s: Record<string, string>) => boolean = () => true,
+  ): Promise<Record<string, string>> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const s = await this.show(unit, ['ActiveState', 'SubState', 'NRestarts', 'MainPID', 'Result', 'StatusText', 'ExecMainStartTimestampMonotonic', 'ActiveEnterTimestampMonotonic', 'WatchdogTimestampMonotonic']);
+      const s = await this.show(unit, [
+        'ActiveState',
+        'SubState',
+        'NRestarts',
+        'MainPID',
+        'Result',
+        'StatusText',
+        'ExecMainStartTimestampMonotonic',
+        'ActiveEnterTimestampMonotonic',
+        'WatchdogTimestampMonotonic',
+      ]);
       if (s.ActiveState === 'active' && s.SubState === 'running' && pred(s)) return s;
-      if (Date.now() > deadline) throw new Error(`${unit} not active in ${timeoutMs} ms: ${JSON.stringify(s)}\n${(await this.journal(unit)).slice(-3000)}`);
+      if (Date.now() > deadline)
+        throw new Error(`${unit} not active in ${timeoutMs} ms: ${JSON.stringify(s)}\n${(await this.journal(unit)).slice(-3000)}`);
       await sleep(100);
     }
   }

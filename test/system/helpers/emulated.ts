@@ -32,7 +32,10 @@ export function runBundleCli(target: TargetName, bundle: string, args: string[],
 /** A long-running `bike-telemetry ...args` from the bundle (the agent), as the tests' `cli()` runs this checkout's. */
 export function startBundleCli(target: TargetName, bundle: string, args: string[]): Child {
   const n = emulatedNode(target);
-  return cli(args, { env: emulatedEnv(target), launcher: { command: n.command, args: [...n.args, join(bundle, 'bin/bike-telemetry.js')] } });
+  return cli(args, {
+    env: emulatedEnv(target),
+    launcher: { command: n.command, args: [...n.args, join(bundle, 'bin/bike-telemetry.js')] },
+  });
 }
 
 /** SIGTERM, then SIGKILL if it has not exited within timeoutMs; its exit code. */

@@ -19,7 +19,11 @@ export const REPO = fileURLToPath(new URL('../../..', import.meta.url));
 const ENV = 'BIKE_SYSTEM_IMAGE';
 
 export function buildConsoleImage(): ConsoleImage {
-  const r = spawnSync('bash', [`${REPO}/scripts/console-image`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 30 * 60_000 });
+  const r = spawnSync('bash', [`${REPO}/scripts/console-image`], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    timeout: 30 * 60_000,
+  });
   if (r.status !== 0) throw new Error(`scripts/console-image failed (exit ${r.status ?? r.signal})`);
   const line = r.stdout.trim().split('\n').pop() ?? '';
   const image = JSON.parse(line) as ConsoleImage;

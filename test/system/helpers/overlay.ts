@@ -15,7 +15,9 @@ export function mountOverlay(lower: string, dir: string): string {
   rmSync(dir, { recursive: true, force: true });
   for (const d of ['upper', 'work', 'merged']) mkdirSync(join(dir, d), { recursive: true });
   const merged = join(dir, 'merged');
-  const m = spawnSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${dir}/upper,workdir=${dir}/work`, merged], { encoding: 'utf8' });
+  const m = spawnSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower},upperdir=${dir}/upper,workdir=${dir}/work`, merged], {
+    encoding: 'utf8',
+  });
   if (m.status !== 0) throw new Error(`mount overlay: ${m.stderr}`);
   return merged;
 }

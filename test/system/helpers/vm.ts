@@ -15,7 +15,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ConsoleImage } from './image.js';
 import { mountOverlay, unmountOverlay, WORK, writeAgentConfig } from './overlay.js';
 
-
 export interface JournalLine {
   /** Host clock when the line arrived (ms). */
   at: number;
@@ -65,7 +64,10 @@ export class Vm {
       writeAgentConfig(merged, o.config);
       // The journal, forwarded to ttyS2 for the host; the console (ttyS0) keeps the kernel's lines.
       mkdirSync(join(merged, 'etc/systemd/journald.conf.d'), { recursive: true });
-      writeFileSync(join(merged, 'etc/systemd/journald.conf.d/90-forward-ttyS2.conf'), '[Journal]\nForwardToConsole=yes\nTTYPath=/dev/ttyS2\nMaxLevelConsole=debug\n');
+      writeFileSync(
+        join(merged, 'etc/systemd/journald.conf.d/90-forward-ttyS2.conf'),
+        '[Journal]\nForwardToConsole=yes\nTTYPath=/dev/ttyS2\nMaxLevelConsole=debug\n',
+      );
       writeFileSync(join(merged, 'etc/fstab'), '/dev/vda / ext4 rw,errors=remount-ro 0 1\n');
       // A console boots fast without the package timers a bike never runs.
       for (const unit of ['apt-daily.timer', 'apt-daily-upgrade.timer', 'e2scrub_all.timer', 'fstrim.timer', 'getty@tty1.service']) {
@@ -95,18 +97,48 @@ export class Vm {
     for (const s of [this.boardSocket, this.usbSocket, this.journalSocket, this.qmpSocket]) rmSync(s, { force: true });
     const o = this.o;
     const args = [
-      '-machine', 'q35', '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', '2', '-m', '1024',
-      '-nodefaults', '-no-user-config', '-display', 'none',
-      '-kernel', o.image.kernel, '-initrd', o.image.initrd,
-      '-append', 'root=/dev/vda rw console=ttyS0,115200 init=/lib/systemd/systemd net.ifnames=0 quiet systemd.show_status=0',
-      '-drive', `file=${this.disk},format=raw,if=virtio,cache=none,aio=threads`,
-      '-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0',
-      '-serial', `file:${join(this.dir, `console-${this.boots + 1}.log`)}`,
-      '-chardev', `socket,id=board,path=${this.boardSocket},server=on,wait=off`, '-serial', 'chardev:board',
-      '-chardev', `socket,id=jlog,path=${this.journalSocket},server=on,wait=off`, '-serial', 'chardev:jlog',
-      '-chardev', `socket,id=usbboard,path=${this.usbSocket},server=on,wait=off`,
-      '-device', 'qemu-xhci,id=xhci',
-      '-qmp', `unix:${this.qmpSocket},server=on,wait=off`,
+      '-machine',
+      'q35',
+      '-accel',
+      'tcg,thread=multi',
+      '-cpu',
+      'max',
+      '-smp',
+      '2',
+      '-m',
+      '1024',
+      '-nodefaults',
+      '-no-user-config',
+      '-display',
+      'none',
+      '-kernel',
+      o.image.kernel,
+      '-initrd',
+      o.image.initrd,
+      '-append',
+      'root=/dev/vda rw console=ttyS0,115200 init=/lib/systemd/systemd net.ifnames=0 quiet systemd.show_status=0',
+      '-drive',
+      `file=${this.disk},format=raw,if=virtio,cache=none,aio=threads`,
+      '-netdev',
+      'user,id=n0',
+      '-device',
+      'virtio-net-pci,netdev=n0',
+      '-serial',
+      `file:${join(this.dir, `console-${this.boots + 1}.log`)}`,
+      '-chardev',
+      `socket,id=board,path=${this.boardSocket},server=on,wait=off`,
+      '-serial',
+      'chardev:board',
+      '-chardev',
+      `socket,id=jlog,path=${this.journalSocket},server=on,wait=off`,
+      '-serial',
+      'chardev:jlog',
+      '-chardev',
+      `socket,id=usbboard,path=${this.usbSocket},server=on,wait=off`,
+      '-device',
+      'qemu-xhci,id=xhci',
+      '-qmp',
+      `unix:${this.qmpSocket},server=on,wait=off`,
     ];
     const log = openSync(join(this.dir, 'qemu.log'), 'a');
     this.bootStartedAt = Date.now();
@@ -117,7 +149,8 @@ export class Vm {
     this.exited = new Promise((r) => p.once('exit', () => r()));
     const deadline = Date.now() + 30_000;
     while (![this.boardSocket, this.journalSocket, this.qmpSocket, this.usbSocket].every((s) => existsSync(s))) {
-      if (p.exitCode !== null) throw new Error(`qemu exited ${p.exitCode}: ${readFileSync(join(this.dir, 'qemu.log'), 'utf8').slice(-2000)}`);
+      if (p.exitCode !== null)
+        throw new Error(`qemu exited ${p.exitCode}: ${readFileSync(join(this.dir, 'qemu.log'), 'utf8').slice(-2000)}`);
       if (Date.now() > deadline) throw new Error('qemu did not open its sockets');
       await sleep(20);
     }
@@ -154,9 +187,15 @@ export class Vm {
   async waitJournal(pred: (l: JournalLine) => boolean, what: string, timeoutMs: number, from = 0): Promise<JournalLine> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      for (let i = from; i < this.journal.length; i++) if (pred(this.journal[i]!)) return this.journal[i]!;
+      for (let i = from; i < this.journal.length; i++) if (pred(this.journal[i])) return this.journal[i];
       if (!this.running) throw new Error(`qemu exited while waiting for ${what}`);
-      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last lines:\n${this.journal.slice(-15).map((l) => l.text).join('\n')}`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `timed out after ${timeoutMs} ms waiting for ${what}; last lines:\n${this.journal
+            .slice(-15)
+            .map((l) => l.text)
+            .join('\n')}`,
+        );
       await sleep(50);
     }
   }
@@ -178,7 +217,7 @@ export class Vm {
       const deadline = Date.now() + 10_000;
       for (;;) {
         const k = lines.findIndex((l) => 'return' in l || 'error' in l || 'QMP' in l);
-        if (k >= 0) return lines.splice(0, k + 1)[k]!;
+        if (k >= 0) return lines.splice(0, k + 1)[k];
         if (Date.now() > deadline) throw new Error(`QMP ${command}: no answer`);
         await sleep(10);
       }

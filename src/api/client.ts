@@ -1,24 +1,23 @@
 /**
- * The CLI's side of the local API: one Unix socket connection, requests
+ * A client of the local API (the CLI, the updater): one Unix socket connection, requests
  * matched to replies by id, events to a listener.
  */
+import { AgentError } from '../util/errors.js';
 import { createConnection, type Socket } from 'node:net';
-import type { AgentHealth } from '../agent/agent.js';
-import { resolveSocketPath } from '../api/socket-path.js';
+import type { z } from 'zod';
+import type { ApiErrorCode, Method, MethodResult, PARAMS } from '../contracts/api.js';
+import type { AgentHealth } from '../contracts/health.js';
+import { resolveSocketPath } from './socket-path.js';
 import type { AgentConfig } from '../config/schema.js';
 
-export class AgentNotRunningError extends Error {
-  override name = 'AgentNotRunningError';
-}
-
-export class ApiRequestError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
+export class AgentNotRunningError extends AgentError<'agent_not_running'> {
+  constructor(message: string, options?: ErrorOptions) {
+    super('agent_not_running', message, options);
   }
 }
+
+/** The agent refused a request: the API's error code (contracts/api.ts) and message. */
+export class ApiRequestError extends AgentError<ApiErrorCode> {}
 
 export type EventListener = (event: string, data: unknown) => void;
 
@@ -64,7 +63,8 @@ export class ApiClient {
       });
       socket.once('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(timer);
-        const why = err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? 'is not running' : `cannot be reached (${err.code ?? err.message})`;
+        const why =
+          err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? 'is not running' : `cannot be reached (${err.code ?? err.message})`;
         reject(new AgentNotRunningError(`the agent ${why}: no API socket at ${path}`));
       });
     });
@@ -75,14 +75,15 @@ export class ApiClient {
   }
 
   private onLine(line: string): void {
-    let msg: { id?: number; result?: unknown; error?: { code: string; message: string }; event?: string; data?: unknown };
+    let msg: { id?: number; result?: unknown; error?: { code: ApiErrorCode; message: string }; event?: string; data?: unknown };
     try {
-      msg = JSON.parse(line);
+      msg = JSON.parse(line) as typeof msg;
     } catch {
       return;
     }
     if (msg.event) {
-      if (msg.event === 'closing') this.closedReason = `the agent closed the connection: ${String((msg.data as { reason?: string })?.reason)}`;
+      if (msg.event === 'closing')
+        this.closedReason = `the agent closed the connection: ${String((msg.data as { reason?: string })?.reason)}`;
       this.listener(msg.event, msg.data);
       return;
     }
@@ -93,10 +94,16 @@ export class ApiClient {
     else w.resolve(msg.result);
   }
 
-  request<T = unknown>(method: string, params: Record<string, unknown> = {}): Promise<T> {
+  /** Call a method of the contract (contracts/api.ts); the result is typed by it. */
+  request<M extends Method>(method: M, params: z.input<(typeof PARAMS)[M]> = {}): Promise<MethodResult<M>> {
+    return this.requestRaw(method, params) as Promise<MethodResult<M>>;
+  }
+
+  /** Any method name and parameters, as a client outside the contract might send them (tests of refusals). */
+  requestRaw(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
     const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
-      this.waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
+    return new Promise<unknown>((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
       this.socket.write(`${JSON.stringify({ id, method, params })}\n`);
     });
   }
@@ -120,7 +127,7 @@ export async function fetchAgentHealth(socketPath: string, timeoutMs = 1000): Pr
   try {
     const c = await ApiClient.connect(socketPath, timeoutMs);
     try {
-      return await c.request<AgentHealth>('health');
+      return await c.request('health');
     } finally {
       c.close();
     }
