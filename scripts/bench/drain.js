@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger } from '../../dist/log/logger.js';
 import { LiveRecord } from '../../dist/metrics/record.js';
+import { parseConfig } from '../../dist/config/load.js';
+import { spoolOptions, uploaderOptions } from '../../dist/pipeline/delivery.js';
 import { Spool } from '../../dist/spool/spool.js';
 import { Uploader } from '../../dist/upload/uploader.js';
 import { startBroker } from './broker.js';
@@ -22,16 +24,31 @@ const log = createLogger('silent');
 const broker = await startBroker(['max_inflight_messages 64']);
 const dir = mkdtempSync(join(tmpdir(), 'bench-drain-'));
 
+/** The bike's configuration, as an agent would be configured (the spool and uploader are built from it, pipeline/delivery.ts). */
+const benchConfig = (name, rateBytesPerS = 0) =>
+  parseConfig({
+    device: { id: 'bench-bike' },
+    dataDir: join(dir, name),
+    spool: { maxBytes: 1 << 30, synchronous: 'NORMAL', memoryRecords: 10_001 },
+    mqtt: {
+      url: broker.url,
+      topicPrefix: 'bike',
+      sessionExpirySec: 3600,
+      keepaliveSec: 60,
+      maxInflight: 32,
+      maxRecordsPerPacket: 6000,
+      maxPacketBytes: 256 * 1024,
+      rateBytesPerS,
+      backoffBaseMs: 100,
+      backoffCapMs: 1000,
+      deflate: true,
+      pollMs: 50,
+    },
+  });
+
 /** A spool holding `n` records of a plausible ride, as after a day offline. */
 function filledSpool(name, n) {
-  const spool = Spool.open({
-    dir: join(dir, name),
-    deviceId: 'bench-bike',
-    maxBytes: 1 << 30,
-    synchronous: 'NORMAL',
-    memoryRecords: 10_001,
-    log,
-  });
+  const spool = Spool.open(spoolOptions(benchConfig(name), log));
   const r = new LiveRecord();
   // Sensor-like noise (seeded) so deflate sees realistic entropy, not a repeating pattern.
   let x = 12345;
@@ -55,27 +72,11 @@ function filledSpool(name, n) {
 }
 
 /**
- * Drain `spool`; with `window` = [from, to] seconds, also report the upload
+ * Drain `spool` (the bike `name`'s); with `window` = [from, to] seconds, also report the upload
  * rate measured between those times (after the bucket's initial burst).
  */
-async function drain(spool, rateBytesPerS, maxSeconds, window = null) {
-  const u = new Uploader(spool, {
-    url: broker.url,
-    deviceId: 'bench-bike',
-    topicPrefix: 'bike',
-    agentVersion: 'bench',
-    sessionExpirySec: 3600,
-    keepaliveSec: 60,
-    maxInflight: 32,
-    maxRecordsPerPacket: 6000,
-    maxPacketBytes: 256 * 1024,
-    rateBytesPerS,
-    backoffBaseMs: 100,
-    backoffCapMs: 1000,
-    deflate: true,
-    pollMs: 50,
-    log,
-  });
+async function drain(name, spool, rateBytesPerS, maxSeconds, window = null) {
+  const u = new Uploader(spool, uploaderOptions(benchConfig(name, rateBytesPerS), log, Infinity, 'bench'));
   const start = spool.stats().records;
   u.start();
   while (u.state !== 'connected') await sleep(5);
@@ -98,11 +99,11 @@ async function drain(spool, rateBytesPerS, maxSeconds, window = null) {
 }
 
 const full = filledSpool('full', total);
-const a = await drain(full, 0, 600);
+const a = await drain('full', full, 0, 600);
 full.close();
 // The limited run: the rate between 2 s and 12 s, after the one-second burst the bucket allows.
 const limited = filledSpool('limited', Math.min(total, 300_000));
-const b = await drain(limited, limit, 12.5, [2, 12]);
+const b = await drain('limited', limited, limit, 12.5, [2, 12]);
 limited.close();
 
 broker.stop();

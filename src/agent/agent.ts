@@ -32,7 +32,7 @@ import { ApiServers } from './api-servers.js';
 import { LinkCapture } from './capture.js';
 import { CloudControl } from './cloud-control.js';
 import { SpoolKeeper } from './spool-keeper.js';
-import { uploaderOptions } from './upload-options.js';
+import { uploaderOptions } from '../pipeline/delivery.js';
 
 export type RecordSink = (record: LiveRecord) => void;
 

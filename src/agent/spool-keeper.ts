@@ -12,6 +12,7 @@ import type { Logger } from '../log/logger.js';
 import type { MetricsEngine } from '../metrics/engine.js';
 import type { LiveRecord } from '../metrics/record.js';
 import { RecordBatch } from '../spool/batch.js';
+import { spoolOptions } from '../pipeline/delivery.js';
 import { Spool, SpoolTooNewError } from '../spool/spool.js';
 
 const RETRY_BASE_MS = 5_000;
@@ -54,18 +55,7 @@ export class SpoolKeeper {
     const sc = config.spool;
     let spool: Spool;
     try {
-      spool = Spool.open({
-        dir: config.dataDir,
-        deviceId: config.device.id,
-        maxBytes: sc.maxBytes,
-        synchronous: sc.synchronous,
-        memoryRecords: sc.memoryRecords,
-        log,
-        // What is durable, at debug level only (log.level "debug"): a line a second.
-        ...(log.isLevelEnabled('debug')
-          ? { onCommit: (records: number, lastSeq: number) => log.debug({ records, lastSeq }, 'spool committed') }
-          : {}),
-      });
+      spool = Spool.open(spoolOptions(config, log));
     } catch (err) {
       this.error = (err as Error).message;
       if (err instanceof SpoolTooNewError) {

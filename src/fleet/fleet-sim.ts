@@ -15,8 +15,10 @@ import mqtt from 'mqtt';
 import { ReferenceConsumer } from '../cloud/consumer.js';
 import { createLogger } from '../log/logger.js';
 import { LiveRecord } from '../metrics/record.js';
-import { Spool } from '../spool/spool.js';
-import { Uploader } from '../upload/uploader.js';
+import { parseConfig } from '../config/load.js';
+import { createDelivery } from '../pipeline/delivery.js';
+import type { Spool } from '../spool/spool.js';
+import type { Uploader } from '../upload/uploader.js';
 import { PrivateBroker } from './broker.js';
 
 export interface WorkerTick {
@@ -51,33 +53,31 @@ export function runWorker(cfg: WorkerConfig, send: (t: WorkerTick) => void): { s
   mkdirSync(cfg.dir, { recursive: true });
   for (let i = 0; i < cfg.bikes; i++) {
     const id = `sim-${String(cfg.firstBike + i).padStart(5, '0')}`;
-    const spool = Spool.open({
-      dir: join(cfg.dir, id),
-      deviceId: id,
-      maxBytes: 64 << 20,
-      synchronous: 'NORMAL',
-      memoryRecords: 36_000,
-      log,
-      sequenceBlock: 100_000,
+    // Each bike configured as an agent is (pipeline/delivery.ts), with what a fleet of them on one machine needs.
+    const config = parseConfig({
+      device: { id },
+      dataDir: join(cfg.dir, id),
+      spool: { maxBytes: 64 << 20, synchronous: 'NORMAL', memoryRecords: 36_000 },
+      mqtt: {
+        url: cfg.url,
+        topicPrefix: 'bike',
+        sessionExpirySec: 3600,
+        keepaliveSec: 60,
+        maxInflight: 4,
+        maxRecordsPerPacket: 600,
+        maxPacketBytes: 256 * 1024,
+        rateBytesPerS: cfg.rateBytesPerS,
+        backoffBaseMs: cfg.backoffBaseMs,
+        backoffCapMs: cfg.backoffCapMs,
+        deflate: true,
+        pollMs: 1000,
+      },
     });
-    const uploader = new Uploader(spool, {
+    const { spool, uploader } = createDelivery(config, log, {
       // Seeded per bike: the fleet's reconnection spread is the same on every run (a bounded test must not be a lottery).
       random: seededRandom(0x5eed + cfg.firstBike + i),
-      url: cfg.url,
-      deviceId: id,
-      topicPrefix: 'bike',
+      sequenceBlock: 100_000,
       agentVersion: 'fleet-sim',
-      sessionExpirySec: 3600,
-      keepaliveSec: 60,
-      maxInflight: 4,
-      maxRecordsPerPacket: 600,
-      maxPacketBytes: 256 * 1024,
-      rateBytesPerS: cfg.rateBytesPerS,
-      backoffBaseMs: cfg.backoffBaseMs,
-      backoffCapMs: cfg.backoffCapMs,
-      deflate: true,
-      pollMs: 1000,
-      log,
     });
     bikes.push({ spool, uploader });
   }

@@ -12,8 +12,9 @@
  *   position or resistance %, heart rate, each optional per reading.
  *
  * Over 400 lines: one class whose channels share preallocated typed arrays
- * between the readings the drivers write and the 10 Hz tick that reads them;
- * issue 11's typed reading sink is where it splits.
+ * between the readings the drivers commit (metrics/readings.ts) and the 10 Hz
+ * tick that reads them; split, the tick would read another object's fields
+ * through calls V8 may not inline (boxing doubles on the hot path).
  */
 import type { Calibration } from './calibration.js';
 import { LiveRecord, RecordFlag, RecordRing } from './record.js';

@@ -14,9 +14,9 @@
  * (the updater's own unit runs from it, so a bad version can never take the
  * updater down with it and leave nobody to roll back).
  *
- * Over 400 lines: one state machine whose phases share the recorded state;
- * bundle checks (bundle-check.ts) and errors (errors.ts) are already apart,
- * the download is the next part to move out.
+ * Over 400 lines: one state machine whose phases share the recorded state
+ * and resume from it after a power cut; bundle checks (bundle-check.ts) and
+ * errors (errors.ts) are apart, each phase's work stays beside its record.
  */
 import type { OtaStatusDetail } from '../contracts/mqtt.js';
 import { spawnSync } from 'node:child_process';

@@ -80,6 +80,19 @@ export class SimRunner<B extends SimulatedBoard = SimBoard> {
     this.begin((b) => out.write(b));
   }
 
+  /**
+   * Serve in memory, in real time: the board's bytes to `toConsole`; the
+   * returned function takes the console's bytes (answered at once). For tests
+   * of protocol and engine that need a board but no serial port.
+   */
+  startInMemory(toConsole: (b: Buffer) => void): (fromConsole: Buffer) => void {
+    this.begin(toConsole);
+    return (chunk) => {
+      this.bytesFromConsole += chunk.length;
+      for (const reply of this.opts.board.receive(chunk)) toConsole(reply);
+    };
+  }
+
   private async openBoardPort(baudRate: number): Promise<void> {
     if (!this.pty) return;
     const port = new SerialPort({ path: this.pty.boardPath, baudRate, autoOpen: false });

@@ -18,8 +18,8 @@
  * - a spool written by a newer agent is refused untouched.
  *
  * Over 400 lines: opening with its corruption/unavailable triage, commits,
- * eviction and stats share one SQLite connection and its prepared statements;
- * the opening triage is the part to move out (issue 11).
+ * eviction and stats share one SQLite connection and its prepared statements
+ * (the hot path appends without allocating through them).
  */
 import { AgentError } from '../util/errors.js';
 import type { SpoolHealth } from '../contracts/health.js';

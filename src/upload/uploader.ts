@@ -17,8 +17,8 @@
  * - a retained status message (online, version, backlog) with an offline last will.
  *
  * Over 400 lines: the MQTT session, the in-flight window, gap reporting and
- * the outbox share one connection's state; the outbox (ride and purge
- * notices) is the part to move out (issue 11).
+ * the outbox (ride and purge notices) share one connection's state and its
+ * acknowledgements; apart, each would need the others' callbacks.
  */
 import type { UploadStats } from '../contracts/health.js';
 import type { DeviceStatus } from '../contracts/mqtt.js';
@@ -217,7 +217,8 @@ export class Uploader {
     client.once('connect', (connack) => this.onConnected(client, connack));
     client.on('error', (err: Error & { code?: number }) => {
       this.lastError = err.message;
-      // Brokers without MQTT 5 refuse the CONNECT: try 3.1.1 next time.
+      // Brokers without MQTT 5 refuse the CONNECT: try 3.1.1 next time. The CONNACK's code says so (132 in MQTT 5,
+      // 1 in 3.1.1); the wording is matched only for mqtt.js's own error when a broker answers without a usable code.
       if (v5 && (err.code === 132 || err.code === 1 || /unsupported protocol|unacceptable protocol/i.test(err.message))) {
         this.protocolVersion = 4;
         this.counters.protocolFallbacks++;
@@ -432,7 +433,7 @@ export class Uploader {
       this.outboxInflight = false;
       if (err) {
         this.lastError = err.message;
-        this.opts.log.warn({ err: err.message, kind: msg.kind }, 'broker refused a notice');
+        this.opts.log.warn({ err, kind: msg.kind }, 'broker refused a notice');
         return;
       }
       try {
@@ -463,7 +464,7 @@ export class Uploader {
         this.lastError = err.message;
         if (first >= this.liveFrom) this.liveCursor = Math.min(this.liveCursor, first - 1);
         else this.cursor = Math.min(this.cursor, first - 1);
-        this.opts.log.warn({ err: err.message, firstSeq: first, lastSeq: last }, 'broker refused a packet');
+        this.opts.log.warn({ err, firstSeq: first, lastSeq: last }, 'broker refused a packet');
         return;
       }
       this.counters.packetsAcked++;

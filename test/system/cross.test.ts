@@ -344,7 +344,7 @@ describe("the same hot path, this machine's CPU under the same emulator", () => 
     const x64 = nodeDist(TARGETS.x64);
     const r = await runCommand(
       TARGETS.x64.qemu.binary,
-      [x64.binary, HOTPATH, unpacked.get('x64')!, String(HOTPATH_FRAMES), tempDir('cross-gc-x64-')],
+      [x64.binary, HOTPATH, unpacked.get('x64')!, String(HOTPATH_FRAMES), tempDir('cross-gc-x64-'), CHECKOUT_DIST],
       { timeoutMs: 300_000 },
     );
     expect(r.status, r.stderr).toBe(0);

@@ -68,7 +68,7 @@ export class FwpProtocol implements ProtocolDriver {
     this.driver.linkOpened();
     this.driver
       .request(RequestOp.GET_HELLO, undefined, { timeoutMs: this.opts.requestTimeoutMs, retries: this.opts.requestRetries })
-      .catch((err: Error) => this.opts.log.warn({ err: err.message }, 'board did not answer hello'));
+      .catch((err: Error) => this.opts.log.warn({ err }, 'board did not answer hello'));
   }
 
   linkLost(reason: string): void {
