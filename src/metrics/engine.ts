@@ -279,18 +279,17 @@ export class MetricsEngine {
     hrBpm: number,
     boardFlags: number,
   ): void {
-    const ring = this.samples;
-    const s = this.beginReading(ReadingKind.COUNTERS);
-    ring.tUs[s] = tUs;
-    ring.boardT32[s] = boardT32;
-    ring.flyTicks[s] = flyTicks;
-    ring.flyTickUs[s] = flyTickUs;
-    ring.crankRevs[s] = crankRevs;
-    ring.crankEvt[s] = crankEvt;
-    ring.resistanceRaw[s] = resistanceRaw;
-    ring.hrBpm[s] = hrBpm;
-    ring.flags[s] = boardFlags;
-    this.commitCounters(s);
+    const r = this.counterReading;
+    r.tUs = tUs;
+    r.boardT32 = boardT32;
+    r.flyTicks = flyTicks;
+    r.flyTickUs = flyTickUs;
+    r.crankRevs = crankRevs;
+    r.crankEvt = crankEvt;
+    r.resistanceRaw = resistanceRaw;
+    r.hrBpm = hrBpm;
+    r.flags = boardFlags;
+    this.commitCounterReading();
   }
 
   /** Convenience form of a VALUES reading (tests, tools); NaN for absent values. */
@@ -303,21 +302,15 @@ export class MetricsEngine {
     hrBpm: number,
     boardFlags: number,
   ): void {
-    const ring = this.samples;
-    const s = this.beginReading(ReadingKind.VALUES);
-    ring.tUs[s] = tUs;
-    ring.boardT32[s] = 0;
-    ring.flyTicks[s] = 0;
-    ring.flyTickUs[s] = 0;
-    ring.crankRevs[s] = 0;
-    ring.crankEvt[s] = 0;
-    ring.resistanceRaw[s] = resistanceRaw;
-    ring.resistancePct[s] = resistancePct;
-    ring.cadenceRpm[s] = cadenceRpm;
-    ring.powerW[s] = powerW;
-    ring.hrBpm[s] = hrBpm;
-    ring.flags[s] = boardFlags;
-    this.commitValues(s);
+    const r = this.valueReading;
+    r.tUs = tUs;
+    r.resistanceRaw = resistanceRaw;
+    r.resistancePct = resistancePct;
+    r.cadenceRpm = cadenceRpm;
+    r.powerW = powerW;
+    r.hrBpm = hrBpm;
+    r.flags = boardFlags;
+    this.commitValueReading();
   }
 
   /**

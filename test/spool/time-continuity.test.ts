@@ -16,25 +16,42 @@ import { waitFor } from '../helpers/wait.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** A simulated board (its clock starting at `clockStartUs`) on a pty, and an agent configuration for it. */
+async function boardAndConfig(dir: string, clockStartUs: number, records: 'none' | '1hz'): Promise<{ sim: Child; config: string }> {
+  const sim = cli(['simulate', '--dir', join(dir, 'pty'), '--clock-start', String(clockStartUs)]);
+  await waitFor(() => sim.stdout.length > 0, 'the simulator', 10_000);
+  const config = join(dir, 'config.json');
+  writeFileSync(
+    config,
+    JSON.stringify({
+      serial: { path: sim.stdout[0].trim(), reopenBaseMs: 50, reopenCapMs: 200 },
+      dataDir: join(dir, 'data'),
+      mqtt: { enabled: false },
+      api: { socketPath: join(dir, 'api.sock') },
+      log: { records, statsIntervalS: 0 },
+    }),
+  );
+  return { sim, config };
+}
+
+/** What the cloud gets: the spool in sequence order, checked to be in order by seq and never back in t_ms. */
+async function spoolInOrder(config: string): Promise<Array<{ seq: number; tMs: number; wallTime: string }>> {
+  const exp = cli(['spool', 'export', '--format', 'json', '-c', config]);
+  expect((await exp.exited).code).toBe(0);
+  const rows = exp.stdout.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { seq: number; tMs: number; wallTime: string });
+  for (let i = 1; i < rows.length; i++) {
+    expect(rows[i].seq).toBeGreaterThan(rows[i - 1].seq);
+    expect(rows[i].tMs, `seq ${rows[i].seq}`).toBeGreaterThanOrEqual(rows[i - 1].tMs);
+  }
+  return rows;
+}
+
 describe('engine time across agent restarts', () => {
   it('killed and restarted around the board clock wrap: t_ms non-decreasing in sequence order, the second run after the first', async () => {
-    const dir = tempDir('time-cont-');
     // The board clock starts 3 s before its 32-bit wrap; the wrap comes while the agent is down.
-    const sim = cli(['simulate', '--dir', join(dir, 'pty'), '--clock-start', String(2 ** 32 - 3_000_000)]);
+    const { sim, config } = await boardAndConfig(tempDir('time-cont-'), 2 ** 32 - 3_000_000, '1hz');
     const runs: Child[] = [];
     try {
-      await waitFor(() => sim.stdout.length > 0, 'the simulator', 10_000);
-      const config = join(dir, 'config.json');
-      writeFileSync(
-        config,
-        JSON.stringify({
-          serial: { path: sim.stdout[0].trim(), reopenBaseMs: 50, reopenCapMs: 200 },
-          dataDir: join(dir, 'data'),
-          mqtt: { enabled: false },
-          api: { socketPath: join(dir, 'api.sock') },
-          log: { records: '1hz', statsIntervalS: 0 },
-        }),
-      );
       const run = async (ms: number, signal: NodeJS.Signals): Promise<number[]> => {
         const a = cli(['run', '-c', config]);
         runs.push(a);
@@ -52,15 +69,8 @@ describe('engine time across agent restarts', () => {
       const second = await run(2500, 'SIGTERM');
       expect(first.length).toBeGreaterThan(0);
       expect(second.length).toBeGreaterThan(0);
-      // What the cloud gets: the spool in sequence order.
-      const exp = cli(['spool', 'export', '--format', 'json', '-c', config]);
-      expect((await exp.exited).code).toBe(0);
-      const rows = exp.stdout.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { seq: number; tMs: number });
+      const rows = await spoolInOrder(config);
       expect(rows.length).toBeGreaterThan(30);
-      for (let i = 1; i < rows.length; i++) {
-        expect(rows[i].seq).toBeGreaterThan(rows[i - 1].seq);
-        expect(rows[i].tMs, `seq ${rows[i].seq}`).toBeGreaterThanOrEqual(rows[i - 1].tMs);
-      }
       // The restarted agent's records come after everything the first one kept.
       expect(Math.min(...second)).toBeGreaterThan(rows.filter((r) => r.tMs * 1000 <= Math.max(...first)).at(-1)!.tMs * 1000);
     } finally {
@@ -73,22 +83,10 @@ describe('engine time across agent restarts', () => {
   it('a restart whose spool is locked at first: the records held in memory meanwhile are lifted above the previous run, t_ms never goes back', async () => {
     const dir = tempDir('time-held-');
     // The board's 32-bit clock wraps between the runs: the second run's raw engine time starts near 0, below the first's.
-    const sim = cli(['simulate', '--dir', join(dir, 'pty'), '--clock-start', String(2 ** 32 - 7_000_000)]);
+    const { sim, config } = await boardAndConfig(dir, 2 ** 32 - 7_000_000, 'none');
     const runs: Child[] = [];
     let holder: ReturnType<typeof spawn> | null = null;
     try {
-      await waitFor(() => sim.stdout.length > 0, 'the simulator', 10_000);
-      const config = join(dir, 'config.json');
-      writeFileSync(
-        config,
-        JSON.stringify({
-          serial: { path: sim.stdout[0].trim(), reopenBaseMs: 50, reopenCapMs: 200 },
-          dataDir: join(dir, 'data'),
-          mqtt: { enabled: false },
-          api: { socketPath: join(dir, 'api.sock') },
-          log: { records: 'none', statsIntervalS: 0 },
-        }),
-      );
       // A first run long enough that its engine time is well past where a fresh start would begin.
       const first = cli(['run', '-c', config]);
       runs.push(first);
@@ -123,12 +121,8 @@ describe('engine time across agent restarts', () => {
       await sleep(2000);
       second.proc.kill('SIGTERM');
       expect((await second.exited).code).toBe(0);
-      const exp = cli(['spool', 'export', '--format', 'json', '-c', config]);
-      expect((await exp.exited).code).toBe(0);
-      const rows = exp.stdout.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { seq: number; tMs: number; wallTime: string });
+      const rows = await spoolInOrder(config);
       for (let i = 1; i < rows.length; i++) {
-        expect(rows[i].seq).toBeGreaterThan(rows[i - 1].seq);
-        expect(rows[i].tMs, `seq ${rows[i].seq}`).toBeGreaterThanOrEqual(rows[i - 1].tMs);
         expect(Date.parse(rows[i].wallTime), `wall time at seq ${rows[i].seq}`).toBeGreaterThanOrEqual(Date.parse(rows[i - 1].wallTime));
       }
     } finally {

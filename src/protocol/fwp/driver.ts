@@ -1,7 +1,7 @@
 /**
  * fwp driver: turns decoded frames into engine readings and board state, and
  * requests into frames. Owns sequence tracking and request/response matching.
- * The SAMPLE path (decode -> engine.pushCounters) allocates nothing.
+ * The SAMPLE path (decode -> engine.counterReading -> commitCounterReading) allocates nothing.
  */
 import { AgentError } from '../../util/errors.js';
 import type { BoardHello, BoardStatus } from '../../contracts/health.js';
