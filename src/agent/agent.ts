@@ -37,7 +37,6 @@ import { uploaderOptions } from '../pipeline/delivery.js';
 export type RecordSink = (record: LiveRecord) => void;
 
 const UPLOAD_RETRY_MS = 60_000;
-export type { AgentHealth };
 
 export class Agent {
   readonly calibration: Calibration;

@@ -13,7 +13,8 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ApiError, PUBLIC_STREAMS, STREAMS, type ApiConnection, type ApiHub, type Stream } from './hub.js';
+import { STREAMS, type Stream } from '../contracts/api.js';
+import { ApiError, PUBLIC_STREAMS, type ApiConnection, type ApiHub } from './hub.js';
 import { DIAGNOSTICS_PAGE } from './page.js';
 
 export interface HttpServerOptions {

@@ -42,9 +42,6 @@ import {
 import type { AgentHealth, BoardUpdateStatus, RecentEntry, RideSummary } from '../contracts/health.js';
 import type { LiveRecord } from '../metrics/record.js';
 
-export { API_REVISION, API_VERSION, METHODS, STREAMS };
-export type { ApiErrorCode, Method, Stream };
-
 /** A refusal the API sends back as `{"error": {"code", "message"}}`. */
 export class ApiError extends AgentError<ApiErrorCode> {}
 

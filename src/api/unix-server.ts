@@ -8,7 +8,8 @@ import { AgentError } from '../util/errors.js';
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
-import type { ApiConnection, ApiHub, Stream } from './hub.js';
+import type { Stream } from '../contracts/api.js';
+import type { ApiConnection, ApiHub } from './hub.js';
 
 export interface UnixServerOptions {
   path: string;

@@ -18,7 +18,7 @@ import { readTrustedKeyFiles, type TrustedKey } from '../signing/signature.js';
 import type { FwpProtocol } from '../protocol/fwp/protocol.js';
 import { BoardUpdater, type BoardUpdateStatus } from './board-updater.js';
 import { FirmwareError, MAX_IMAGE_BYTES, readImage, type FirmwareImage } from './image.js';
-import type { BoardHello } from '../protocol/fwp/driver.js';
+import type { BoardHello } from '../contracts/health.js';
 import {
   SLOT_STATE_NAMES,
   SlotState,

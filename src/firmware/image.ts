@@ -27,8 +27,6 @@ const MAX_HEADER = 64 * 1024;
 /** The largest image the agent handles (boards say their slot size; this bounds memory). */
 export const MAX_IMAGE_BYTES = 16 * 1024 * 1024;
 
-export type { FirmwareErrorCode };
-
 /** Every refusal or failure of a firmware update, with a code callers branch on. */
 export class FirmwareError extends AgentError<FirmwareErrorCode> {}
 

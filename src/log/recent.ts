@@ -1,8 +1,6 @@
 /** The last warnings and errors the agent logged, newest last; bounded. */
 import type { RecentEntry } from '../contracts/health.js';
 
-export type { RecentEntry };
-
 export class RecentLog {
   private readonly entries: RecentEntry[] = [];
   private readonly listeners = new Set<(e: RecentEntry) => void>();

@@ -1,8 +1,6 @@
 /** The updater's and the release builder's errors (util/errors.ts holds the codes): decisions never depend on a message's wording. */
 import { AgentError, type OtaErrorCode, type ReleaseErrorCode } from '../util/errors.js';
 
-export type { OtaErrorCode, ReleaseErrorCode };
-
 export class OtaError extends AgentError<OtaErrorCode> {}
 
 /** Worth another attempt: the network, not the bundle. */

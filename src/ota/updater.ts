@@ -55,7 +55,7 @@ import { readOtaStateFile, type OtaState } from './state.js';
 import { OtaError, RETRYABLE } from './errors.js';
 import { currentRuntime, incompatibility } from './targets.js';
 
-export { OtaError, type OtaErrorCode } from './errors.js';
+export { OtaError } from './errors.js';
 
 export type { OtaPhase, OtaState } from './state.js';
 

@@ -5,7 +5,6 @@
  */
 import type { BoardInfo, ProtocolHealth } from '../contracts/health.js';
 
-export type { ProtocolHealth };
 export type Framing =
   /** Frames between 0x00 delimiters (fwp): the link splits them, under a length cap. */
   | { kind: 'delimited'; maxFrame: number; onFrame: (frame: Buffer) => void }

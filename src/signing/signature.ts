@@ -24,8 +24,6 @@ export interface SignatureRef {
   sig: string;
 }
 
-export type { SignatureErrorCode };
-
 export class SignatureError extends AgentError<SignatureErrorCode> {}
 
 /** The configured keys (`{id, publicKeyFile}`), read from their files; throws when one cannot be read. */

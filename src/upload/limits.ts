@@ -9,12 +9,7 @@
  */
 import { issuesText } from '../util/zod-issues.js';
 import { LimitsMessageSchema, type LimitsMessage } from '../contracts/mqtt.js';
-import type { LimitSource, LimitsInForce } from '../contracts/health.js';
-
-export { LimitsMessageSchema };
-export type { LimitsMessage };
-
-export type { LimitSource, LimitsInForce };
+import type { LimitsInForce } from '../contracts/health.js';
 
 const FIELDS = ['uploadBytesPerS', 'drainBytesPerS', 'backoffBaseMs'] as const;
 

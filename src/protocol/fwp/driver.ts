@@ -26,7 +26,6 @@ import {
 } from './codec.js';
 
 /** HELLO and STATUS as the agent reports them (contracts/health.ts). */
-export type { BoardHello, BoardStatus };
 
 export class FwpCounters {
   /** Frames that decoded, by any type. */

@@ -3,9 +3,10 @@ import type { Logger } from '../../log/logger.js';
 import type { Calibration } from '../../metrics/calibration.js';
 import type { MetricsEngine } from '../../metrics/engine.js';
 import type { FwpBoardInfo } from '../../contracts/health.js';
-import type { Framing, ProtocolDriver, ProtocolHealth } from '../driver.js';
+import type { BoardHello, ProtocolHealth } from '../../contracts/health.js';
+import type { Framing, ProtocolDriver } from '../driver.js';
 import { LogLevel, MAX_WIRE_FRAME, RequestOp } from './codec.js';
-import { FwpDriver, type BoardHello } from './driver.js';
+import { FwpDriver } from './driver.js';
 
 export interface FwpProtocolOptions {
   send: (bytes: Buffer) => boolean;

@@ -17,7 +17,8 @@ import type { Logger } from '../../log/logger.js';
 import type { MetricsEngine } from '../../metrics/engine.js';
 import type { ValueReading } from '../../metrics/readings.js';
 import type { PelotonBoardInfo } from '../../contracts/health.js';
-import type { Framing, ProtocolDriver, ProtocolHealth } from '../driver.js';
+import type { ProtocolHealth } from '../../contracts/health.js';
+import type { Framing, ProtocolDriver } from '../driver.js';
 import { encodeRequestInto, PelotonCmd, PelotonParser, REQ_CALIBRATION, REQ_READ, type PelotonFrameSink } from './codec.js';
 import { DEFAULT_RESISTANCE_TABLE, TABLE_ENTRIES, tableProblem, writeResistancePct } from './resistance.js';
 
