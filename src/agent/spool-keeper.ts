@@ -14,6 +14,7 @@ import type { LiveRecord } from '../metrics/record.js';
 import { RecordBatch } from '../spool/batch.js';
 import { spoolOptions } from '../pipeline/delivery.js';
 import { Spool, SpoolTooNewError } from '../spool/spool.js';
+import { WallClockMap } from '../spool/wall-clock.js';
 
 const RETRY_BASE_MS = 5_000;
 const RETRY_CAP_MS = 60_000;
@@ -32,6 +33,12 @@ export class SpoolKeeper {
   /** Records made while the spool could not be opened (null while it is open). */
   private held: RecordBatch | null = null;
   private lastHeldTUs = 0;
+  /**
+   * The held records' wall-clock mapping, filtered as the spool's is (each
+   * reading is late by however long ago the newest record was made); the
+   * spool continues from it when it opens.
+   */
+  private readonly heldClock = new WallClockMap();
   private retryMs = 0;
   private retryTimer: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -76,6 +83,8 @@ export class SpoolKeeper {
       // Made before the spool said where the previous run's time ended: lifted above it, and the engine after them.
       const shift = held.liftAbove(spool.priorTUs, engine.recordIntervalUs);
       engine.continueAfter(this.lastHeldTUs + shift);
+      // Their wall times stay; the records after them continue their mapping (in the lifted engine time).
+      spool.continueWallClock(this.heldClock.offset - shift / 1000, this.lastHeldTUs + shift);
     } else engine.continueAfter(spool.priorTUs);
     if (held) {
       const dropped = held.dropped;
@@ -99,7 +108,7 @@ export class SpoolKeeper {
     const held = this.held;
     if (!held) return 0; // a spool from a newer agent: live figures only
     // The clock is read once a second (tick()), not per record: Date.now() allocates.
-    if (held.length === 0) held.wallOffset[0] = Date.now() - r.tUs / 1000;
+    if (held.length === 0) held.wallOffset[0] = this.heldClock.measure(Date.now(), r.tUs);
     this.lastHeldTUs = r.tUs;
     held.push(0, ride, r);
     return 0;
@@ -107,7 +116,7 @@ export class SpoolKeeper {
 
   /** Once a second: the held records' wall-clock estimate follows the clock. */
   tick(): void {
-    if (this.held && this.held.length > 0) this.held.wallOffset[0] = Date.now() - this.lastHeldTUs / 1000;
+    if (this.held && this.held.length > 0) this.held.wallOffset[0] = this.heldClock.measure(Date.now(), this.lastHeldTUs);
   }
 
   /** Commit whatever the spool holds in memory, where the disk allows (the last-resort handler, before exiting). */

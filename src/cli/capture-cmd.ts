@@ -5,7 +5,8 @@
  */
 import { createWriteStream, readFileSync } from 'node:fs';
 import { once } from 'node:events';
-import { SerialPort } from 'serialport';
+import type * as Serial from 'serialport';
+import { requireCjs } from '../util/require-cjs.js';
 import { loadConfig } from '../config/load.js';
 import { recordToJson } from '../metrics/record.js';
 import { createLogger } from '../log/logger.js';
@@ -15,6 +16,9 @@ import { detectProtocol } from '../protocol/registry.js';
 import { AgentNotRunningError, ApiClient } from '../api/client.js';
 import { ExitCode } from './exit-codes.js';
 import { duration, json, num, out, table } from './format.js';
+
+const { SerialPort } = requireCjs('serialport') as typeof Serial;
+type SerialPort = Serial.SerialPort;
 
 export interface CaptureOptions {
   config?: string;

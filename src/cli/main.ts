@@ -5,12 +5,15 @@
  * not pay for the agent's pipeline (serialport, SQLite, MQTT).
  */
 import { fstatSync } from 'node:fs';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import type * as Commander from 'commander';
+import { requireCjs } from '../util/require-cjs.js';
 import { AgentError } from '../util/errors.js';
 import { ConfigError } from '../config/errors.js';
 import { AGENT_VERSION } from '../version.js';
 import { ExitCode } from './exit-codes.js';
 import { AgentNotRunningError, ApiRequestError } from '../api/client.js';
+
+const { Command, CommanderError, InvalidArgumentError, Option } = requireCjs('commander') as typeof Commander;
 
 /** A developer tool's command run from a device bundle, which leaves such tools out (exit 6, not found). */
 class DevToolMissingError extends AgentError<'dev_tool_missing'> {
@@ -124,7 +127,7 @@ spool
   .option('--ride <ride>', 'only the records of this ride (id or number)')
   .option('-o, --out <file>', 'write to a file instead of stdout')
   // -c may come before or after `export`: the parent's options count too.
-  .action((_opts, cmd: Command) => exportCommand(cmd.optsWithGlobals()));
+  .action((_opts, cmd: Commander.Command) => exportCommand(cmd.optsWithGlobals()));
 
 const ride = program.command('ride').description('rides kept in the spool');
 ride

@@ -1,10 +1,14 @@
 /** `bike-telemetry ports`: the serial ports present, their USB ids, and which one the config names. */
 import { existsSync, realpathSync } from 'node:fs';
-import { SerialPort } from 'serialport';
+import type * as Serial from 'serialport';
+import { requireCjs } from '../util/require-cjs.js';
 import { loadConfig } from '../config/load.js';
 import { AgentNotRunningError, ApiClient } from '../api/client.js';
 import { ExitCode } from './exit-codes.js';
 import { json, out, table } from './format.js';
+
+const { SerialPort } = requireCjs('serialport') as typeof Serial;
+type SerialPort = Serial.SerialPort;
 
 export interface PortsOptions {
   config?: string;

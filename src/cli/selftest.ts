@@ -4,7 +4,8 @@
  * (connect, publish to a test topic). A pass/fail table; exit 4 when a check fails.
  */
 import { accessSync, constants, mkdirSync, readFileSync, statfsSync } from 'node:fs';
-import mqtt from 'mqtt';
+import type * as Mqtt from 'mqtt';
+import { requireCjs } from '../util/require-cjs.js';
 import type { AgentHealth } from '../contracts/health.js';
 import { ConfigError, loadConfig, resolveConfigFile } from '../config/load.js';
 import type { AgentConfig } from '../config/schema.js';
@@ -17,6 +18,8 @@ import { brokerLogin } from '../upload/login.js';
 import { AgentNotRunningError, ApiClient } from '../api/client.js';
 import { ExitCode } from './exit-codes.js';
 import { bytes, json, out, table } from './format.js';
+
+const mqtt = requireCjs('mqtt') as typeof Mqtt;
 
 export interface SelftestOptions {
   config?: string;
@@ -204,6 +207,7 @@ async function checkBroker(cfg: AgentConfig, timeoutS: number): Promise<[Result,
     clean: true,
     reconnectPeriod: 0,
     connectTimeout: timeoutS * 1000,
+    writeCache: false, // no 6 MB table of two-byte numbers (see the uploader)
     ...(m.tls?.caFile ? { ca: readFileSync(m.tls.caFile) } : {}),
     ...(m.tls?.certFile ? { cert: readFileSync(m.tls.certFile) } : {}),
     ...(m.tls?.keyFile ? { key: readFileSync(m.tls.keyFile) } : {}),

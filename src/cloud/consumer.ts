@@ -3,8 +3,12 @@
  * (optionally as one member of a shared subscription group, so N consumers
  * split the fleet), and ingests each packet with TelemetryIngest.
  */
-import mqtt, { type MqttClient } from 'mqtt';
+import type * as Mqtt from 'mqtt';
+import type { MqttClient } from 'mqtt';
+import { requireCjs } from '../util/require-cjs.js';
 import { TelemetryIngest } from './ingest.js';
+
+const mqtt = requireCjs('mqtt') as typeof Mqtt;
 
 export interface ConsumerOptions {
   url: string;

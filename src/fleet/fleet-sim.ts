@@ -11,7 +11,8 @@ import { seededRandom } from '../sim/rng.js';
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import mqtt from 'mqtt';
+import type * as Mqtt from 'mqtt';
+import { requireCjs } from '../util/require-cjs.js';
 import { ReferenceConsumer } from '../cloud/consumer.js';
 import { createLogger } from '../log/logger.js';
 import { LiveRecord } from '../metrics/record.js';
@@ -20,6 +21,8 @@ import { createDelivery } from '../pipeline/delivery.js';
 import type { Spool } from '../spool/spool.js';
 import type { Uploader } from '../upload/uploader.js';
 import { PrivateBroker } from './broker.js';
+
+const mqtt = requireCjs('mqtt') as typeof Mqtt;
 
 export interface WorkerTick {
   worker: number;
@@ -204,7 +207,7 @@ export async function runFleet(o: FleetOptions, binPath: string): Promise<FleetR
   let brokerDown = false;
   const bytesAfterLimit: number[] = [];
   let limitSet = false;
-  let cloud: mqtt.MqttClient | null = null;
+  let cloud: Mqtt.MqttClient | null = null;
   let lastProgress = -1;
   let lastProgressAt = 0;
   for (let s = 1; s <= o.seconds + o.drainS; s++) {

@@ -1,5 +1,8 @@
-import { DelimiterParser } from '@serialport/parser-delimiter';
+import type * as Delimiter from '@serialport/parser-delimiter';
+import { requireCjs } from '../util/require-cjs.js';
 import type { TransformCallback } from 'node:stream';
+
+const { DelimiterParser } = requireCjs('@serialport/parser-delimiter') as typeof Delimiter;
 
 const EMPTY = Buffer.alloc(0);
 function ignore(): void {}

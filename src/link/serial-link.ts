@@ -5,12 +5,16 @@
  */
 import type { LinkHealth } from '../contracts/health.js';
 import { EventEmitter } from 'node:events';
-import { SerialPort } from 'serialport';
+import type * as Serial from 'serialport';
+import { requireCjs } from '../util/require-cjs.js';
 import { Backoff } from './backoff.js';
 import type { Framing } from '../protocol/driver.js';
 import { BoundedDelimiterParser } from './bounded-delimiter.js';
 import { PolledReader } from './polled-reader.js';
 import type { Heartbeat } from '../util/heartbeat.js';
+
+const { SerialPort } = requireCjs('serialport') as typeof Serial;
+type SerialPort = Serial.SerialPort;
 
 export type LinkState = 'closed' | 'opening' | 'open' | 'waiting' | 'stopped';
 

@@ -2,7 +2,11 @@
  * Structured JSON logs on stdout (journald keeps them). pino writes
  * synchronously to fd 1 here so a crash never loses its last lines.
  */
-import { pino, destination, stdTimeFunctions, type Logger } from 'pino';
+import type * as Pino from 'pino';
+import type { Logger } from 'pino';
+import { requireCjs } from '../util/require-cjs.js';
+
+const { pino, destination, stdTimeFunctions } = requireCjs('pino') as typeof Pino;
 import { RecentLog } from './recent.js';
 
 export type { Logger };

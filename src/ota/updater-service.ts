@@ -10,7 +10,9 @@
  *   and the fleet topic itself (installs whose units predate the inbox).
  */
 import type { OtaStatusDetail } from '../contracts/mqtt.js';
-import mqtt, { type MqttClient } from 'mqtt';
+import type * as Mqtt from 'mqtt';
+import type { MqttClient } from 'mqtt';
+import { requireCjs } from '../util/require-cjs.js';
 import { resolveSocketPath } from '../api/socket-path.js';
 import type { AgentConfig } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
@@ -21,6 +23,8 @@ import { validateOffer } from './offer.js';
 import { otaStatusPayload } from './state.js';
 import { currentRuntime } from './targets.js';
 import { Updater, type OtaState } from './updater.js';
+
+const mqtt = requireCjs('mqtt') as typeof Mqtt;
 
 export function loadTrustedKeys(config: AgentConfig): TrustedKey[] {
   return readTrustedKeyFiles(config.ota.trustedKeys);
@@ -108,6 +112,7 @@ export class UpdaterService {
       protocolVersion: 5,
       clean: true,
       reconnectPeriod: 5000,
+      writeCache: false, // no 6 MB table of two-byte numbers (see the uploader)
       ...readTlsFiles(m.tls),
     });
     this.client = client;

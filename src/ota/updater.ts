@@ -41,7 +41,8 @@ import {
 import { get as httpGet, type IncomingMessage } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { basename, join } from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { requireCjs } from '../util/require-cjs.js';
 import type { Logger } from '../log/logger.js';
 import { fetchAgentHealth } from '../api/client.js';
 import type { AgentHealth } from '../contracts/health.js';
@@ -54,6 +55,8 @@ import { checkListing, checkManifestSignature, untar } from './bundle-check.js';
 import { readOtaStateFile, type OtaState } from './state.js';
 import { OtaError, RETRYABLE } from './errors.js';
 import { currentRuntime, incompatibility } from './targets.js';
+
+const SqliteDatabase = requireCjs('better-sqlite3') as typeof Database;
 
 export { OtaError } from './errors.js';
 
@@ -496,7 +499,7 @@ function sha256File(path: string): Promise<string> {
 export function spoolSchema(dataDir: string): number | null {
   const file = join(dataDir, 'spool.db');
   if (!existsSync(file)) return null;
-  const db = new Database(file, { readonly: true, fileMustExist: true });
+  const db = new SqliteDatabase(file, { readonly: true, fileMustExist: true });
   try {
     return db.pragma('user_version', { simple: true }) as number;
   } finally {

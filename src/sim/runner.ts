@@ -5,11 +5,15 @@
 import { mkdirSync, mkdtempSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SerialPort } from 'serialport';
+import type * as Serial from 'serialport';
+import { requireCjs } from '../util/require-cjs.js';
 import type { Writable } from 'node:stream';
 import type { SimBoard } from './board.js';
 import { PtyPair } from './pty.js';
 import { PolledReader } from '../link/polled-reader.js';
+
+const { SerialPort } = requireCjs('serialport') as typeof Serial;
+type SerialPort = Serial.SerialPort;
 
 /** A simulated board: what it sends as time passes, and its replies to what it receives. */
 export interface SimulatedBoard {

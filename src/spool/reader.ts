@@ -4,13 +4,16 @@
  * changes the file.
  */
 import { AgentError } from '../util/errors.js';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { requireCjs } from '../util/require-cjs.js';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { VALUE_COLUMNS } from './columns.js';
 import { RideStore, type RideRow } from './rides.js';
 import { SCHEMA_VERSION } from './schema.js';
 import { ROW_COLUMNS, SPOOL_FILE, type Gap } from './spool.js';
+
+const SqliteDatabase = requireCjs('better-sqlite3') as typeof Database;
 
 /** No spool a reader can use here: none at all, one to be migrated by the agent, or one from a newer agent. */
 export class SpoolMissingError extends AgentError<'spool_missing' | 'spool_needs_migration' | 'spool_too_new'> {}
@@ -72,7 +75,7 @@ export class SpoolReader {
   static open(dataDir: string): SpoolReader {
     const file = join(dataDir, SPOOL_FILE);
     if (!existsSync(file)) throw new SpoolMissingError('spool_missing', `no spool at ${file}`);
-    const db = new Database(file, { readonly: true, fileMustExist: true });
+    const db = new SqliteDatabase(file, { readonly: true, fileMustExist: true });
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version < 2) {
       db.close();

@@ -23,7 +23,8 @@
  */
 import { AgentError } from '../util/errors.js';
 import type { SpoolHealth } from '../contracts/health.js';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { requireCjs } from '../util/require-cjs.js';
 import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log/logger.js';
@@ -35,6 +36,8 @@ import { MIGRATIONS, SCHEMA_VERSION } from './schema.js';
 import { errorCode, syncDir } from '../util/files.js';
 import { SequenceAllocator, type Reservation } from './sequence.js';
 import { WallClockMap } from './wall-clock.js';
+
+const SqliteDatabase = requireCjs('better-sqlite3') as typeof Database;
 
 export type SyncMode = 'OFF' | 'NORMAL' | 'FULL';
 
@@ -329,7 +332,7 @@ export class Spool {
 
   private static openChecked(file: string, opts: SpoolOptions): Database.Database {
     // A spool held by another process waits up to 5 s, then is unavailable (never "corrupt").
-    const db = new Database(file, { timeout: 5000 });
+    const db = new SqliteDatabase(file, { timeout: 5000 });
     try {
       const version = db.pragma('user_version', { simple: true }) as number;
       if (version > SCHEMA_VERSION) throw new SpoolTooNewError(file, version);
@@ -409,6 +412,20 @@ export class Spool {
   private readonly wallClock = new WallClockMap();
   private get now(): () => number {
     return this.opts.now ?? Date.now;
+  }
+
+  /**
+   * Place the records that follow on the wall clock from this offset (wall ms
+   * minus engine ms): the offset the records held before the spool opened were
+   * placed with, so wall time does not step back after them. `newestTUs` is
+   * the engine time of the newest of them, what the next flush measures
+   * against if no record comes first.
+   */
+  continueWallClock(offsetMs: number, newestTUs: number): void {
+    this.wallClock.continueFrom(offsetMs);
+    this.pending.wallOffset[0] = offsetMs;
+    this.offsetKnown = true;
+    this.lastTUs = newestTUs;
   }
 
   /**

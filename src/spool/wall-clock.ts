@@ -23,6 +23,16 @@ export class WallClockMap {
     return this.offsetMs;
   }
 
+  /**
+   * Continue from an offset in force elsewhere, as if it were this map's last
+   * measurement: the spool takes over the mapping of records held before it
+   * opened, so the records after them are never placed before them.
+   */
+  continueFrom(offsetMs: number): void {
+    this.offsetMs = offsetMs;
+    this.known = true;
+  }
+
   /** A measurement: the wall clock now, and the engine time of the newest record. Returns the offset in force. */
   measure(nowMs: number, tUs: number): number {
     const m = nowMs - tUs / 1000;

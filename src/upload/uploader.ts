@@ -23,13 +23,17 @@
 import type { UploadStats } from '../contracts/health.js';
 import type { DeviceStatus } from '../contracts/mqtt.js';
 import { readTlsFiles, type TlsMaterial } from './login.js';
-import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
+import type * as Mqtt from 'mqtt';
+import type { IClientOptions, IConnackPacket, MqttClient } from 'mqtt';
+import { requireCjs } from '../util/require-cjs.js';
 import type { Logger } from '../log/logger.js';
 import { Backoff } from '../link/backoff.js';
 import type { Spool } from '../spool/spool.js';
 import { encodePacket } from './packet.js';
 import { ServerLimits } from './limits.js';
 import { TokenBucket } from './token-bucket.js';
+
+const mqtt = requireCjs('mqtt') as typeof Mqtt;
 
 export interface UploaderTls {
   caFile?: string;
@@ -201,6 +205,9 @@ export class Uploader {
       reconnectPeriod: 0,
       connectTimeout: 15_000,
       queueQoSZero: false,
+      // mqtt-packet otherwise builds a Buffer for each of the 65,536 two-byte numbers at the first packet: 6 MB
+      // of heap (measured in a heap snapshot of the agent) to save a two-byte write per packet.
+      writeCache: false,
       ...(this.opts.username ? { username: this.opts.username } : {}),
       ...(this.opts.password ? { password: this.opts.password } : {}),
       will: {

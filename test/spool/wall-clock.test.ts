@@ -72,4 +72,41 @@ describe('wall-clock mapping', () => {
     expect(m.measure(50_000, 3_000_000)).toBe(47_000);
     expect(m.measure(3_000, 4_000_000)).toBe(-1_000);
   });
+
+  it('records held before the spool opened: the spool continues their mapping, so wall time does not step back after them', () => {
+    // The held records were placed 95 ms late (the agent read the clock up to 100 ms after the newest of them).
+    const heldOffset = 5_095;
+    const lastHeldWall = 10_000_000 / 1000 + heldOffset;
+    let now = 0;
+    const spool = Spool.open({
+      dir: tempDir('wall-held-'),
+      deviceId: 'b',
+      maxBytes: 1 << 28,
+      synchronous: 'NORMAL',
+      memoryRecords: 1_000,
+      log: createLogger('silent'),
+      now: () => now,
+    });
+    spool.continueWallClock(heldOffset, 10_000_000);
+    // A commit before any new record (the held ones are written first): measured against the newest held record.
+    now = 10_000 + 5_000 + 30;
+    spool.flush();
+    const r = new LiveRecord();
+    for (let i = 1; i <= 100; i++) {
+      r.tUs = 10_000_000 + i * 100_000;
+      now = r.tUs / 1000 + 5_000; // the truth, read at once: 95 ms below the held mapping
+      spool.append(r, 0);
+      if (i % 10 === 0) spool.flush();
+    }
+    const rows = spool.read(0, 1_000);
+    spool.close();
+    // The first new record: the held mapping, come down one slew step at that commit.
+    expect(rows[0][WALL]).toBe(10_100 + heldOffset - SLEW_DOWN_MS);
+    expect(rows[0][WALL]).toBeGreaterThan(lastHeldWall);
+    for (let i = 1; i < rows.length; i++) expect(rows[i][WALL], `record ${i}`).toBeGreaterThan(rows[i - 1][WALL]);
+    // Down to the truth at SLEW_DOWN_MS a commit, never in one step.
+    const offsets = rows.map((x, i) => x[WALL] - 10_000 - (i + 1) * 100);
+    for (let i = 1; i < offsets.length; i++) expect(offsets[i - 1] - offsets[i]).toBeLessThanOrEqual(SLEW_DOWN_MS);
+    expect(offsets[offsets.length - 1]).toBe(5_000);
+  });
 });
