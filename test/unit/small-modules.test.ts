@@ -8,6 +8,7 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { num } from '../../src/cli/format.js';
 import { ConfigError } from '../../src/config/errors.js';
 import { Backoff } from '../../src/link/backoff.js';
 import { RecentLog } from '../../src/log/recent.js';
@@ -256,5 +257,21 @@ describe('errors: one type, a code to branch on', () => {
       file: 'x.json',
     });
     expect(e).toMatchObject({ level: 'error', msg: 'not starting' });
+  });
+});
+
+describe('num: the CLI’s numbers without ICU', () => {
+  it('writes what en-US toLocaleString writes, for 20,000 seeded values of every size and sign, 0-3 decimals', () => {
+    const rand = seededRandom(12);
+    for (let i = 0; i < 20_000; i++) {
+      const v = (rand() - 0.3) * 10 ** Math.floor(rand() * 12);
+      const digits = i % 4;
+      expect(num(v, digits), `${v} ${digits}`).toBe(
+        v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }),
+      );
+    }
+    for (const v of [0, -0, 1, -1, 999, 1000, -1000, 999_999.96, 1e15, 0.5, 2.5])
+      expect(num(v, 1)).toBe(v.toLocaleString('en-US', { maximumFractionDigits: 1, minimumFractionDigits: 1 }));
+    expect([num(null), num(undefined), num(NaN), num(Infinity)]).toEqual(['–', '–', '–', '–']);
   });
 });
