@@ -5,9 +5,9 @@
 import type * as Pino from 'pino';
 import type { Logger } from 'pino';
 import { requireCjs } from '../util/require-cjs.js';
+import { RecentLog } from './recent.js';
 
 const { pino, destination, stdTimeFunctions } = requireCjs('pino') as typeof Pino;
-import { RecentLog } from './recent.js';
 
 export type { Logger };
 export { RecentLog };

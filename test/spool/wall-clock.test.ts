@@ -14,18 +14,23 @@ import { tempDir } from '../helpers/agent.js';
 
 const WALL = ROW_COLUMNS.indexOf('wall_ms');
 
+/** A spool on a real file whose wall clock is `clock()`. */
+function spoolOnClock(clock: () => number): Spool {
+  return Spool.open({
+    dir: tempDir('wall-'),
+    deviceId: 'b',
+    maxBytes: 1 << 28,
+    synchronous: 'NORMAL',
+    memoryRecords: 36_000,
+    log: createLogger('silent'),
+    now: clock,
+  });
+}
+
 describe('wall-clock mapping', () => {
   it('10 minutes of records with 0-150 ms of seeded latency, a slow board crystal and one NTP step: wall time never goes back, offsets settle, the step shows once', () => {
     let now = 1_795_000_000_000;
-    const spool = Spool.open({
-      dir: tempDir('wall-'),
-      deviceId: 'b',
-      maxBytes: 1 << 28,
-      synchronous: 'NORMAL',
-      memoryRecords: 36_000,
-      log: createLogger('silent'),
-      now: () => now,
-    });
+    const spool = spoolOnClock(() => now);
     const rand = seededRandom(7);
     const r = new LiveRecord();
     const trueOffset = (tUs: number) => 5_000 + tUs / 1000 / 20_000; // the board clock 50 ppm slow
@@ -78,15 +83,7 @@ describe('wall-clock mapping', () => {
     const heldOffset = 5_095;
     const lastHeldWall = 10_000_000 / 1000 + heldOffset;
     let now = 0;
-    const spool = Spool.open({
-      dir: tempDir('wall-held-'),
-      deviceId: 'b',
-      maxBytes: 1 << 28,
-      synchronous: 'NORMAL',
-      memoryRecords: 1_000,
-      log: createLogger('silent'),
-      now: () => now,
-    });
+    const spool = spoolOnClock(() => now);
     spool.continueWallClock(heldOffset, 10_000_000);
     // A commit before any new record (the held ones are written first): measured against the newest held record.
     now = 10_000 + 5_000 + 30;
