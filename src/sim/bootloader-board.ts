@@ -175,11 +175,17 @@ export class BootloaderBoard implements SimulatedBoard {
     return this.reset(false);
   }
 
+  /** A chunk is being programmed into flash now (the head of the receive buffer, at the next offset): a power cut tears it. */
+  get programming(): boolean {
+    const head = this.queue[0];
+    return this.mode === 'bootloader' && head !== undefined && head.offset <= this.fwu.meta.xfer.next;
+  }
+
   /** Cut the power now: the chunk being written (the head of the receive buffer) is torn, part of it in flash and not counted; RAM is lost. */
   powerCut(): void {
     this.counters.powerCuts++;
     const head = this.queue[0];
-    if (head && this.mode === 'bootloader') {
+    if (head && this.programming) {
       const x = this.fwu.meta.xfer;
       const from = Math.max(0, x.next - head.offset);
       const torn = head.data.subarray(from, from + Math.max(1, Math.floor((head.data.length - from) / 2)));
