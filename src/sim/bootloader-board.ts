@@ -14,6 +14,11 @@
  *   write in progress, and noise on the console-to-board line.
  * An image's first bytes say how the simulated firmware behaves
  * (simFirmwareImage); any other image runs normally.
+ *
+ * Over 400 lines: the modes above switch on one state and one simulated
+ * clock (a power cut or a watchdog reset lands in the middle of any of
+ * them); the receive rules already live in sim/fwu-receiver.ts and the
+ * flash in sim/flash.ts.
  */
 import type { Calibration } from '../metrics/calibration.js';
 import {
