@@ -11,11 +11,14 @@
 // - `recordsAll`: the same with every record logged (the `run` default), to a pipe;
 // - `nodeFloor`: an idle `node` process beside it, the least any Node agent costs.
 //
-// Usage: node scripts/bench/realtime.js [--seconds 60] [--rate 50] [--protocol fwp|peloton]
+// Usage: node scripts/bench/realtime.js [--seconds 60] [--warmup 5] [--rate 50] [--protocol fwp|peloton]
+// (--warmup: seconds after start before measuring; V8 goes on optimising for a minute or two, so a long
+// warm-up shows the agent as it runs all day, the default its first minute.)
 // (peloton: the simulated original bike answering the agent's polls at 19200 baud; --rate does not apply).
 // To attribute the cost: BENCH_RECORDS=all|1hz|none (the installed run's record logging),
 // BENCH_NODE_FLAGS="..." (instead of the unit's flags), BENCH_NO_UPLOAD=1,
 // BENCH_SYNC=FULL|NORMAL (spool.synchronous), BENCH_COALESCE_MS=N (serial.readCoalesceMs),
+// BENCH_CONFIG='{"mqtt":{"pollMs":5000}}' (any configuration, laid over the bench's own),
 // BENCH_ONLY_INSTALLED=1 (skip the records-logged run).
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -28,7 +31,7 @@ import { numberArg } from './args.js';
 
 const seconds = numberArg('--seconds', 60);
 const rate = numberArg('--rate', 50);
-const warmupS = 5;
+const warmupS = numberArg('--warmup', 5);
 const pi = process.argv.indexOf('--protocol');
 const protocol = pi > 0 ? process.argv[pi + 1] : 'fwp';
 if (protocol !== 'fwp' && protocol !== 'peloton') {
@@ -91,6 +94,13 @@ const path = await new Promise((resolve, reject) => {
   sim.once('exit', () => reject(new Error('simulator exited')));
 });
 
+/** `over` laid on `base`, section by section (BENCH_CONFIG='{"mqtt":{"pollMs":5000}}'). */
+function merged(base, over) {
+  const out = { ...base };
+  for (const [k, v] of Object.entries(over)) out[k] = v && typeof v === 'object' && !Array.isArray(v) ? merged(base[k] ?? {}, v) : v;
+  return out;
+}
+
 /** One agent run with this record logging and these Node flags, on a fresh data folder. */
 async function runAgent(name, records, nodeFlags) {
   const dir = join(root, name);
@@ -98,13 +108,18 @@ async function runAgent(name, records, nodeFlags) {
   const config = join(dir, 'config.json');
   writeFileSync(
     config,
-    JSON.stringify({
-      serial: { path, protocol, ...(process.env.BENCH_COALESCE_MS ? { readCoalesceMs: Number(process.env.BENCH_COALESCE_MS) } : {}) },
-      dataDir: dir,
-      mqtt: { url: broker.url, ...(process.env.BENCH_NO_UPLOAD ? { enabled: false } : {}) },
-      ...(process.env.BENCH_SYNC ? { spool: { synchronous: process.env.BENCH_SYNC } } : {}),
-      log: { records, statsIntervalS: 60 },
-    }),
+    JSON.stringify(
+      merged(
+        {
+          serial: { path, protocol, ...(process.env.BENCH_COALESCE_MS ? { readCoalesceMs: Number(process.env.BENCH_COALESCE_MS) } : {}) },
+          dataDir: dir,
+          mqtt: { url: broker.url, ...(process.env.BENCH_NO_UPLOAD ? { enabled: false } : {}) },
+          ...(process.env.BENCH_SYNC ? { spool: { synchronous: process.env.BENCH_SYNC } } : {}),
+          log: { records, statsIntervalS: 60 },
+        },
+        JSON.parse(process.env.BENCH_CONFIG ?? '{}'),
+      ),
+    ),
   );
   const agent = spawn(process.execPath, [...nodeFlags, bin, 'run', '--config', config], { stdio: ['ignore', 'pipe', 'inherit'] });
   let lines = 0;

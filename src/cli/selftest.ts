@@ -4,8 +4,7 @@
  * (connect, publish to a test topic). A pass/fail table; exit 4 when a check fails.
  */
 import { accessSync, constants, mkdirSync, readFileSync, statfsSync } from 'node:fs';
-import type * as Mqtt from 'mqtt';
-import { requireCjs } from '../util/require-cjs.js';
+import { connectMqtt } from '../upload/mqtt-connect.js';
 import type { AgentHealth } from '../contracts/health.js';
 import { ConfigError, loadConfig, resolveConfigFile } from '../config/load.js';
 import type { AgentConfig } from '../config/schema.js';
@@ -18,8 +17,6 @@ import { brokerLogin } from '../upload/login.js';
 import { AgentNotRunningError, ApiClient } from '../api/client.js';
 import { ExitCode } from './exit-codes.js';
 import { bytes, json, out, table } from './format.js';
-
-const mqtt = requireCjs('mqtt') as typeof Mqtt;
 
 export interface SelftestOptions {
   config?: string;
@@ -200,7 +197,7 @@ async function checkBroker(cfg: AgentConfig, timeoutS: number): Promise<[Result,
   const m = cfg.mqtt;
   if (!m.enabled) return ['skip', 'mqtt.enabled is false'];
   // Its own client id: the agent's persistent session must not be taken over.
-  const client = mqtt.connect(m.url, {
+  const client = connectMqtt(m.url, {
     clientId: `${cfg.device.id}-selftest`,
     ...brokerLogin(cfg),
     protocolVersion: 5,

@@ -12,7 +12,7 @@
  * termios, writes and closing stay with serialport.
  */
 import { readSync } from 'node:fs';
-import type { SerialPort } from 'serialport';
+import type { SerialPortStream } from '@serialport/stream';
 
 interface PollableBinding {
   fd: number | null;
@@ -46,7 +46,7 @@ export class PolledReader {
 
   /** A reader for `port`, or null where its binding cannot be polled (not Linux/macOS). */
   static attach(
-    port: SerialPort,
+    port: SerialPortStream,
     onData: (chunk: Buffer) => void,
     onLost: (reason: string) => void,
     coalesceMs: number,

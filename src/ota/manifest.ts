@@ -132,16 +132,42 @@ export function verifyBundle(dir: string, trusted: readonly TrustedKey[]): Manif
   return { ...manifest, signedBy };
 }
 
-/** Compare dotted versions numerically (1.10.0 > 1.9.3); pre-release suffixes compare as text. */
+/**
+ * Compare versions by SemVer precedence: the dotted core numerically (1.10.0 >
+ * 1.9.3), then a pre-release below its release (1.0.0-rc.1 < 1.0.0), its
+ * identifiers numeric below text, numbers by value, text by ASCII (no locale:
+ * the same order on every bike); build metadata (+...) is ignored.
+ */
 export function compareVersions(a: string, b: string): number {
-  const pa = a.split(/[.+-]/);
-  const pb = b.split(/[.+-]/);
-  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
-    const x = pa[i] ?? '0';
-    const y = pb[i] ?? '0';
-    const nx = Number(x);
-    const ny = Number(y);
-    const c = Number.isFinite(nx) && Number.isFinite(ny) ? nx - ny : x.localeCompare(y);
+  const [coreA, preA] = splitVersion(a);
+  const [coreB, preB] = splitVersion(b);
+  const c = compareIdentifiers(coreA, coreB, '0');
+  if (c !== 0) return c;
+  if (preA.length === 0 || preB.length === 0) return Math.sign(preB.length - preA.length);
+  return compareIdentifiers(preA, preB, null);
+}
+
+function splitVersion(v: string): [string[], string[]] {
+  const noBuild = v.split('+')[0];
+  const dash = noBuild.indexOf('-');
+  const core = (dash < 0 ? noBuild : noBuild.slice(0, dash)).split('.');
+  return [core, dash < 0 ? [] : noBuild.slice(dash + 1).split('.')];
+}
+
+/** Identifier by identifier; a missing one is `pad` (the core's 0), or lower than any (a pre-release's shorter list). */
+function compareIdentifiers(x: string[], y: string[], pad: string | null): number {
+  for (let i = 0; i < Math.max(x.length, y.length); i++) {
+    const p = x[i] ?? pad;
+    const q = y[i] ?? pad;
+    if (p === null) return -1;
+    if (q === null) return 1;
+    const np = /^\d+$/.test(p) ? Number(p) : NaN;
+    const nq = /^\d+$/.test(q) ? Number(q) : NaN;
+    let c: number;
+    if (!Number.isNaN(np) && !Number.isNaN(nq)) c = np - nq;
+    else if (!Number.isNaN(np)) c = -1;
+    else if (!Number.isNaN(nq)) c = 1;
+    else c = p < q ? -1 : p > q ? 1 : 0;
     if (c !== 0) return Math.sign(c);
   }
   return 0;

@@ -10,9 +10,8 @@
  *   and the fleet topic itself (installs whose units predate the inbox).
  */
 import type { OtaStatusDetail } from '../contracts/mqtt.js';
-import type * as Mqtt from 'mqtt';
 import type { MqttClient } from 'mqtt';
-import { requireCjs } from '../util/require-cjs.js';
+import { connectMqtt } from '../upload/mqtt-connect.js';
 import { resolveSocketPath } from '../api/socket-path.js';
 import type { AgentConfig } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
@@ -23,8 +22,6 @@ import { validateOffer } from './offer.js';
 import { otaStatusPayload } from './state.js';
 import { currentRuntime } from './targets.js';
 import { Updater, type OtaState } from './updater.js';
-
-const mqtt = requireCjs('mqtt') as typeof Mqtt;
 
 export function loadTrustedKeys(config: AgentConfig): TrustedKey[] {
   return readTrustedKeyFiles(config.ota.trustedKeys);
@@ -106,7 +103,7 @@ export class UpdaterService {
 
   private connect(subscribe: boolean): void {
     const m = this.config.mqtt;
-    const client = mqtt.connect(m.url, {
+    const client = connectMqtt(m.url, {
       clientId: `${this.config.device.id}-updater`,
       ...brokerLogin(this.config),
       protocolVersion: 5,

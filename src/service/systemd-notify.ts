@@ -5,7 +5,7 @@
  * for the life of the process, never a child process per ping.
  */
 import { AgentError } from '../util/errors.js';
-import { createRequire } from 'node:module';
+import { requireCjs } from '../util/require-cjs.js';
 
 interface DgramSocket {
   send(buf: Buffer, offset: number, length: number, path: string, callback?: (err?: Error) => void): void;
@@ -32,8 +32,7 @@ export class SystemdNotifier {
     /** Ping at least this often (half of WatchdogSec), or null when systemd set no watchdog for this process. */
     readonly watchdogIntervalMs: number | null,
   ) {
-    const require = createRequire(import.meta.url);
-    const dgram = require('unix-dgram') as UnixDgram;
+    const dgram = requireCjs('unix-dgram') as UnixDgram;
     this.socket = dgram.createSocket('unix_dgram');
     this.socket.on('error', (err) => (this.lastError = err.message));
   }

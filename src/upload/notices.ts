@@ -5,12 +5,9 @@
  * Standard CBOR; schemas `ride-summary` and `purge-notice` in
  * firmware-protocol/packet.cddl.
  */
-import type * as Cbor from 'cbor-x';
-import { requireCjs } from '../util/require-cjs.js';
+import { Encoder } from './cbor.js';
 import type { PurgeResult } from '../spool/rides.js';
 import type { RideSummary } from '../contracts/health.js';
-
-const { Encoder } = requireCjs('cbor-x') as typeof Cbor;
 
 export const NOTICE_SCHEMA_VERSION = 1;
 

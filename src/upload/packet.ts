@@ -8,14 +8,11 @@
  * finds the repeats. No cbor-x extensions (records, typed-array tags), so every
  * RFC 8949 decoder in any language reads these packets.
  */
-import type * as Cbor from 'cbor-x';
-import { requireCjs } from '../util/require-cjs.js';
+import { Encoder, decode } from './cbor.js';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { Gap, SpoolRow } from '../spool/spool.js';
 import { ROW_COLUMNS } from '../spool/spool.js';
 import { VALUE_COLUMNS } from '../spool/columns.js';
-
-const { Encoder, decode } = requireCjs('cbor-x') as typeof Cbor;
 
 export const PACKET_SCHEMA_VERSION = 1;
 

@@ -23,17 +23,14 @@
 import type { UploadStats } from '../contracts/health.js';
 import type { DeviceStatus } from '../contracts/mqtt.js';
 import { readTlsFiles, type TlsMaterial } from './login.js';
-import type * as Mqtt from 'mqtt';
 import type { IClientOptions, IConnackPacket, MqttClient } from 'mqtt';
-import { requireCjs } from '../util/require-cjs.js';
+import { connectMqtt } from './mqtt-connect.js';
 import type { Logger } from '../log/logger.js';
 import { Backoff } from '../link/backoff.js';
 import type { Spool } from '../spool/spool.js';
 import { encodePacket } from './packet.js';
 import { ServerLimits } from './limits.js';
 import { TokenBucket } from './token-bucket.js';
-
-const mqtt = requireCjs('mqtt') as typeof Mqtt;
 
 export interface UploaderTls {
   caFile?: string;
@@ -219,7 +216,7 @@ export class Uploader {
       ...(v5 ? { properties: { sessionExpiryInterval: this.opts.sessionExpirySec } } : {}),
       ...this.tls,
     };
-    const client = mqtt.connect(this.opts.url, options);
+    const client = connectMqtt(this.opts.url, options);
     this.client = client;
     client.once('connect', (connack) => this.onConnected(client, connack));
     client.on('error', (err: Error & { code?: number }) => {

@@ -217,5 +217,25 @@ describe('release bundle', () => {
     expect(compareVersions('1.10.0', '1.9.3')).toBe(1);
     expect(compareVersions('1.2.3', '1.2.3')).toBe(0);
     expect(compareVersions('0.9.0', '1.0.0')).toBe(-1);
+    // SemVer precedence (semver.org, item 11): a pre-release is below its release, identifiers by kind then value,
+    // text in ASCII order (not the locale's: 'B' < 'a'), build metadata ignored.
+    const ordered = [
+      '1.0.0-alpha',
+      '1.0.0-alpha.1',
+      '1.0.0-alpha.beta',
+      '1.0.0-beta',
+      '1.0.0-beta.2',
+      '1.0.0-beta.11',
+      '1.0.0-rc.1',
+      '1.0.0',
+    ];
+    for (let i = 0; i + 1 < ordered.length; i++) {
+      expect(compareVersions(ordered[i], ordered[i + 1]), `${ordered[i]} < ${ordered[i + 1]}`).toBe(-1);
+      expect(compareVersions(ordered[i + 1], ordered[i]), `${ordered[i + 1]} > ${ordered[i]}`).toBe(1);
+    }
+    expect(compareVersions('1.0.0-rc.1', '1.0.0')).toBe(-1);
+    expect(compareVersions('1.0.0-B', '1.0.0-a')).toBe(-1);
+    expect(compareVersions('1.2.3+build.7', '1.2.3+build.9')).toBe(0);
+    expect(compareVersions('1.2', '1.2.0')).toBe(0);
   });
 });
