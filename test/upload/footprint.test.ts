@@ -50,23 +50,30 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+interface ChildResult {
+  acked: number;
+  packets: number;
+  numberTable: number;
+  packages: string[];
+  builtins: string[];
+}
+
+/** The child against a real Mosquitto of its own, over a new spool: what it printed. */
+async function uploadInChild(): Promise<ChildResult> {
+  const b = await Broker.start();
+  cleanups.push(() => b.down());
+  const { stdout } = await run(process.execPath, ['--input-type=module', '-e', child, tempDir('fp-spool-'), b.url], {
+    cwd: fileURLToPath(new URL('../..', import.meta.url)),
+    timeout: 30_000,
+    // cbor-x's switch as an operator would find it: unset (a test in this worker may have loaded the agent's cbor module).
+    env: { ...process.env, CBOR_NATIVE_ACCELERATION_DISABLED: undefined },
+  });
+  return JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as ChildResult;
+}
+
 describe('uploader footprint', () => {
   it('uploads without building mqtt-packet’s 65,536-entry number table', async () => {
-    const b = await Broker.start();
-    cleanups.push(() => b.down());
-    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', child, tempDir('fp-spool-'), b.url], {
-      cwd: fileURLToPath(new URL('../..', import.meta.url)),
-      timeout: 30_000,
-      // cbor-x's switch as an operator would find it: unset (a test in this worker may have loaded the agent's cbor module).
-      env: { ...process.env, CBOR_NATIVE_ACCELERATION_DISABLED: undefined },
-    });
-    const result = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as {
-      acked: number;
-      packets: number;
-      numberTable: number;
-      packages: string[];
-      builtins: string[];
-    };
+    const result = await uploadInChild();
     // Real traffic went through the writer (so a table would have been built by now)...
     expect(result.acked).toBe(500);
     expect(result.packets).toBeGreaterThanOrEqual(10);
@@ -75,14 +82,7 @@ describe('uploader footprint', () => {
   });
 
   it('loads only the transport it uses: no WebSocket, SOCKS or TLS for mqtt://, no worker timers, no native CBOR extractor', async () => {
-    const b = await Broker.start();
-    cleanups.push(() => b.down());
-    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', child, tempDir('fp-spool-'), b.url], {
-      cwd: fileURLToPath(new URL('../..', import.meta.url)),
-      timeout: 30_000,
-      env: { ...process.env, CBOR_NATIVE_ACCELERATION_DISABLED: undefined },
-    });
-    const result = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as { acked: number; packages: string[]; builtins: string[] };
+    const result = await uploadInChild();
     expect(result.acked).toBe(500);
     // mqtt.js's client and packet codec did the work...
     expect(result.packages).toEqual(expect.arrayContaining(['mqtt', 'mqtt-packet', 'cbor-x']));
