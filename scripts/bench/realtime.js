@@ -4,11 +4,14 @@
 // as in production: CPU % of one core, peak RSS and wake-ups a second of the
 // agent process, measured from /proc after a warm-up.
 //
-// Measured three ways in one run, one JSON line:
+// Measured four ways in one run, one JSON line:
 // - the installed configuration (top-level figures): the Node flags of
 //   systemd/bike-telemetry.service's ExecStart and records not logged, as
-//   scripts/install writes the configuration;
-// - `recordsAll`: the same with every record logged (the `run` default), to a pipe;
+//   scripts/install writes the configuration; nobody subscribed to the live
+//   figures, so the agent reads the board on its heartbeat (SerialLink.setUnwatched);
+// - `watched`: the same with a client subscribed to `live` on the API socket
+//   (the console app showing the figures): the board read every 100 ms, a line per record;
+// - `recordsAll`: the installed run with every record logged (the `run` default), to a pipe;
 // - `nodeFloor`: an idle `node` process beside it, the least any Node agent costs.
 //
 // Usage: node scripts/bench/realtime.js [--seconds 60] [--warmup 5] [--rate 50] [--protocol fwp|peloton]
@@ -19,8 +22,9 @@
 // BENCH_NODE_FLAGS="..." (instead of the unit's flags), BENCH_NO_UPLOAD=1,
 // BENCH_SYNC=FULL|NORMAL (spool.synchronous), BENCH_COALESCE_MS=N (serial.readCoalesceMs),
 // BENCH_CONFIG='{"mqtt":{"pollMs":5000}}' (any configuration, laid over the bench's own),
-// BENCH_ONLY_INSTALLED=1 (skip the records-logged run).
+// BENCH_ONLY_INSTALLED=1 (skip the watched and records-logged runs).
 import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -101,8 +105,26 @@ function merged(base, over) {
   return out;
 }
 
-/** One agent run with this record logging and these Node flags, on a fresh data folder. */
-async function runAgent(name, records, nodeFlags) {
+/** A client of the agent's API socket subscribed to `live` (as the console app is while it shows the figures). */
+async function watchLive(socketPath) {
+  for (let i = 0; ; i++) {
+    const s = await new Promise((resolve) => {
+      const c = connect(socketPath, () => resolve(c));
+      c.once('error', () => resolve(null));
+    });
+    if (s) {
+      const seen = { lines: 0 };
+      s.on('data', (d) => (seen.lines += d.toString().split('\n').length - 1));
+      s.write('{"id":1,"method":"subscribe","params":{"streams":["live"]}}\n');
+      return { seen, close: () => s.destroy() };
+    }
+    if (i > 200) throw new Error(`no API socket at ${socketPath}`);
+    await sleep(50);
+  }
+}
+
+/** One agent run with this record logging and these Node flags, on a fresh data folder; `watched`: a live subscriber. */
+async function runAgent(name, records, nodeFlags, watched = false) {
   const dir = join(root, name);
   mkdirSync(dir);
   const config = join(dir, 'config.json');
@@ -113,6 +135,7 @@ async function runAgent(name, records, nodeFlags) {
         {
           serial: { path, protocol, ...(process.env.BENCH_COALESCE_MS ? { readCoalesceMs: Number(process.env.BENCH_COALESCE_MS) } : {}) },
           dataDir: dir,
+          api: { socketPath: join(dir, 'api.sock') },
           mqtt: { url: broker.url, ...(process.env.BENCH_NO_UPLOAD ? { enabled: false } : {}) },
           ...(process.env.BENCH_SYNC ? { spool: { synchronous: process.env.BENCH_SYNC } } : {}),
           log: { records, statsIntervalS: 60 },
@@ -129,9 +152,13 @@ async function runAgent(name, records, nodeFlags) {
     partial = all.pop();
     for (const l of all) if (l.includes('"msg":"record"')) lines++;
   });
+  const watcher = watched ? await watchLive(join(dir, 'api.sock')) : null;
   let r0 = 0;
-  const m = await measure(agent.pid, () => (r0 = lines));
+  let l0 = 0;
+  const m = await measure(agent.pid, () => ((r0 = lines), (l0 = watcher?.seen.lines ?? 0)));
   const recordsPerS = Number(((lines - r0) / m.elapsed).toFixed(2));
+  const liveLinesPerS = watcher ? Number(((watcher.seen.lines - l0) / m.elapsed).toFixed(2)) : undefined;
+  watcher?.close();
   agent.kill('SIGTERM');
   const exitCode = await new Promise((r) => agent.once('exit', (code) => r(code)));
   return {
@@ -141,6 +168,7 @@ async function runAgent(name, records, nodeFlags) {
     nodeFlags: nodeFlags.join(' '),
     records,
     recordsPerS,
+    ...(watcher ? { liveLinesPerS } : {}),
     agentExitCode: exitCode,
     seconds: Number(m.elapsed.toFixed(1)),
   };
@@ -153,6 +181,7 @@ const nodeFlags = process.env.BENCH_NODE_FLAGS !== undefined ? process.env.BENCH
 const installed = await runAgent('installed', process.env.BENCH_RECORDS ?? 'none', nodeFlags);
 const floor = await floorRun;
 idle.kill();
+const watched = process.env.BENCH_ONLY_INSTALLED ? null : await runAgent('watched', process.env.BENCH_RECORDS ?? 'none', nodeFlags, true);
 const recordsAll = process.env.BENCH_ONLY_INSTALLED ? null : await runAgent('records-all', 'all', nodeFlags);
 sim.kill('SIGTERM');
 broker.stop();
@@ -164,6 +193,13 @@ console.log(
     sampleRateHz: protocol === 'peloton' ? null : rate,
     seconds: measuredS,
     ...installedFigures,
+    watched: watched && {
+      cpuPercent: watched.cpuPercent,
+      peakRssMB: watched.peakRssMB,
+      wakeupsPerS: watched.wakeupsPerS,
+      liveLinesPerS: watched.liveLinesPerS,
+      agentExitCode: watched.agentExitCode,
+    },
     recordsAll: recordsAll && {
       cpuPercent: recordsAll.cpuPercent,
       peakRssMB: recordsAll.peakRssMB,
@@ -175,4 +211,4 @@ console.log(
     node: process.version,
   }),
 );
-if (installed.agentExitCode !== 0 || (recordsAll && recordsAll.agentExitCode !== 0)) process.exitCode = 1;
+if ([installed, watched, recordsAll].some((r) => r && r.agentExitCode !== 0)) process.exitCode = 1;

@@ -88,6 +88,8 @@ export class Agent {
     this.engine = pipeline.engine;
     this.protocol = pipeline.protocol;
     this.link = pipeline.link;
+    // Nobody watches until an API client subscribes to the live figures.
+    this.link.setUnwatched(true);
     this.capture = new LinkCapture(this.link, log);
     this.storage = new SpoolKeeper({ config, log, engine: this.engine, onOpen: (spool) => this.spoolOpened(spool) });
     this.rides = new RideTracker({
@@ -112,7 +114,12 @@ export class Agent {
       board: () => this.board,
       protocolName: this.protocol.name,
     });
-    this.hub = new ApiHub(this.api, { clientQueueBytes: config.api.clientQueueBytes, log: this.log });
+    this.hub = new ApiHub(this.api, {
+      clientQueueBytes: config.api.clientQueueBytes,
+      log: this.log,
+      // While nobody watches the live figures, the board is read once a heartbeat (SerialLink.setUnwatched).
+      onLiveWatchers: (watchers) => this.link.setUnwatched(watchers === 0),
+    });
     this.servers = new ApiServers(this.hub, config, log);
     this.recent.onEntry((e) => this.hub.logEvent(e));
   }

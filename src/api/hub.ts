@@ -133,6 +133,8 @@ const zodMessage = (e: z.ZodError): string => issuesText(e, '(params)');
 export interface HubOptions {
   clientQueueBytes: number;
   log: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
+  /** The number of `live` subscribers changed (the agent reads the board sooner while anyone watches). */
+  onLiveWatchers?: (watchers: number) => void;
 }
 
 export class ApiHub {
@@ -178,8 +180,10 @@ export class ApiHub {
 
   detach(c: ApiConnection): void {
     if (!this.clients.delete(c)) return;
+    const live = this.subscribers.live;
     for (const s of c.subscriptions) this.subscribers[s]--;
     c.subscriptions.clear();
+    this.liveWatchersFrom(live);
     c.capture?.();
     c.capture = undefined;
   }
@@ -319,6 +323,7 @@ export class ApiHub {
     if (streams.includes('capture')) throw new ApiError('bad_request', 'use capture.start for the capture stream');
     const refused = isPublicTransport(c) ? streams.filter((s) => !PUBLIC_STREAMS.has(s)) : [];
     if (refused.length) throw new ApiError('forbidden', `stream ${refused.join(', ')} is served on the Unix socket only`);
+    const live = this.subscribers.live;
     for (const s of streams) {
       const has = c.subscriptions.has(s);
       if (m === 'subscribe' && !has) {
@@ -329,7 +334,13 @@ export class ApiHub {
         this.subscribers[s]--;
       }
     }
+    this.liveWatchersFrom(live);
     return { subscriptions: [...c.subscriptions] };
+  }
+
+  /** Tell the owner when the live subscribers changed from `before`. */
+  private liveWatchersFrom(before: number): void {
+    if (this.subscribers.live !== before) this.opts.onLiveWatchers?.(this.subscribers.live);
   }
 
   /** Per 10 Hz record: live to its subscribers, a 1 Hz summary every tenth. Free when nobody listens. */

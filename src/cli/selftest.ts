@@ -3,7 +3,7 @@
  * (integrity, free disk), serial device (opens, board says hello), broker
  * (connect, publish to a test topic). A pass/fail table; exit 4 when a check fails.
  */
-import { accessSync, constants, mkdirSync, readFileSync, statfsSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, statfsSync } from 'node:fs';
 import { connectMqtt } from '../upload/mqtt-connect.js';
 import type { AgentHealth } from '../contracts/health.js';
 import { ConfigError, loadConfig, resolveConfigFile } from '../config/load.js';
@@ -13,7 +13,7 @@ import { loadCalibration } from '../metrics/calibration.js';
 import { createLogger } from '../log/logger.js';
 import { createBoardPipeline } from '../pipeline/board.js';
 import { SpoolMissingError, SpoolReader } from '../spool/reader.js';
-import { brokerLogin } from '../upload/login.js';
+import { brokerLogin, readTlsFiles, type TlsMaterial } from '../upload/login.js';
 import { AgentNotRunningError, ApiClient } from '../api/client.js';
 import { ExitCode } from './exit-codes.js';
 import { bytes, json, out, table } from './format.js';
@@ -196,6 +196,12 @@ async function serialDirect(cfg: AgentConfig, timeoutS: number): Promise<[Result
 async function checkBroker(cfg: AgentConfig, timeoutS: number): Promise<[Result, string]> {
   const m = cfg.mqtt;
   if (!m.enabled) return ['skip', 'mqtt.enabled is false'];
+  let tls: TlsMaterial;
+  try {
+    tls = readTlsFiles(m.tls); // as the uploader reads them: an unreadable file is this check's failure, named
+  } catch (err) {
+    return ['fail', (err as Error).message];
+  }
   // Its own client id: the agent's persistent session must not be taken over.
   const client = connectMqtt(m.url, {
     clientId: `${cfg.device.id}-selftest`,
@@ -205,9 +211,7 @@ async function checkBroker(cfg: AgentConfig, timeoutS: number): Promise<[Result,
     reconnectPeriod: 0,
     connectTimeout: timeoutS * 1000,
     writeCache: false, // no 6 MB table of two-byte numbers (see the uploader)
-    ...(m.tls?.caFile ? { ca: readFileSync(m.tls.caFile) } : {}),
-    ...(m.tls?.certFile ? { cert: readFileSync(m.tls.certFile) } : {}),
-    ...(m.tls?.keyFile ? { key: readFileSync(m.tls.keyFile) } : {}),
+    ...tls,
   });
   const topic = `${m.topicPrefix}/${cfg.device.id}/selftest`;
   try {

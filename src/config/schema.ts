@@ -53,6 +53,8 @@ export const ConfigSchema = z
         /**
          * Pause between reads so the frames of one 10 Hz period cost one wakeup; the most latency it adds to live
          * figures. Default by protocol: fwp 100; peloton 5 (a reply must be read before the next poll, 100 ms later).
+         * While no API client watches the live figures, the agent reads the board once a heartbeat instead
+         * (spool.flushIntervalMs, where silenceTimeoutMs is at least three of them; docs/performance.md).
          @default `100` (fwp), `5` (peloton: a reply must be read before the next poll)
          */
         readCoalesceMs: z.number().int().min(0).max(250).optional(),

@@ -9,7 +9,9 @@
  * next read is a timer `coalesceMs` later (one wakeup per period however many
  * frames arrived), and only when the fd was empty does the binding's own
  * poller (epoll on the main thread) wait for the next byte. Port opening,
- * termios, writes and closing stay with serialport.
+ * termios, writes and closing stay with serialport. The bytes are handed on
+ * in the reader's one buffer, valid during the call: nothing is allocated
+ * per read.
  */
 import { readSync } from 'node:fs';
 import type { SerialPortStream } from '@serialport/stream';
@@ -36,7 +38,7 @@ export class PolledReader {
 
   private constructor(
     private readonly binding: PollableBinding,
-    private readonly onData: (chunk: Buffer) => void,
+    private readonly onData: (bytes: Buffer, start: number, end: number) => void,
     private readonly onLost: (reason: string) => void,
     private readonly coalesceMs: number,
     bufferBytes: number,
@@ -47,7 +49,7 @@ export class PolledReader {
   /** A reader for `port`, or null where its binding cannot be polled (not Linux/macOS). */
   static attach(
     port: SerialPortStream,
-    onData: (chunk: Buffer) => void,
+    onData: (bytes: Buffer, start: number, end: number) => void,
     onLost: (reason: string) => void,
     coalesceMs: number,
     bufferBytes = 16384,
@@ -60,6 +62,29 @@ export class PolledReader {
 
   /** Read as soon as bytes come, not paced (a firmware transfer waits on every acknowledgement). */
   lowLatency = false;
+
+  private ownerPacedNow = false;
+  /** The poller is waiting for a byte (at most one wait at a time). */
+  private armed = false;
+
+  /** True while the reader reads only when its owner calls readNow() (setOwnerPaced). */
+  get ownerPaced(): boolean {
+    return this.ownerPacedNow;
+  }
+
+  /**
+   * On: read only when the owner calls readNow() (on a beat of its own that
+   * wakes the process anyway), with no timer or poller of the reader's own.
+   * Off: back to the reader's own pacing, starting with a read now.
+   */
+  setOwnerPaced(on: boolean): void {
+    if (on === this.ownerPacedNow) return;
+    this.ownerPacedNow = on;
+    if (on) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = null;
+    } else if (!this.stopped) this.read();
+  }
 
   stop(): void {
     this.stopped = true;
@@ -74,10 +99,13 @@ export class PolledReader {
   }
 
   private waitReadable(): void {
-    if (!this.stopped) this.binding.poller.once('readable', this.onReadable);
+    if (this.stopped || this.armed) return;
+    this.armed = true;
+    this.binding.poller.once('readable', this.onReadable);
   }
 
   private onReadable = (err: Error | null): void => {
+    this.armed = false;
     if (this.stopped) return;
     if (err) {
       // The poller is cancelled when serialport closes the port; anything else is a lost device.
@@ -121,14 +149,14 @@ export class PolledReader {
       this.onLost('device disconnected');
       return -1;
     }
-    // A copy: the delimiter parser keeps slices of what it is given.
-    this.onData(Buffer.from(this.buf.subarray(0, n)));
+    // The reader's own buffer, no copy: the link splits frames out of it before the next read.
+    this.onData(this.buf, 0, n);
     return n;
   }
 
   private read = (): void => {
     const n = this.readOnce();
-    if (n < 0) return;
+    if (n < 0 || this.ownerPacedNow) return;
     // Nothing waiting: sleep in epoll until the next byte.
     if (n === 0) this.waitReadable();
     // A read of more than a 115200-baud line carries in 100 ms means a backlog

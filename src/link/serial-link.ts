@@ -9,8 +9,7 @@ import type * as SerialStream from '@serialport/stream';
 import type * as SerialBindings from '@serialport/bindings-cpp';
 import { requireCjs } from '../util/require-cjs.js';
 import { Backoff } from './backoff.js';
-import type { Framing } from '../protocol/driver.js';
-import { BoundedDelimiterParser } from './bounded-delimiter.js';
+import { FrameSplitter, type Framing } from './frame-splitter.js';
 import { PolledReader } from './polled-reader.js';
 import type { Heartbeat } from '../util/heartbeat.js';
 
@@ -21,6 +20,11 @@ const { SerialPortStream } = requireCjs('@serialport/stream') as typeof SerialSt
 const { autoDetect } = requireCjs('@serialport/bindings-cpp') as typeof SerialBindings;
 const binding = autoDetect();
 type SerialPort = SerialStream.SerialPortStream<SerialBindings.AutoDetectTypes>;
+
+/** After writing to the board, how long the link reads at its own pace for the reply (setUnwatched). */
+const REPLY_WINDOW_MS = 2000;
+/** The longest beat the link is read on: what a second of a fast board leaves in the tty's buffer. */
+const MAX_BEAT_READ_MS = 1000;
 
 export type LinkState = 'closed' | 'opening' | 'open' | 'waiting' | 'stopped';
 
@@ -52,7 +56,7 @@ export interface SerialLinkOptions {
 export class LinkCounters {
   bytesIn = 0;
   bytesOut = 0;
-  /** Frames split off by the delimiter parser (before any decoding). */
+  /** Frames split off at 0x00 (before any decoding; link/frame-splitter.ts). */
   framesIn = 0;
   /** Frames dropped for exceeding the maximum length. */
   oversized = 0;
@@ -89,6 +93,7 @@ export class SerialLink extends EventEmitter<LinkEvents> {
     super();
     // A floor so a flapping USB device is not reopened in a tight loop.
     this.backoff = new Backoff(opts.reopenBaseMs, opts.reopenCapMs, Math.min(100, opts.reopenBaseMs));
+    this.splitter = opts.framing.kind === 'delimited' ? new FrameSplitter(opts.framing.maxFrame, opts.framing.onFrame) : null;
   }
 
   get state(): LinkState {
@@ -105,6 +110,7 @@ export class SerialLink extends EventEmitter<LinkEvents> {
 
   start(): void {
     if (this.currentState !== 'closed') return;
+    this.opts.heartbeat?.every('serial read', this.opts.heartbeat.periodMs, this.onBeat, true);
     this.openNow();
     const timeout = this.opts.silenceTimeoutMs;
     if (timeout > 0) {
@@ -141,10 +147,58 @@ export class SerialLink extends EventEmitter<LinkEvents> {
     if (this.currentState === 'open') this.reader?.readNow();
   }
 
-  /** Raw bytes as they cross the link (capture for diagnostics); null to stop. */
+  /** Raw bytes as they cross the link (capture for diagnostics; valid only during the call: copy to keep); null to stop. */
   setTap(tap: ((bytes: Buffer, dir: number) => void) | null): void {
     this.tap = tap;
+    this.updatePacing();
   }
+
+  /**
+   * Nobody is watching the live figures (the agent says so from its API's
+   * subscribers): read once a heartbeat, in the wake-up that commits and
+   * uploads, instead of every readCoalesceMs. The records are the same (they
+   * are timed by the board's clock); they reach the spool, the cloud and
+   * `status` at most a beat later. The link reads at its own pace again at
+   * once while anything needs it sooner: a live subscriber, a capture, a
+   * firmware transfer, a reply to what was just sent to the board (the polled
+   * bus sends ten times a second, so it is never read on the beat). Needs the
+   * heartbeat option.
+   */
+  setUnwatched(on: boolean): void {
+    this.unwatched = on;
+    this.updatePacing();
+  }
+
+  private unwatched = false;
+
+  /** True while the board is read on the heartbeat (setUnwatched), not at the link's own pace. */
+  get readingOnBeat(): boolean {
+    return this.reader?.ownerPaced ?? false;
+  }
+
+  /** Until when replies may be coming for something written to the board (ms, Date.now()). */
+  private repliesUntilMs = 0;
+
+  private updatePacing(): void {
+    const hb = this.opts.heartbeat;
+    const timeout = this.opts.silenceTimeoutMs;
+    this.reader?.setOwnerPaced(
+      this.unwatched &&
+        !!hb &&
+        hb.periodMs <= MAX_BEAT_READ_MS &&
+        // The silence check must count beats too: a check of its own, between beats, would see silence.
+        (timeout === 0 || timeout >= 3 * hb.periodMs) &&
+        !this.lowLatency &&
+        !this.tap &&
+        Date.now() >= this.repliesUntilMs,
+    );
+  }
+
+  /** On the heartbeat, first of its tasks: the beat's read while the link is read on the beat. */
+  private readonly onBeat = (): void => {
+    this.updatePacing();
+    if (this.currentState === 'open' && this.reader?.ownerPaced) this.reader.readNow();
+  };
 
   private tap: ((bytes: Buffer, dir: number) => void) | null = null;
 
@@ -154,6 +208,11 @@ export class SerialLink extends EventEmitter<LinkEvents> {
     this.counters.bytesOut += bytes.length;
     if (this.tap) this.tap(bytes, 1);
     port.write(bytes);
+    if (this.unwatched) {
+      // A request's reply is read as it comes, not a beat later.
+      this.repliesUntilMs = Date.now() + REPLY_WINDOW_MS;
+      if (this.reader?.ownerPaced) this.updatePacing();
+    }
     return true;
   }
 
@@ -202,27 +261,13 @@ export class SerialLink extends EventEmitter<LinkEvents> {
   private onOpened(port: SerialPort): void {
     this.counters.opens++;
     this.backoff.reset();
-    const counters = this.counters;
-    const framing = this.opts.framing;
-    let deliver: (chunk: Buffer) => void;
-    if (framing.kind === 'delimited') {
-      const parser = new BoundedDelimiterParser(framing.maxFrame, () => counters.oversized++);
-      const onFrame = framing.onFrame;
-      parser.on('data', (frame: Buffer) => {
-        counters.framesIn++;
-        onFrame(frame);
-      });
-      deliver = (chunk) => parser.write(chunk);
-    } else deliver = framing.onData;
-    const onChunk = (chunk: Buffer): void => {
-      counters.bytesIn += chunk.length;
-      if (this.tap) this.tap(chunk, 0);
-      deliver(chunk);
-    };
-    this.reader = PolledReader.attach(port, onChunk, (reason) => this.lose(port, reason), this.opts.readCoalesceMs);
+    // A partial frame from before the reopen belongs to no frame.
+    this.splitter?.reset();
+    this.reader = PolledReader.attach(port, this.onBytes, (reason) => this.lose(port, reason), this.opts.readCoalesceMs);
     if (this.reader) this.reader.lowLatency = this.lowLatency;
+    this.updatePacing();
     // Platforms whose binding cannot be polled read through serialport's stream.
-    if (!this.reader) port.on('data', onChunk);
+    if (!this.reader) port.on('data', (chunk: Buffer) => this.onBytes(chunk, 0, chunk.length));
     port.on('error', (err: Error & { code?: string }) => {
       this.lastError = err.message;
       // serialport reports a hung-up pty or vanished USB device as EIO without closing.
@@ -238,6 +283,22 @@ export class SerialLink extends EventEmitter<LinkEvents> {
 
   private lowLatency = false;
 
+  /** fwp's frames out of the bytes read (null for a protocol that frames its own stream). */
+  private readonly splitter: FrameSplitter | null;
+
+  /** Every read, from the reader's own buffer: counted, tapped when a capture runs, then split or handed on. */
+  private readonly onBytes = (bytes: Buffer, start: number, end: number): void => {
+    const counters = this.counters;
+    counters.bytesIn += end - start;
+    if (this.tap) this.tap(bytes.subarray(start, end), 0);
+    const splitter = this.splitter;
+    if (splitter) {
+      splitter.feed(bytes, start, end);
+      counters.framesIn = splitter.frames;
+      counters.oversized = splitter.oversized;
+    } else if (this.opts.framing.kind === 'stream') this.opts.framing.onData(bytes, start, end);
+  };
+
   /**
    * Read each byte as it comes instead of pacing reads (readCoalesceMs):
    * for a firmware transfer, whose window waits on the board's
@@ -246,6 +307,7 @@ export class SerialLink extends EventEmitter<LinkEvents> {
   setLowLatency(on: boolean): void {
     this.lowLatency = on;
     if (this.reader) this.reader.lowLatency = on;
+    this.updatePacing();
   }
 
   /** The port stopped working: release it and try again later. */

@@ -4,12 +4,9 @@
  * (requests, polling); the agent stays protocol-agnostic.
  */
 import type { BoardInfo, ProtocolHealth } from '../contracts/health.js';
+import type { Framing } from '../link/frame-splitter.js';
 
-export type Framing =
-  /** Frames between 0x00 delimiters (fwp): the link splits them, under a length cap. */
-  | { kind: 'delimited'; maxFrame: number; onFrame: (frame: Buffer) => void }
-  /** A byte stream the driver frames itself (the polled bus, whose frames may contain their end byte). */
-  | { kind: 'stream'; onData: (chunk: Buffer) => void };
+export type { ByteSink, Framing } from '../link/frame-splitter.js';
 
 export interface ProtocolDriver {
   readonly name: 'fwp' | 'peloton';

@@ -16,8 +16,9 @@ import type { Logger } from '../log/logger.js';
 import type { Calibration } from '../metrics/calibration.js';
 import type { MetricsEngine } from '../metrics/engine.js';
 import type { ProtocolDriver } from './driver.js';
+import { FrameSplitter } from '../link/frame-splitter.js';
+import { MAX_WIRE_FRAME } from './fwp/codec.js';
 import { FwpDriver } from './fwp/driver.js';
-import { FwpFrameSplitter } from './fwp/frame-splitter.js';
 import { FwpProtocol } from './fwp/protocol.js';
 import { PelotonCmd, PelotonParser } from './peloton/codec.js';
 import { PelotonDriver } from './peloton/driver.js';
@@ -134,7 +135,7 @@ export function createListener(
   }
   // Replies to requests are in the bytes already; nothing is sent.
   const driver = new FwpDriver(engine, () => false);
-  const splitter = new FwpFrameSplitter((b, start, end) => driver.decode(b, start, end));
+  const splitter = new FrameSplitter(MAX_WIRE_FRAME - 1, (b, start, end) => driver.decode(b, start, end));
   return {
     name,
     feed: (b, start, end, dir) => {

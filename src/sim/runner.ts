@@ -116,7 +116,13 @@ export class SimRunner<B extends SimulatedBoard = SimBoard> {
     // replies written straight to the fd, not through serialport's threadpool
     // round trips, which under a loaded machine delay a reply past the
     // console's poll period.
-    const reader = PolledReader.attach(port, onData, () => {}, 0);
+    // The reader lends its buffer for the call; the board keeps what it is given, so a copy.
+    const reader = PolledReader.attach(
+      port,
+      (b, start, end) => onData(Buffer.from(b.subarray(start, end))),
+      () => {},
+      0,
+    );
     if (reader) this.reader = reader;
     else port.on('data', onData);
     port.on('error', () => {});

@@ -196,34 +196,45 @@ export interface OutboxMessage {
 /** Messages for the cloud that must survive a restart; deleted on the broker's acknowledgement. */
 export class Outbox {
   private readonly insert: Database.Statement;
-  private readonly peekStmt: Database.Statement;
   private readonly remove: Database.Statement;
   private readonly count: Database.Statement;
+  private readonly oldestStmt: Database.Statement;
+  /**
+   * Messages waiting, as this process counts them (never fewer than there
+   * are): the uploader asks for the oldest every second, and an empty outbox,
+   * the usual case, is answered without SQLite.
+   */
+  private waiting: number;
 
   constructor(db: Database.Database) {
     this.insert = db.prepare('INSERT INTO outbox (kind, payload, created_ms) VALUES (?, ?, ?)');
-    this.peekStmt = db.prepare('SELECT id, kind, payload, created_ms FROM outbox WHERE id > ? ORDER BY id LIMIT ?');
+    // LIMIT in the text: a bound LIMIT recompiles the statement at every call (see Spool.read).
+    this.oldestStmt = db.prepare('SELECT id, kind, payload, created_ms FROM outbox ORDER BY id LIMIT 1');
     this.remove = db.prepare('DELETE FROM outbox WHERE id = ?');
     this.count = db.prepare('SELECT count(*) AS n FROM outbox');
+    this.waiting = this.size();
   }
 
   add(kind: OutboxMessage['kind'], payload: Buffer): number {
-    return Number(this.insert.run(kind, payload, Date.now()).lastInsertRowid);
+    const id = Number(this.insert.run(kind, payload, Date.now()).lastInsertRowid);
+    this.waiting++;
+    return id;
   }
 
-  peek(afterId: number, limit: number): OutboxMessage[] {
-    return (
-      this.peekStmt.all(afterId, limit) as Array<{ id: number; kind: OutboxMessage['kind']; payload: Buffer; created_ms: number }>
-    ).map((m) => ({
-      id: m.id,
-      kind: m.kind,
-      payload: m.payload,
-      createdMs: m.created_ms,
-    }));
+  /** The oldest message waiting, or null. */
+  oldest(): OutboxMessage | null {
+    if (this.waiting === 0) return null;
+    const m = this.oldestStmt.get() as { id: number; kind: OutboxMessage['kind']; payload: Buffer; created_ms: number } | undefined;
+    // An add rolled back with its transaction counted one too many: the table is the truth.
+    if (!m) {
+      this.waiting = 0;
+      return null;
+    }
+    return { id: m.id, kind: m.kind, payload: m.payload, createdMs: m.created_ms };
   }
 
   delete(id: number): void {
-    this.remove.run(id);
+    if (this.remove.run(id).changes > 0) this.waiting--;
   }
 
   size(): number {

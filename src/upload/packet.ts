@@ -83,54 +83,60 @@ export interface EncodeInput {
   deviceId: string;
   ride: string | null;
   /** Spool rows, in sequence order. */
-  rows: SpoolRow[];
+  rows: readonly SpoolRow[];
   gaps: readonly Gap[];
   deflate: boolean;
 }
 
-export function buildColumns(rows: SpoolRow[]): PacketColumns {
-  const seq: number[] = [];
-  const t: number[] = [];
+// Plain loops, no callbacks: this runs once a second, too rarely for V8 to optimise it, so what it costs is what the
+// interpreter and baseline code pay per call and per closure.
+export function buildColumns(rows: readonly SpoolRow[]): PacketColumns {
+  const n = rows.length;
+  const seq = new Array<number>(n);
+  const t = new Array<number>(n);
+  const flags = new Array<number>(n);
   let prevSeq = 0;
   let prevT = 0;
-  const values: Array<Array<number | null>> = VALUE_COLUMNS.map(() => []);
-  const last: number[] = VALUE_COLUMNS.map(() => 0);
-  const flags: number[] = [];
-  rows.forEach((row, i) => {
+  for (let i = 0; i < n; i++) {
+    const row = rows[i];
     const s = row[SEQ];
     const tMs = Math.round(row[T] / 1000);
-    seq.push(i === 0 ? s : s - prevSeq);
-    t.push(i === 0 ? tMs : tMs - prevT);
+    seq[i] = i === 0 ? s : s - prevSeq;
+    t[i] = i === 0 ? tMs : tMs - prevT;
     prevSeq = s;
     prevT = tMs;
-    VALUE_COLUMNS.forEach((_, c) => {
-      const v = row[FIRST_VALUE + c] as number | null;
-      if (v === null) values[c].push(null);
-      else {
-        values[c].push(v - last[c]);
-        last[c] = v;
-      }
-    });
-    flags.push(row[FLAGS]);
-  });
+    flags[i] = row[FLAGS];
+  }
   // Keys in the order of packet.cddl.
   const cols: PacketColumns = { seq, t_ms: t };
-  VALUE_COLUMNS.forEach((col, c) => (cols[col.name] = values[c]));
+  for (let c = 0; c < VALUE_COLUMNS.length; c++) {
+    const column = new Array<number | null>(n);
+    let last = 0;
+    for (let i = 0; i < n; i++) {
+      const v = rows[i][FIRST_VALUE + c] as number | null;
+      if (v === null) column[i] = null;
+      else {
+        column[i] = v - last;
+        last = v;
+      }
+    }
+    cols[VALUE_COLUMNS[c].name] = column;
+  }
   cols.flags = flags;
   return cols;
 }
 
-function clockOf(rows: SpoolRow[]): Array<[number, number]> {
+function clockOf(rows: readonly SpoolRow[]): Array<[number, number]> {
   const out: Array<[number, number]> = [];
   let prev = NaN;
-  rows.forEach((row, i) => {
-    const offset = row[WALL] - Math.round(row[T] / 1000);
+  for (let i = 0; i < rows.length; i++) {
+    const offset = rows[i][WALL] - Math.round(rows[i][T] / 1000);
     // A change of more than a few ms is a wall-clock step (NTP, a set clock); smaller is rounding.
     if (!(Math.abs(offset - prev) <= 2)) {
       out.push([i, offset]);
       prev = offset;
     }
-  });
+  }
   return out;
 }
 
@@ -148,7 +154,7 @@ export function buildPacket(input: EncodeInput): Packet {
     clock: clockOf(rows),
     gaps: input.gaps.map((g) => ({ first: g.firstSeq, last: g.lastSeq, count: g.count, reason: g.reason })),
     enc: input.deflate ? 'delta+deflate' : 'delta',
-    cols: input.deflate ? new Uint8Array(deflateRawSync(encodeCbor(cols), { level: 6 })) : cols,
+    cols: input.deflate ? new Uint8Array(deflateRawSync(encoder.encode(wideColumns(cols)), { level: 6 })) : cols,
   };
 }
 
@@ -157,11 +163,36 @@ export function buildPacket(input: EncodeInput): Packet {
  * 64 bits need a BigInt. Wall-clock offsets (Unix ms) and, in time, sequence
  * numbers are that large, and the schema says int.
  */
-function widenLargeInts(x: unknown): unknown {
-  if (typeof x === 'number') return Number.isInteger(x) && (x > 0xffffffff || x < -0x100000000) ? BigInt(x) : x;
-  if (Array.isArray(x)) return x.map(widenLargeInts);
-  if (x instanceof Uint8Array || x === null || typeof x !== 'object') return x;
-  return Object.fromEntries(Object.entries(x).map(([k, v]) => [k, widenLargeInts(v)]));
+const wide = (x: number): number | bigint => (Number.isInteger(x) && (x > 0xffffffff || x < -0x100000000) ? BigInt(x) : x);
+
+/** A column as cbor-x must be given it: large integers widened (in a copy only where there is one). */
+function wideColumn(column: Array<number | null>): Array<number | bigint | null> {
+  for (let i = 0; i < column.length; i++) {
+    const x = column[i];
+    if (x !== null && wide(x) !== x) return column.map((y) => (y === null ? null : wide(y)));
+  }
+  return column;
+}
+
+function wideColumns(cols: PacketColumns): Record<string, Array<number | bigint | null>> {
+  const out: Record<string, Array<number | bigint | null>> = {};
+  for (const name in cols) out[name] = wideColumn(cols[name]);
+  return out;
+}
+
+/** The packet as cbor-x must be given it, keys in the packet's order (packet.cddl). */
+function widePacket(p: Packet): unknown {
+  return {
+    v: wide(p.v),
+    dev: p.dev,
+    ride: p.ride,
+    seq: [wide(p.seq[0]), wide(p.seq[1])],
+    n: wide(p.n),
+    clock: p.clock.map(([index, offset]) => [wide(index), wide(offset)]),
+    gaps: p.gaps.map((g) => ({ first: wide(g.first), last: wide(g.last), count: wide(g.count), reason: g.reason })),
+    enc: p.enc,
+    cols: p.cols instanceof Uint8Array ? p.cols : wideColumns(p.cols),
+  };
 }
 
 /** Safe 64-bit integers back to numbers (cbor-x decodes 64-bit integers as BigInt). */
@@ -172,10 +203,8 @@ function narrowSafeInts(x: unknown): unknown {
   return Object.fromEntries(Object.entries(x).map(([k, v]) => [k, narrowSafeInts(v)]));
 }
 
-const encodeCbor = (x: unknown): Buffer => encoder.encode(widenLargeInts(x));
-
 export function encodePacket(input: EncodeInput): Buffer {
-  return encodeCbor(buildPacket(input));
+  return encoder.encode(widePacket(buildPacket(input)));
 }
 
 /** Decode a packet's bytes (any RFC 8949 decoder would do; this one is the reference). */

@@ -27,7 +27,7 @@ import type { IClientOptions, IConnackPacket, MqttClient } from 'mqtt';
 import { connectMqtt } from './mqtt-connect.js';
 import type { Logger } from '../log/logger.js';
 import { Backoff } from '../link/backoff.js';
-import type { Spool } from '../spool/spool.js';
+import type { Spool, SpoolRow } from '../spool/spool.js';
 import { encodePacket } from './packet.js';
 import { ServerLimits } from './limits.js';
 import { TokenBucket } from './token-bucket.js';
@@ -86,6 +86,8 @@ export class UploaderCounters {
 
 /** Room for the PUBLISH fixed header, topic and properties within the broker's maximum. */
 const PUBLISH_OVERHEAD = 256;
+/** A read that found nothing (never modified: rows are only sliced). */
+const NO_ROWS: readonly SpoolRow[] = [];
 
 export class Uploader {
   readonly counters = new UploaderCounters();
@@ -363,7 +365,8 @@ export class Uploader {
     const client = this.client;
     if (!client || this.currentState !== 'connected') return;
     while (this.inflight < this.window) {
-      let rows = this.spool.read(this.liveCursor, this.opts.maxRecordsPerPacket);
+      // Caught up with the last commit (most polls): nothing to read.
+      let rows = this.liveCursor < this.spool.newestSeq ? this.spool.read(this.liveCursor, this.opts.maxRecordsPerPacket) : NO_ROWS;
       if (rows.length === 0 && this.cursor < this.liveFrom - 1) {
         rows = this.spool.read(this.cursor, this.opts.maxRecordsPerPacket);
         const end = rows.findIndex((r) => r[0] >= this.liveFrom);
@@ -423,7 +426,7 @@ export class Uploader {
   private pumpOutbox(client: MqttClient): void {
     if (this.outboxInflight) return;
     // One at a time, oldest first: what is acknowledged is deleted, so the oldest left is the next.
-    const [msg] = this.spool.outbox.peek(0, 1);
+    const msg = this.spool.outbox.oldest();
     if (!msg) return;
     const wait = this.bucket.take(msg.payload.length);
     if (wait > 0) {

@@ -30,9 +30,15 @@ export class Heartbeat {
     if (!(periodMs > 0)) throw new RangeError(`heartbeat period must be positive, got ${periodMs}`);
   }
 
-  /** Run `run` every `everyMs` (rounded up to whole beats), in the order tasks were added. */
-  every(name: string, everyMs: number, run: () => void): void {
-    this.entries.push({ name, everyMs, run, sinceMs: 0 });
+  /**
+   * Run `run` every `everyMs` (rounded up to whole beats), in the order tasks
+   * were added; `first` puts it before those already added (the serial read,
+   * so the commit that follows holds what it read).
+   */
+  every(name: string, everyMs: number, run: () => void, first = false): void {
+    const e = { name, everyMs, run, sinceMs: 0 };
+    if (first) this.entries.unshift(e);
+    else this.entries.push(e);
   }
 
   start(): void {

@@ -13,7 +13,7 @@ import type { MetricsEngine } from '../../src/metrics/engine.js';
 import type { LiveRecord } from '../../src/metrics/record.js';
 import { createEngine } from '../../src/pipeline/engine.js';
 import type { ProtocolDriver } from '../../src/protocol/driver.js';
-import { FwpFrameSplitter } from '../../src/protocol/fwp/frame-splitter.js';
+import { FrameSplitter } from '../../src/link/frame-splitter.js';
 import { createProtocol } from '../../src/protocol/registry.js';
 import { SimRunner, type SimulatedBoard } from '../../src/sim/runner.js';
 
@@ -56,13 +56,12 @@ export function memoryPipeline<B extends SimulatedBoard>(board: B, configJson: R
     createLogger('silent'),
   );
   const framing = protocol.framing;
-  const splitter =
-    framing.kind === 'delimited' ? new FwpFrameSplitter((buf, start, end) => framing.onFrame(Buffer.from(buf.subarray(start, end)))) : null;
+  const splitter = framing.kind === 'delimited' ? new FrameSplitter(framing.maxFrame, framing.onFrame) : null;
   const sim = new SimRunner({ board });
   toBoard = sim.startInMemory((b) =>
     setImmediate(() => {
       if (splitter) splitter.feed(b, 0, b.length);
-      else if (framing.kind === 'stream') framing.onData(b);
+      else if (framing.kind === 'stream') framing.onData(b, 0, b.length);
     }),
   );
   protocol.linkOpened();

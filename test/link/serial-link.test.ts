@@ -247,4 +247,48 @@ describe('serial link on a real pty pair', () => {
     expect(records.length).toBeGreaterThanOrEqual(599);
     expect(records.length).toBeLessThanOrEqual(600);
   });
+
+  it('read on the heartbeat while nobody watches the live figures: the same records in one burst a beat; at its own pace while watched or waiting for a reply', async () => {
+    const { RequestOp } = await import('../../src/protocol/fwp/codec.js');
+    const cal = loadCalibration('sim-bike-v1');
+    const sim = new SimRunner({ board: new SimBoard(cal, STEADY) });
+    const path = await sim.startOnPty(tempDir('pty-beat-'));
+    cleanups.push(() => sim.stop());
+    // The installed silence timeout (3 s: three beats), so the silence check rides on the heartbeat too.
+    const { agent } = startAgent(path, {
+      serial: { path, reopenBaseMs: 50, reopenCapMs: 200, silenceTimeoutMs: 3000, requestTimeoutMs: 300, requestRetries: 2 },
+    });
+    cleanups.push(() => agent.stop());
+    const arrivals: number[] = [];
+    agent.addRecordSink(() => arrivals.push(performance.now()));
+    /** Records and the bursts they came in (a pause of over 50 ms between two records starts a burst) over `ms`. */
+    const watch = async (ms: number) => {
+      const from = arrivals.length;
+      await sleep(ms);
+      const got = arrivals.slice(from);
+      const bursts = got.filter((t, i) => i === 0 || t - got[i - 1] > 50).length;
+      return { records: got.length, bursts };
+    };
+    await waitFor(() => agent.firmware.driver.hello !== null, 'board hello');
+    // The hello was a request: its reply window (2 s) passes, then the next beat reads on the beat.
+    await waitFor(() => agent.link.readingOnBeat, 'reading on the beat', 5000);
+    const unwatched = await watch(4000);
+    expect(unwatched.records).toBeGreaterThanOrEqual(30); // 10 Hz, nothing lost or held back
+    expect(unwatched.bursts).toBeLessThanOrEqual(5); // one a beat
+    expect(agent.health().link.counters.opens).toBe(1); // the beats between reads are not silence
+
+    agent.link.setUnwatched(false); // a live subscriber (the hub calls this)
+    expect(agent.link.readingOnBeat).toBe(false);
+    const watched = await watch(3000);
+    expect(watched.records).toBeGreaterThanOrEqual(25);
+    expect(watched.bursts).toBeGreaterThanOrEqual(15); // every readCoalesceMs (100 ms)
+
+    agent.link.setUnwatched(true);
+    await waitFor(() => agent.link.readingOnBeat, 'reading on the beat again', 3000);
+    // A request: its reply is read as it comes, and the link goes back to the beat once the window has passed.
+    const reply = agent.firmware.driver.request(RequestOp.SET_SAMPLE_RATE, 50, { timeoutMs: 300, retries: 0 });
+    expect(agent.link.readingOnBeat).toBe(false);
+    await reply;
+    await waitFor(() => agent.link.readingOnBeat, 'back on the beat after the reply window', 5000);
+  });
 });

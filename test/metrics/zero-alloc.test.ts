@@ -9,7 +9,7 @@ import { tempDir } from '../helpers/agent.js';
 const HEAP_ALLOWANCE = 1024 * 1024;
 
 describe('hot path discipline', () => {
-  it('1,000,000 frames through decode, ring buffer and the 10 Hz engine cause zero GC events', async () => {
+  it('1,000,000 frames, read 140 bytes at a time, through splitting, decode, ring buffer and the 10 Hz engine cause zero GC events', async () => {
     const r = await measureHotPath(1_000_000);
     expect(r.decodeErrors).toBe(0);
     // 50 Hz samples -> one record per 5 frames.

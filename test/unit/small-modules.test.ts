@@ -13,8 +13,6 @@ import { ConfigError } from '../../src/config/errors.js';
 import { Backoff } from '../../src/link/backoff.js';
 import { RecentLog } from '../../src/log/recent.js';
 import { BoardClock } from '../../src/protocol/fwp/board-clock.js';
-import { FwpFrameSplitter } from '../../src/protocol/fwp/frame-splitter.js';
-import { MAX_WIRE_FRAME } from '../../src/protocol/fwp/codec.js';
 import { encodeRequest, PelotonCmd, REQ_READ, encodeReply, REPLY_DIGITS } from '../../src/protocol/peloton/codec.js';
 import { detectProtocol } from '../../src/protocol/registry.js';
 import { seededRandom } from '../../src/sim/rng.js';
@@ -180,31 +178,6 @@ describe('SequenceAllocator: numbers that never repeat', () => {
     writeFileSync(join(dir, 's.json'), 'not json');
     expect(SequenceAllocator.readReservation(join(dir, 's.json')).state).toBe('unreadable');
     expect(SequenceAllocator.readReservation(join(dir, 'none.json')).state).toBe('missing');
-  });
-});
-
-describe('FwpFrameSplitter: frames out of pieces, without allocating per frame', () => {
-  const frames = (...pieces: number[][]) => {
-    const got: string[] = [];
-    const s = new FwpFrameSplitter((b, start, end) => got.push(Buffer.from(b.subarray(start, end)).toString('hex')));
-    for (const p of pieces) {
-      const b = Buffer.from(p);
-      s.feed(b, 0, b.length);
-    }
-    return { got, oversized: s.oversized };
-  };
-
-  it('splits on 0x00, carries a frame cut across pieces, and passes empty frames through (padding)', () => {
-    const r = frames([0, 1, 2, 0, 3], [4, 0, 0, 5], [6, 0]);
-    expect(r.got).toEqual(['', '0102', '0304', '', '0506']);
-    expect(r.oversized).toBe(0);
-  });
-
-  it('drops a run past the cap once, then resumes at the next delimiter', () => {
-    const long = new Array<number>(MAX_WIRE_FRAME + 10).fill(7);
-    const r = frames([0, ...long.slice(0, 100)], long.slice(100), [0, 9, 0]);
-    expect(r.oversized).toBe(1);
-    expect(r.got).toEqual(['', '09']);
   });
 });
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { gzipSync } from 'node:zlib';
+import { deflateRawSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log/logger.js';
 import { LiveRecord } from '../../src/metrics/record.js';
@@ -8,6 +8,8 @@ import { Spool, type SpoolRow } from '../../src/spool/spool.js';
 import { VALUE_COLUMNS } from '../../src/spool/columns.js';
 import { buildPacket, decodePacketBytes, decodeRecords, encodePacket, type Packet } from '../../src/upload/packet.js';
 import { validatePacket } from '../../src/upload/packet-validate.js';
+import { Encoder } from '../../src/upload/cbor.js';
+import { seededRandom } from '../../src/sim/rng.js';
 import { tempDir } from '../helpers/agent.js';
 import { makePipeline } from '../helpers/ride.js';
 
@@ -248,5 +250,50 @@ describe('telemetry packets (firmware-protocol/packet.cddl)', () => {
     console.log(`bytes per record on a 1-hour ride: ${JSON.stringify(report)}`);
     expect(cborDeflate * 15).toBeLessThanOrEqual(json);
     expect(cborDeflate).toBeLessThan(jsonGzip);
+  });
+});
+
+describe('packet encoding, against a straightforward reference', () => {
+  // The encoder as it was first written: build the packet, then widen every integer beyond 32 bits to a BigInt
+  // by walking the whole value. encodePacket builds with loops and widens field by field; the bytes must not differ.
+  const reference = new Encoder({ useRecords: false, mapsAsObjects: true, variableMapSize: true, tagUint8Array: false, pack: false });
+  const widen = (x: unknown): unknown => {
+    if (typeof x === 'number') return Number.isInteger(x) && (x > 0xffffffff || x < -0x100000000) ? BigInt(x) : x;
+    if (Array.isArray(x)) return x.map(widen);
+    if (x instanceof Uint8Array || x === null || typeof x !== 'object') return x;
+    return Object.fromEntries(Object.entries(x).map(([k, v]) => [k, widen(v)]));
+  };
+  const referenceBytes = (input: Parameters<typeof encodePacket>[0]): Buffer => {
+    const plain = buildPacket({ ...input, deflate: false });
+    const cols = input.deflate ? new Uint8Array(deflateRawSync(reference.encode(widen(plain.cols)), { level: 6 })) : plain.cols;
+    return reference.encode(widen({ ...plain, enc: input.deflate ? 'delta+deflate' : 'delta', cols }));
+  };
+
+  it('gives the same bytes on seeded random rows with nulls, wall-clock steps and integers beyond 32 bits', () => {
+    const random = seededRandom(1206);
+    for (let round = 0; round < 40; round++) {
+      const n = 1 + Math.floor(random() * 30);
+      const big = round % 2 === 1;
+      let seq = big ? 2 ** 33 + round : 1 + round * 100;
+      let tUs = big ? 2 ** 45 : 5_000_000;
+      let wall = 1.7e12;
+      const rows: SpoolRow[] = [];
+      for (let i = 0; i < n; i++) {
+        seq += random() < 0.1 ? 3 : 1;
+        tUs += 100_000;
+        wall += random() < 0.05 ? 60_000 : 100;
+        // Around the 32-bit edges too: 2^32 - 1 stays a number, 2^32 becomes a BigInt, -2^32 stays, -2^32 - 1 does not.
+        const edges = [2 ** 32 - 1, 2 ** 32, -(2 ** 32), -(2 ** 32) - 1, 3e9, -(2 ** 34)];
+        const values = VALUE_COLUMNS.map(() =>
+          random() < 0.15 ? null : big && random() < 0.3 ? edges[Math.floor(random() * edges.length)] : Math.floor(random() * 5000),
+        );
+        rows.push([seq, 1, tUs, wall, ...values, Math.floor(random() * 8)] as SpoolRow);
+      }
+      const gaps = big ? [{ id: 1, firstSeq: 2 ** 33, lastSeq: 2 ** 33 + 5, count: 6, reason: 'evicted' as const, atMs: 0 }] : [];
+      for (const deflate of [false, true]) {
+        const input = { deviceId: 'bike-ref', ride: round % 3 ? 'ride-uuid' : null, rows, gaps, deflate };
+        expect(encodePacket(input).equals(referenceBytes(input))).toBe(true);
+      }
+    }
   });
 });

@@ -108,11 +108,6 @@ export class FwpDriver {
     private readonly events: FwpDriverEvents = {},
   ) {}
 
-  /** Handler for the link's frames (bytes between delimiters). */
-  onFrame = (frame: Buffer): void => {
-    this.decode(frame, 0, frame.length);
-  };
-
   /** A fresh connection: sequence numbering restarts, the board is asked who it is. */
   linkOpened(): void {
     this.expectSeq = -1;

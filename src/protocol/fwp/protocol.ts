@@ -49,7 +49,7 @@ export class FwpProtocol implements ProtocolDriver {
       },
     });
     const driver = this.driver;
-    this.framing = { kind: 'delimited', maxFrame: MAX_WIRE_FRAME - 1, onFrame: (frame) => driver.onFrame(frame) };
+    this.framing = { kind: 'delimited', maxFrame: MAX_WIRE_FRAME - 1, onFrame: (b, start, end) => driver.decode(b, start, end) };
   }
 
   private progressListener: ((next: number, status: number, free: number) => void) | null = null;

@@ -90,7 +90,7 @@ export class PelotonDriver implements ProtocolDriver, PelotonFrameSink {
     private readonly opts: PelotonDriverOptions,
   ) {
     this.parser = new PelotonParser(this);
-    this.framing = { kind: 'stream', onData: (chunk) => this.parser.feed(chunk, 0, chunk.length) };
+    this.framing = { kind: 'stream', onData: (b, start, end) => this.parser.feed(b, start, end) };
     engine.setDefaultCalibration(true);
   }
 
