@@ -89,7 +89,7 @@ function printStatus(h: AgentHealth, config?: AgentConfig): void {
   const rows: string[][] = [];
   rows.push([
     'Link',
-    `${l.state} ${l.path} since ${ago(l.since)} · ${num(c.framesIn)} frames · ${num(errors)} decode errors · ${num(h.protocol.lostFrames)} lost · opened ${c.opens}×`,
+    `${l.state} ${l.path} since ${ago(l.since)} · ${num(c.framesIn)} frames · ${num(errors)} decode errors · ${num(h.protocol.lostFrames)} lost · opened ${c.opens}×${l.state !== 'open' ? '' : l.reads === 'heartbeat' ? ' · read each second (no live viewer)' : ' · read live'}`,
   ]);
   if (l.lastError) rows.push(['', `last link error: ${l.lastError}`]);
   const hello = h.board.hello;

@@ -13,7 +13,8 @@
 import { z } from 'zod';
 
 export const HEALTH_VERSION = 1;
-export const HEALTH_REVISION = 1;
+/** 2: link.reads. */
+export const HEALTH_REVISION = 2;
 
 const count = z.number().int().nonnegative();
 const nullableText = z.string().nullable();
@@ -27,6 +28,11 @@ export const LinkHealthSchema = z
     since: z.number(),
     /** Why the link is not open (absent while it is). */
     lastError: z.string().optional(),
+    /**
+     * How the board is read: `paced` every serial.readCoalesceMs (someone watches the live figures, or a reply or a
+     * firmware transfer is awaited), `heartbeat` once a heartbeat while nobody watches (figures up to a second old).
+     */
+    reads: z.enum(['paced', 'heartbeat']),
     counters: z
       .object({
         bytesIn: count,

@@ -105,7 +105,13 @@ export class SerialLink extends EventEmitter<LinkEvents> {
   }
 
   snapshot(): Omit<LinkHealth, 'path'> {
-    return { state: this.currentState, since: this.stateSince, lastError: this.lastError, counters: this.counters };
+    return {
+      state: this.currentState,
+      since: this.stateSince,
+      lastError: this.lastError,
+      reads: this.readingOnBeat ? 'heartbeat' : 'paced',
+      counters: this.counters,
+    };
   }
 
   start(): void {

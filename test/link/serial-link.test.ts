@@ -276,9 +276,11 @@ describe('serial link on a real pty pair', () => {
     expect(unwatched.records).toBeGreaterThanOrEqual(30); // 10 Hz, nothing lost or held back
     expect(unwatched.bursts).toBeLessThanOrEqual(5); // one a beat
     expect(agent.health().link.counters.opens).toBe(1); // the beats between reads are not silence
+    expect(agent.health().link.reads).toBe('heartbeat'); // what status shows a technician
 
     agent.link.setUnwatched(false); // a live subscriber (the hub calls this)
     expect(agent.link.readingOnBeat).toBe(false);
+    expect(agent.health().link.reads).toBe('paced');
     const watched = await watch(3000);
     expect(watched.records).toBeGreaterThanOrEqual(25);
     expect(watched.bursts).toBeGreaterThanOrEqual(15); // every readCoalesceMs (100 ms)
