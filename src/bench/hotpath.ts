@@ -1,8 +1,9 @@
 /**
  * Measures the receive hot path: the bytes as read -> frame splitter -> frame
  * decode -> driver -> ring buffer -> 10 Hz engine, over frames generated
- * beforehand so that the measured loop runs only agent code. Used by scripts/bench/hotpath.js and by the
- * zero-allocation test; counts GC events with a PerformanceObserver.
+ * beforehand so that the measured loop runs only agent code. Used by
+ * scripts/bench/hotpath.js and by the zero-allocation test; counts GC events
+ * with a PerformanceObserver.
  */
 import { PerformanceObserver } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';

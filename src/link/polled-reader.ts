@@ -15,6 +15,7 @@
  */
 import { readSync } from 'node:fs';
 import type { SerialPortStream } from '@serialport/stream';
+import type { ByteSink } from './frame-splitter.js';
 
 interface PollableBinding {
   fd: number | null;
@@ -38,7 +39,7 @@ export class PolledReader {
 
   private constructor(
     private readonly binding: PollableBinding,
-    private readonly onData: (bytes: Buffer, start: number, end: number) => void,
+    private readonly onData: ByteSink,
     private readonly onLost: (reason: string) => void,
     private readonly coalesceMs: number,
     bufferBytes: number,
@@ -49,7 +50,7 @@ export class PolledReader {
   /** A reader for `port`, or null where its binding cannot be polled (not Linux/macOS). */
   static attach(
     port: SerialPortStream,
-    onData: (bytes: Buffer, start: number, end: number) => void,
+    onData: ByteSink,
     onLost: (reason: string) => void,
     coalesceMs: number,
     bufferBytes = 16384,
