@@ -46,7 +46,7 @@ const UPDATER_ENTRIES = ['ota/updater.ts', 'ota/updater-service.ts', 'cli/update
 const PROTOCOL_NAMERS = new Set(['protocol', 'sim', 'firmware']);
 const MAX_LINES = 400;
 /** CommonJS packages (cbor-x: its CommonJS build) that src/ loads through requireCjs only (rule 8). */
-const CJS_PACKAGES = ['mqtt', 'serialport', '@serialport/', 'better-sqlite3', 'pino', 'commander', 'cbor-x', 'unix-dgram'];
+const CJS_PACKAGES = ['mqtt', 'serialport', '@serialport/', 'better-sqlite3', 'pino', 'cbor-x', 'unix-dgram'];
 const isCjsPkg = (p) => CJS_PACKAGES.some((x) => (x.endsWith('/') ? p.startsWith(x) : p === x || p.startsWith(`${x}/`)));
 
 function walk(dir, out = []) {

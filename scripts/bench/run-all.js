@@ -10,6 +10,7 @@ const benches = [
   ['realtime.js', '--protocol', 'fwp'],
   ['realtime.js', '--protocol', 'peloton'],
   ['drain.js'],
+  ['spool-rss.js'],
   ['cli.js'],
   ['board-update.js'],
 ];

@@ -2,22 +2,13 @@
  * A client of the local API (the CLI, the updater): one Unix socket connection, requests
  * matched to replies by id, events to a listener.
  */
-import { AgentError } from '../util/errors.js';
+import { AgentNotRunningError, ApiRequestError } from './errors.js';
 import { createConnection, type Socket } from 'node:net';
 import type { z } from 'zod';
 import type { ApiErrorCode, Method, MethodResult, PARAMS } from '../contracts/api.js';
 import type { AgentHealth } from '../contracts/health.js';
 import { resolveSocketPath } from './socket-path.js';
 import type { AgentConfig } from '../config/schema.js';
-
-export class AgentNotRunningError extends AgentError<'agent_not_running'> {
-  constructor(message: string, options?: ErrorOptions) {
-    super('agent_not_running', message, options);
-  }
-}
-
-/** The agent refused a request: the API's error code (contracts/api.ts) and message. */
-export class ApiRequestError extends AgentError<ApiErrorCode> {}
 
 export type EventListener = (event: string, data: unknown) => void;
 

@@ -13,7 +13,8 @@ import { createLogger } from '../log/logger.js';
 import { CaptureFormatError, encodeChunk, encodeHeader, parseCapture } from '../capture/format.js';
 import { replayCapture, type ReplayProtocol } from '../capture/replay.js';
 import { detectProtocol } from '../protocol/registry.js';
-import { AgentNotRunningError, ApiClient } from '../api/client.js';
+import { ApiClient } from '../api/client.js';
+import { AgentNotRunningError } from '../api/errors.js';
 import { ExitCode } from './exit-codes.js';
 import { duration, json, num, out, table } from './format.js';
 

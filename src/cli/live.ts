@@ -5,7 +5,8 @@
  */
 import type { AgentHealth } from '../contracts/health.js';
 import { loadConfig } from '../config/load.js';
-import { AgentNotRunningError, ApiClient } from '../api/client.js';
+import { ApiClient } from '../api/client.js';
+import { AgentNotRunningError } from '../api/errors.js';
 import { ExitCode } from './exit-codes.js';
 import { duration, num } from './format.js';
 

@@ -5,15 +5,12 @@
  * not pay for the agent's pipeline (serialport, SQLite, MQTT).
  */
 import { fstatSync } from 'node:fs';
-import type * as Commander from 'commander';
-import { requireCjs } from '../util/require-cjs.js';
 import { AgentError } from '../util/errors.js';
 import { ConfigError } from '../config/errors.js';
 import { AGENT_VERSION } from '../version.js';
 import { ExitCode } from './exit-codes.js';
-import { AgentNotRunningError, ApiRequestError } from '../api/client.js';
-
-const { Command, CommanderError, InvalidArgumentError, Option } = requireCjs('commander') as typeof Commander;
+import { AgentNotRunningError, ApiRequestError } from '../api/errors.js';
+import { parseCommandLine, UsageError, type CommandSpec, type OptionSpec, type ProgramSpec } from './command-line.js';
 
 /** A developer tool's command run from a device bundle, which leaves such tools out (exit 6, not found). */
 class DevToolMissingError extends AgentError<'dev_tool_missing'> {
@@ -59,222 +56,301 @@ function num(name: string, min: number, max: number, integer = false) {
   return (v: string): number => {
     const n = Number(v);
     if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) {
-      throw new InvalidArgumentError(`${name} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}`);
+      throw new Error(`${name} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}`);
     }
     return n;
   };
 }
 
-const program = new Command('bike-telemetry')
-  .description('Edge telemetry agent for connected exercise bikes')
-  .version(AGENT_VERSION)
-  .exitOverride()
-  .configureOutput({ outputError: (str, write) => write(str) });
-
-program
-  .command('run')
-  .description('run the agent: serial link, 10 Hz metrics, record output')
-  .option('-c, --config <file>', 'JSON configuration file (embedded defaults when absent)')
-  .option('--simulate', 'start the built-in flywheel-board simulator on a pty and connect to it')
-  .addOption(new Option('--records <mode>', 'log every 10 Hz record, one per second, or none').choices(['all', '1hz', 'none']))
-  .option(
-    '--http-port <port>',
-    'serve the diagnostics page and browser API on this loopback port (0: off)',
-    num('--http-port', 0, 65535, true),
-  )
-  .addOption(new Option('--protocol <name>', 'wire protocol (overrides serial.protocol)').choices(['fwp', 'peloton']))
-  .action(runCommand);
-
 const CONFIG_HELP = 'configuration file (default: $BIKE_TELEMETRY_CONFIG, else /etc/bike-telemetry/config.json when present)';
 const SOCKET_HELP = "the agent's API socket (default: from the configuration)";
+const config: OptionSpec = { flags: '-c, --config <file>', description: CONFIG_HELP };
+const socket: OptionSpec = { flags: '--socket <path>', description: SOCKET_HELP };
+const jsonOut: OptionSpec = { flags: '--json', description: 'machine-readable output' };
 
-program
-  .command('status')
-  .description('link, board, spool, upload and ride on one screen; exit 0 healthy, 4 unhealthy, 5 agent not running')
-  .option('-c, --config <file>', CONFIG_HELP)
-  .option('--socket <path>', SOCKET_HELP)
-  .option('--json', 'machine-readable output')
-  .action(statusCommand);
+const spool: CommandSpec = {
+  name: 'spool',
+  description: 'the spool: backlog, size, oldest record, gaps (reads the file; the agent need not run)',
+  options: [config, jsonOut],
+  action: spoolCommand,
+  commands: [
+    {
+      name: 'export',
+      description: 'export records as CSV or JSON lines',
+      options: [
+        config,
+        { flags: '--format <format>', description: 'output format', choices: ['csv', 'json'], default: 'csv' },
+        { flags: '--from <seq|time>', description: 'first sequence number or ISO 8601 time' },
+        { flags: '--to <seq|time>', description: 'last sequence number or ISO 8601 time' },
+        { flags: '--ride <ride>', description: 'only the records of this ride (id or number)' },
+        { flags: '-o, --out <file>', description: 'write to a file instead of stdout' },
+      ],
+      // -c may come before or after `export`: the parent's options count too (command-line.ts).
+      action: exportCommand,
+    },
+  ],
+};
 
-program
-  .command('live')
-  .description('live figures at 10 Hz with one-minute sparklines; q or Ctrl-C quits')
-  .option('-c, --config <file>', CONFIG_HELP)
-  .option('--socket <path>', SOCKET_HELP)
-  .action(liveCommand);
+const ride: CommandSpec = {
+  name: 'ride',
+  description: 'rides kept in the spool',
+  commands: [
+    {
+      name: 'list',
+      description: 'the newest rides with their summaries',
+      options: [config, { flags: '--limit <n>', description: 'how many', parse: num('--limit', 1, 10000, true), default: 20 }, jsonOut],
+      action: rideListCommand,
+    },
+    {
+      name: 'chart',
+      description: 'an SVG chart of power, cadence and heart rate over a ride, with its summary',
+      args: [{ name: 'ride', description: 'ride id, its number from `ride list`, or "last"' }],
+      options: [{ flags: '-o, --out <file>', description: 'SVG file to write', required: true }, config],
+      action: rideChartCommand,
+    },
+  ],
+};
 
-program
-  .command('ports')
-  .description('serial ports present, with USB ids, and the one the configuration names')
-  .option('-c, --config <file>', CONFIG_HELP)
-  .option('--socket <path>', SOCKET_HELP)
-  .option('--json', 'machine-readable output')
-  .action(portsCommand);
+const board: CommandSpec = {
+  name: 'board',
+  description: "the flywheel board's firmware: what it runs, and updates over the link (fwp)",
+  commands: [
+    {
+      name: 'info',
+      description: 'board model, boot mode, both image slots and any transfer in progress (asks the board)',
+      options: [config, socket, jsonOut],
+      action: boardInfoCommand,
+    },
+    {
+      name: 'update',
+      description:
+        'install a signed board image (.fwimg): checked, then sent when the bike is idle; a progress bar until the board runs it',
+      args: [{ name: 'file', description: 'the signed image (.fwimg)' }],
+      options: [
+        config,
+        socket,
+        { flags: '--detach', description: 'return once the agent has accepted the image' },
+        { flags: '--json', description: 'machine-readable output (the final state)' },
+      ],
+      action: boardUpdateCommand,
+    },
+    {
+      name: 'image',
+      description: "the firmware team's release step: wrap a raw image into a signed .fwimg",
+      args: [{ name: 'raw', description: 'the raw firmware image' }],
+      options: [
+        { flags: '--model <id>', description: 'board model id', parse: num('--model', 1, 65535, true), required: true },
+        { flags: '--fw-version <a.b.c>', description: 'firmware version of the image', required: true },
+        { flags: '--key <file>', description: 'Ed25519 private key (PEM) of the fleet firmware key', required: true },
+        { flags: '--key-id <id>', description: 'the key id devices trust it under', required: true },
+        { flags: '-o, --out <file>', description: 'the .fwimg to write', required: true },
+        { flags: '--allow-downgrade', description: 'may be installed over a newer version' },
+        { flags: '--notes <text>', description: 'release notes carried in the signed header' },
+      ],
+      action: boardImageCommand,
+    },
+  ],
+};
 
-const spool = program
-  .command('spool')
-  .description('the spool: backlog, size, oldest record, gaps (reads the file; the agent need not run)')
-  .option('-c, --config <file>', CONFIG_HELP)
-  .option('--json', 'machine-readable output')
-  .action(spoolCommand);
-spool
-  .command('export')
-  .description('export records as CSV or JSON lines')
-  .option('-c, --config <file>', CONFIG_HELP)
-  .addOption(new Option('--format <format>', 'output format').choices(['csv', 'json']).default('csv'))
-  .option('--from <seq|time>', 'first sequence number or ISO 8601 time')
-  .option('--to <seq|time>', 'last sequence number or ISO 8601 time')
-  .option('--ride <ride>', 'only the records of this ride (id or number)')
-  .option('-o, --out <file>', 'write to a file instead of stdout')
-  // -c may come before or after `export`: the parent's options count too.
-  .action((_opts, cmd: Commander.Command) => exportCommand(cmd.optsWithGlobals()));
-
-const ride = program.command('ride').description('rides kept in the spool');
-ride
-  .command('list')
-  .description('the newest rides with their summaries')
-  .option('-c, --config <file>', CONFIG_HELP)
-  .option('--limit <n>', 'how many', num('--limit', 1, 10000, true), 20)
-  .option('--json', 'machine-readable output')
-  .action(rideListCommand);
-ride
-  .command('chart')
-  .description('an SVG chart of power, cadence and heart rate over a ride, with its summary')
-  .argument('<ride>', 'ride id, its number from `ride list`, or "last"')
-  .requiredOption('-o, --out <file>', 'SVG file to write')
-  .option('-c, --config <file>', CONFIG_HELP)
-  .action(rideChartCommand);
-
-program
-  .command('capture')
-  .description('record raw serial bytes with timestamps (through the running agent, else from the port)')
-  .requiredOption('-o, --out <file>', 'capture file to write')
-  .option('--seconds <s>', 'how long', num('--seconds', 0.1, 86400), 10)
-  .option('-c, --config <file>', CONFIG_HELP)
-  .option('--socket <path>', SOCKET_HELP)
-  .option('--json', 'machine-readable summary')
-  .action(captureCommand);
-
-program
-  .command('replay')
-  .description('play a capture or a plain byte dump through the decoder and metrics engine')
-  .argument('<file>', 'capture file (from `capture`) or raw byte dump')
-  .option('--realtime', 'at the pace it was recorded (a dump: at line speed)')
-  .option('--records', 'print every 10 Hz record as a JSON line')
-  .addOption(
-    new Option('--protocol <name>', "the capture's protocol (default: from the capture, or recognised in a dump)").choices([
-      'fwp',
-      'peloton',
-    ]),
-  )
-  .option('--calibration <name|file>', 'bike model calibration (default: from the configuration)')
-  .option('-c, --config <file>', CONFIG_HELP)
-  .option('--json', 'machine-readable summary')
-  .action(replayCommand);
-
-program
-  .command('fleet-sim')
-  .description(
-    'N simulated bikes (real spool and uploader each) against a private Mosquitto: steady, outage or cold-start; per-second JSON lines and a result',
-  )
-  .option('--bikes <n>', 'how many bikes', num('--bikes', 1, 100000, true), 100)
-  .option('--workers <n>', 'worker processes (default: one per core)', num('--workers', 1, 64, true))
-  .option('--seconds <s>', 'riding time', num('--seconds', 1, 86400, true), 30)
-  .addOption(
-    new Option('--scenario <name>', 'steady, outage (broker down, then up) or cold-start (every bike at once)')
-      .choices(['steady', 'outage', 'cold-start'])
-      .default('steady'),
-  )
-  .option('--outage-s <s>', 'outage length', num('--outage-s', 1, 86400, true), 60)
-  .option('--outage-at <s>', 'outage start', num('--outage-at', 1, 86400, true), 10)
-  .option('--limit-at <s>', 'set a fleet upload limit at this second', num('--limit-at', 1, 86400, true))
-  .option('--limit <bytes/s>', 'the fleet limit, per bike', num('--limit', 1, 1e9, true), 200)
-  .option('--backoff-base-ms <ms>', 'reconnect backoff base', num('--backoff-base-ms', 100, 600000, true), 1000)
-  .option('--backoff-cap-ms <ms>', 'reconnect backoff cap', num('--backoff-cap-ms', 100, 3600000, true), 120000)
-  .option('--dir <dir>', 'folder for the spools')
-  .addOption(new Option('--worker <json>').hideHelp())
-  .action(fleetSimCommand);
-
-program
-  .command('updater')
-  .description('the over-the-air updater: takes signed offers, installs, health-checks, rolls back')
-  .option('-c, --config <file>', CONFIG_HELP)
-  .option('--once', 'finish an interrupted update, handle the offers the agent left in the inbox, then exit (the shipped units)')
-  .action(updaterCommand);
-
-program
-  .command('selftest')
-  .description('check config, spool, serial device and broker; a pass/fail table, exit 4 when a check fails')
-  .option('-c, --config <file>', CONFIG_HELP)
-  .option('--socket <path>', SOCKET_HELP)
-  .option('--timeout <s>', 'seconds to wait for the board and the broker', num('--timeout', 0.5, 120), 5)
-  .option('--json', 'machine-readable output')
-  .action(selftestCommand);
-
-program
-  .command('simulate')
-  .description('a virtual flywheel board speaking fwp on a pseudo-terminal (prints its path) or stdout')
-  .option('--script <file>', 'ride script JSON (built-in interval ride when absent)')
-  .option('--calibration <name|file>', 'bike model calibration', 'sim-bike-v1')
-  .option('--rate <hz>', 'SAMPLE frames per second', num('--rate', 1, 200, true), 50)
-  .option('--seed <n>', 'random seed for noise and faults', num('--seed', 0, 2 ** 32, true), 1)
-  .option('--baud <rate>', 'baud rate of the pty', num('--baud', 1200, 4_000_000, true), 115200)
-  .option('--stdout', 'write the byte stream to stdout instead of a pty')
-  .option('--dir <dir>', 'folder for the pty links (board, console)')
-  .option('--duration <s>', 'stop after this many seconds', num('--duration', 0, 1e9))
-  .option('--noise <bytes/s>', 'inject random bytes between frames', num('--noise', 0, 1e6), 0)
-  .option('--bad-crc <fraction>', 'corrupt this fraction of frames', num('--bad-crc', 0, 1), 0)
-  .option('--drop <fraction>', 'drop this fraction of frames', num('--drop', 0, 1), 0)
-  .option('--unplug-every <s>', 'pull the cable every S seconds', num('--unplug-every', 0.1, 1e9))
-  .option('--unplug-for <s>', 'and plug it back in after S seconds', num('--unplug-for', 0.1, 1e9), 2)
-  .option('--clock-start <us>', 'board clock at boot (test the 32-bit wrap)', num('--clock-start', 0, 2 ** 32 - 1, true), 0)
-  .addOption(
-    new Option('--protocol <name>', 'fwp (our flywheel board) or peloton (the original bike, answering polls)')
-      .choices(['fwp', 'peloton'])
-      .default('fwp'),
-  )
-  .option('--refuse-calibration', 'peloton: do not answer calibration-table requests')
-  // For `run --simulate`, which starts the simulator as its child: exit when stdin closes (the agent is gone).
-  .addOption(new Option('--with-parent', 'exit when stdin closes').hideHelp())
-  .option('--flash <file>', 'fwp: a board with a bootloader and two image slots in this file (takes firmware updates)')
-  .option('--board-model <id>', 'fwp: the board model id it says in HELLO', num('--board-model', 1, 65535, true), 1)
-  .option('--paced', "deliver the console's bytes at the line rate (baud / 10 per second), as a real UART")
-  .option('--chunk-noise <fraction>', 'corrupt this fraction of firmware chunks on their way to the board', num('--chunk-noise', 0, 1), 0)
-  .action(simulateCommand);
-
-const board = program.command('board').description("the flywheel board's firmware: what it runs, and updates over the link (fwp)");
-board
-  .command('info')
-  .description('board model, boot mode, both image slots and any transfer in progress (asks the board)')
-  .option('-c, --config <file>', CONFIG_HELP)
-  .option('--socket <path>', SOCKET_HELP)
-  .option('--json', 'machine-readable output')
-  .action(boardInfoCommand);
-board
-  .command('update <file>')
-  .description('install a signed board image (.fwimg): checked, then sent when the bike is idle; a progress bar until the board runs it')
-  .option('-c, --config <file>', CONFIG_HELP)
-  .option('--socket <path>', SOCKET_HELP)
-  .option('--detach', 'return once the agent has accepted the image')
-  .option('--json', 'machine-readable output (the final state)')
-  .action(boardUpdateCommand);
-board
-  .command('image <raw>')
-  .description("the firmware team's release step: wrap a raw image into a signed .fwimg")
-  .requiredOption('--model <id>', 'board model id', num('--model', 1, 65535, true))
-  .requiredOption('--fw-version <a.b.c>', 'firmware version of the image')
-  .requiredOption('--key <file>', 'Ed25519 private key (PEM) of the fleet firmware key')
-  .requiredOption('--key-id <id>', 'the key id devices trust it under')
-  .requiredOption('-o, --out <file>', 'the .fwimg to write')
-  .option('--allow-downgrade', 'may be installed over a newer version')
-  .option('--notes <text>', 'release notes carried in the signed header')
-  .action(boardImageCommand);
+const program: ProgramSpec = {
+  name: 'bike-telemetry',
+  description: 'Edge telemetry agent for connected exercise bikes',
+  version: AGENT_VERSION,
+  commands: [
+    {
+      name: 'run',
+      description: 'run the agent: serial link, 10 Hz metrics, record output',
+      options: [
+        { flags: '-c, --config <file>', description: 'JSON configuration file (embedded defaults when absent)' },
+        { flags: '--simulate', description: 'start the built-in flywheel-board simulator on a pty and connect to it' },
+        { flags: '--records <mode>', description: 'log every 10 Hz record, one per second, or none', choices: ['all', '1hz', 'none'] },
+        {
+          flags: '--http-port <port>',
+          description: 'serve the diagnostics page and browser API on this loopback port (0: off)',
+          parse: num('--http-port', 0, 65535, true),
+        },
+        { flags: '--protocol <name>', description: 'wire protocol (overrides serial.protocol)', choices: ['fwp', 'peloton'] },
+      ],
+      action: runCommand,
+    },
+    {
+      name: 'status',
+      description: 'link, board, spool, upload and ride on one screen; exit 0 healthy, 4 unhealthy, 5 agent not running',
+      options: [config, socket, jsonOut],
+      action: statusCommand,
+    },
+    {
+      name: 'live',
+      description: 'live figures at 10 Hz with one-minute sparklines; q or Ctrl-C quits',
+      options: [config, socket],
+      action: liveCommand,
+    },
+    {
+      name: 'ports',
+      description: 'serial ports present, with USB ids, and the one the configuration names',
+      options: [config, socket, jsonOut],
+      action: portsCommand,
+    },
+    spool,
+    ride,
+    {
+      name: 'capture',
+      description: 'record raw serial bytes with timestamps (through the running agent, else from the port)',
+      options: [
+        { flags: '-o, --out <file>', description: 'capture file to write', required: true },
+        { flags: '--seconds <s>', description: 'how long', parse: num('--seconds', 0.1, 86400), default: 10 },
+        config,
+        socket,
+        { flags: '--json', description: 'machine-readable summary' },
+      ],
+      action: captureCommand,
+    },
+    {
+      name: 'replay',
+      description: 'play a capture or a plain byte dump through the decoder and metrics engine',
+      args: [{ name: 'file', description: 'capture file (from `capture`) or raw byte dump' }],
+      options: [
+        { flags: '--realtime', description: 'at the pace it was recorded (a dump: at line speed)' },
+        { flags: '--records', description: 'print every 10 Hz record as a JSON line' },
+        {
+          flags: '--protocol <name>',
+          description: "the capture's protocol (default: from the capture, or recognised in a dump)",
+          choices: ['fwp', 'peloton'],
+        },
+        { flags: '--calibration <name|file>', description: 'bike model calibration (default: from the configuration)' },
+        config,
+        { flags: '--json', description: 'machine-readable summary' },
+      ],
+      action: replayCommand,
+    },
+    {
+      name: 'fleet-sim',
+      description:
+        'N simulated bikes (real spool and uploader each) against a private Mosquitto: steady, outage or cold-start; per-second JSON lines and a result',
+      options: [
+        { flags: '--bikes <n>', description: 'how many bikes', parse: num('--bikes', 1, 100000, true), default: 100 },
+        { flags: '--workers <n>', description: 'worker processes (default: one per core)', parse: num('--workers', 1, 64, true) },
+        { flags: '--seconds <s>', description: 'riding time', parse: num('--seconds', 1, 86400, true), default: 30 },
+        {
+          flags: '--scenario <name>',
+          description: 'steady, outage (broker down, then up) or cold-start (every bike at once)',
+          choices: ['steady', 'outage', 'cold-start'],
+          default: 'steady',
+        },
+        { flags: '--outage-s <s>', description: 'outage length', parse: num('--outage-s', 1, 86400, true), default: 60 },
+        { flags: '--outage-at <s>', description: 'outage start', parse: num('--outage-at', 1, 86400, true), default: 10 },
+        { flags: '--limit-at <s>', description: 'set a fleet upload limit at this second', parse: num('--limit-at', 1, 86400, true) },
+        { flags: '--limit <bytes/s>', description: 'the fleet limit, per bike', parse: num('--limit', 1, 1e9, true), default: 200 },
+        {
+          flags: '--backoff-base-ms <ms>',
+          description: 'reconnect backoff base',
+          parse: num('--backoff-base-ms', 100, 600000, true),
+          default: 1000,
+        },
+        {
+          flags: '--backoff-cap-ms <ms>',
+          description: 'reconnect backoff cap',
+          parse: num('--backoff-cap-ms', 100, 3600000, true),
+          default: 120000,
+        },
+        { flags: '--dir <dir>', description: 'folder for the spools' },
+        { flags: '--worker <json>', description: 'a worker process of this command', hidden: true },
+      ],
+      action: fleetSimCommand,
+    },
+    {
+      name: 'updater',
+      description: 'the over-the-air updater: takes signed offers, installs, health-checks, rolls back',
+      options: [
+        config,
+        {
+          flags: '--once',
+          description: 'finish an interrupted update, handle the offers the agent left in the inbox, then exit (the shipped units)',
+        },
+      ],
+      action: updaterCommand,
+    },
+    {
+      name: 'selftest',
+      description: 'check config, spool, serial device and broker; a pass/fail table, exit 4 when a check fails',
+      options: [
+        config,
+        socket,
+        {
+          flags: '--timeout <s>',
+          description: 'seconds to wait for the board and the broker',
+          parse: num('--timeout', 0.5, 120),
+          default: 5,
+        },
+        jsonOut,
+      ],
+      action: selftestCommand,
+    },
+    {
+      name: 'simulate',
+      description: 'a virtual flywheel board speaking fwp on a pseudo-terminal (prints its path) or stdout',
+      options: [
+        { flags: '--script <file>', description: 'ride script JSON (built-in interval ride when absent)' },
+        { flags: '--calibration <name|file>', description: 'bike model calibration', default: 'sim-bike-v1' },
+        { flags: '--rate <hz>', description: 'SAMPLE frames per second', parse: num('--rate', 1, 200, true), default: 50 },
+        { flags: '--seed <n>', description: 'random seed for noise and faults', parse: num('--seed', 0, 2 ** 32, true), default: 1 },
+        { flags: '--baud <rate>', description: 'baud rate of the pty', parse: num('--baud', 1200, 4_000_000, true), default: 115200 },
+        { flags: '--stdout', description: 'write the byte stream to stdout instead of a pty' },
+        { flags: '--dir <dir>', description: 'folder for the pty links (board, console)' },
+        { flags: '--duration <s>', description: 'stop after this many seconds', parse: num('--duration', 0, 1e9) },
+        { flags: '--noise <bytes/s>', description: 'inject random bytes between frames', parse: num('--noise', 0, 1e6), default: 0 },
+        { flags: '--bad-crc <fraction>', description: 'corrupt this fraction of frames', parse: num('--bad-crc', 0, 1), default: 0 },
+        { flags: '--drop <fraction>', description: 'drop this fraction of frames', parse: num('--drop', 0, 1), default: 0 },
+        { flags: '--unplug-every <s>', description: 'pull the cable every S seconds', parse: num('--unplug-every', 0.1, 1e9) },
+        { flags: '--unplug-for <s>', description: 'and plug it back in after S seconds', parse: num('--unplug-for', 0.1, 1e9), default: 2 },
+        {
+          flags: '--clock-start <us>',
+          description: 'board clock at boot (test the 32-bit wrap)',
+          parse: num('--clock-start', 0, 2 ** 32 - 1, true),
+          default: 0,
+        },
+        {
+          flags: '--protocol <name>',
+          description: 'fwp (our flywheel board) or peloton (the original bike, answering polls)',
+          choices: ['fwp', 'peloton'],
+          default: 'fwp',
+        },
+        { flags: '--refuse-calibration', description: 'peloton: do not answer calibration-table requests' },
+        // For `run --simulate`, which starts the simulator as its child: exit when stdin closes (the agent is gone).
+        { flags: '--with-parent', description: 'exit when stdin closes', hidden: true },
+        {
+          flags: '--flash <file>',
+          description: 'fwp: a board with a bootloader and two image slots in this file (takes firmware updates)',
+        },
+        {
+          flags: '--board-model <id>',
+          description: 'fwp: the board model id it says in HELLO',
+          parse: num('--board-model', 1, 65535, true),
+          default: 1,
+        },
+        { flags: '--paced', description: "deliver the console's bytes at the line rate (baud / 10 per second), as a real UART" },
+        {
+          flags: '--chunk-noise <fraction>',
+          description: 'corrupt this fraction of firmware chunks on their way to the board',
+          parse: num('--chunk-noise', 0, 1),
+          default: 0,
+        },
+      ],
+      action: simulateCommand,
+    },
+    board,
+  ],
+};
 
 try {
-  await program.parseAsync(process.argv);
+  const invocation = parseCommandLine(program, process.argv.slice(2));
+  if (invocation.kind === 'print') process.stdout.write(invocation.text);
+  else await invocation.action(...(invocation.args as never[]));
 } catch (err) {
-  if (err instanceof CommanderError) {
-    process.exitCode = err.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE;
+  if (err instanceof UsageError) {
+    if (err.help) process.stderr.write(err.help);
+    printError(err.message);
+    process.exitCode = ExitCode.USAGE;
   } else if (err instanceof AgentNotRunningError) {
     printError(err.message);
     process.exitCode = ExitCode.NOT_RUNNING;

@@ -3,7 +3,8 @@ import { existsSync, realpathSync } from 'node:fs';
 import type * as Serial from 'serialport';
 import { requireCjs } from '../util/require-cjs.js';
 import { loadConfig } from '../config/load.js';
-import { AgentNotRunningError, ApiClient } from '../api/client.js';
+import { ApiClient } from '../api/client.js';
+import { AgentNotRunningError } from '../api/errors.js';
 import { ExitCode } from './exit-codes.js';
 import { json, out, table } from './format.js';
 

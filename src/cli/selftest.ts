@@ -14,7 +14,8 @@ import { createLogger } from '../log/logger.js';
 import { createBoardPipeline } from '../pipeline/board.js';
 import { SpoolMissingError, SpoolReader } from '../spool/reader.js';
 import { brokerLogin, readTlsFiles, type TlsMaterial } from '../upload/login.js';
-import { AgentNotRunningError, ApiClient } from '../api/client.js';
+import { ApiClient } from '../api/client.js';
+import { AgentNotRunningError } from '../api/errors.js';
 import { ExitCode } from './exit-codes.js';
 import { bytes, json, out, table } from './format.js';
 

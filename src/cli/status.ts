@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import type { AgentConfig } from '../config/schema.js';
 import { readOtaStateFile, type OtaState } from '../ota/state.js';
 import type { SpoolReader } from '../spool/reader.js';
-import { AgentNotRunningError, ApiClient } from '../api/client.js';
+import { ApiClient } from '../api/client.js';
+import { AgentNotRunningError } from '../api/errors.js';
 import { ExitCode } from './exit-codes.js';
 import { ago, bytes, duration, json, num, out, table } from './format.js';
 

@@ -99,10 +99,15 @@ export class RecordBatch {
     return shift;
   }
 
-  /** Forget the k oldest records (they were written). */
+  /**
+   * Forget the k oldest records (they were written). Emptied, the batch starts
+   * again at index 0: once a second's records are committed the next ones go
+   * into the same few pages, so the process touches (and keeps resident) only
+   * what a second needs, not the whole buffer sized for an hour of full disk.
+   */
   shift(k: number): void {
-    this.head = (this.head + k) % this.capacity;
     this.length -= k;
+    this.head = this.length === 0 ? 0 : (this.head + k) % this.capacity;
   }
 
   clearDropped(): void {

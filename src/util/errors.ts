@@ -73,7 +73,9 @@ export type OtherErrorCode =
   | 'member_key'
   | 'capture_format'
   | 'bad_range'
-  | 'dev_tool_missing';
+  | 'dev_tool_missing'
+  /** Wrong command-line usage: the CLI exits 2 (cli/command-line.ts). */
+  | 'cli_usage';
 
 export type ErrorCode =
   | ConfigErrorCode

@@ -1,6 +1,6 @@
 /**
  * `require` for the CommonJS packages the agent runs on (mqtt, serialport,
- * better-sqlite3, pino, commander, and cbor-x's CommonJS build).
+ * better-sqlite3, pino, and cbor-x's CommonJS build).
  *
  * Why not `import`: Node 20 loads a CommonJS package imported from ES modules
  * through its ESM loader, which reads and lexes every file of the package for
