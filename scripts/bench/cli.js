@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { numberArg } from './args.js';
+import { unitNodeFlags } from './unit-flags.js';
 
 const runs = numberArg('--runs', 10);
 const bin = fileURLToPath(new URL('../../bin/bike-telemetry.js', import.meta.url));
@@ -52,8 +53,7 @@ const help = measure([bin, '--help']);
 const statusDown = measure([bin, 'status', '--config', config]);
 /** Wall ms from spawning `run` to its "agent started" line, `runs` times. */
 async function runToReady() {
-  const unit = readFileSync(fileURLToPath(new URL('../../systemd/bike-telemetry.service', import.meta.url)), 'utf8');
-  const flags = (/^ExecStart=\S*node((?:\s+--\S+)*)\s/m.exec(unit)?.[1] ?? '').split(/\s+/).filter(Boolean);
+  const flags = unitNodeFlags();
   const cfg = join(dir, 'ready.json');
   writeFileSync(
     cfg,

@@ -32,6 +32,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { startBroker } from './broker.js';
 import { numberArg } from './args.js';
+import { unitNodeFlags } from './unit-flags.js';
 
 const seconds = numberArg('--seconds', 60);
 const rate = numberArg('--rate', 50);
@@ -43,15 +44,6 @@ if (protocol !== 'fwp' && protocol !== 'peloton') {
   process.exit(2);
 }
 const bin = fileURLToPath(new URL('../../bin/bike-telemetry.js', import.meta.url));
-const unit = readFileSync(fileURLToPath(new URL('../../systemd/bike-telemetry.service', import.meta.url)), 'utf8');
-
-/** The Node flags the service is installed with: what ExecStart puts between `node` and the script. */
-function unitNodeFlags() {
-  const exec = /^ExecStart=\S*node((?:\s+--\S+)*)\s+\S*bike-telemetry\.js/m.exec(unit);
-  if (!exec) throw new Error('systemd/bike-telemetry.service: no ExecStart running node found');
-  return exec[1].split(/\s+/).filter(Boolean);
-}
-
 // Exact CPU time of every thread of the process, in ns, from the scheduler
 // (/proc/PID/task/TID/schedstat); /proc/PID/stat's 10 ms ticks over-charge a
 // process that wakes briefly many times a second.

@@ -159,7 +159,7 @@ function options(
   // Help and version win over any other mistake on the line, as people type them to find out.
   for (const t of tokens) {
     if (t.kind !== 'option') continue;
-    if (t.name === 'help' && byLong.has('help')) return { kind: 'print', text: helpText(path) };
+    if (t.name === 'help') return { kind: 'print', text: helpText(path) };
     if (t.name === 'version' && byLong.has('version')) return { kind: 'print', text: `${program.version}\n` };
   }
   const given: Record<string, unknown> = {};

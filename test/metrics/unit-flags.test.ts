@@ -1,11 +1,10 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { unitNodeFlags } from '../../scripts/bench/unit-flags.js';
 
 // The V8 flags the shipped unit runs the agent with (systemd/bike-telemetry.service, ExecStart).
-const unit = readFileSync(fileURLToPath(new URL('../../systemd/bike-telemetry.service', import.meta.url)), 'utf8');
-const flags = (/^ExecStart=\S*node((?:\s+--\S+)*)\s/m.exec(unit)?.[1] ?? '').split(/\s+/).filter(Boolean);
+const flags = unitNodeFlags();
 const HOTPATH = fileURLToPath(new URL('../../scripts/bench/hotpath.js', import.meta.url));
 
 describe("the hot path under the unit's V8 flags", () => {
