@@ -4,7 +4,7 @@
 // times (default 10); wall time and peak RSS, median and worst, beside an
 // empty `node` (the floor) measured the same way. And how long `run` takes
 // from its start to "agent started" (the moment it tells systemd READY=1),
-// with the unit's Node flags, no board and no broker. Prints one JSON line.
+// with the unit's Node flags, uploading as installed, no board and no broker. Prints one JSON line.
 // Usage: node scripts/bench/cli.js [--runs 10]   (needs `npm run build`)
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -62,7 +62,8 @@ async function runToReady() {
       serial: { path: join(dir, 'no-board') },
       dataDir: join(dir, 'ready-data'),
       api: { socketPath: join(dir, 'ready.sock') },
-      mqtt: { enabled: false },
+      // Uploading, as installed, to a broker that is not there (nothing listens on port 1).
+      mqtt: { url: 'mqtt://127.0.0.1:1' },
       log: { records: 'none' },
     }),
   );

@@ -1,8 +1,9 @@
 /**
  * The running agent: the board pipeline (pipeline/board.ts) with the spool
- * (agent/spool-keeper.ts), the uploader, rides and the local API around it,
- * started and stopped in order. The API's methods are agent/api-backend.ts,
- * raw captures agent/capture.ts, what the cloud may ask agent/cloud-control.ts.
+ * (agent/spool-keeper.ts), the uploader (agent/upload-keeper.ts), rides and
+ * the local API around it, started and stopped in order. The API's methods
+ * are agent/api-backend.ts, raw captures agent/capture.ts, what the cloud may
+ * ask agent/cloud-control.ts.
  */
 import { ApiHub } from '../api/hub.js';
 import type { AgentConfig } from '../config/schema.js';
@@ -24,19 +25,15 @@ import { RideTracker } from '../rides/ride-tracker.js';
 import type { PipelineSnapshot } from '../service/pipeline-watch.js';
 import type { Spool } from '../spool/spool.js';
 import { encodeRideSummary } from '../upload/notices.js';
-import { Uploader } from '../upload/uploader.js';
 import { Heartbeat } from '../util/heartbeat.js';
 import { AGENT_VERSION } from '../version.js';
 import { AgentApiBackend } from './api-backend.js';
 import { ApiServers } from './api-servers.js';
 import { LinkCapture } from './capture.js';
-import { CloudControl } from './cloud-control.js';
 import { SpoolKeeper } from './spool-keeper.js';
-import { uploaderOptions } from '../pipeline/delivery.js';
+import { UploadKeeper } from './upload-keeper.js';
 
 export type RecordSink = (record: LiveRecord) => void;
-
-const UPLOAD_RETRY_MS = 60_000;
 
 export class Agent {
   readonly calibration: Calibration;
@@ -57,12 +54,9 @@ export class Agent {
   private healthTicks = 0;
   private readonly sinks: RecordSink[] = [];
   private readonly storage: SpoolKeeper;
-  private uploader: Uploader | null = null;
-  private uploadError: string | null = null;
-  private uploadRetryTimer: NodeJS.Timeout | null = null;
+  private readonly upload: UploadKeeper;
   private danglingPending = false;
   private lastSpoolCondition = 'ok';
-  private stopped = false;
   private lastFrameCount = 0;
   /** Firmware updates of the flywheel board (fwp only). */
   private board: BoardService | null = null;
@@ -121,6 +115,13 @@ export class Agent {
       onLiveWatchers: (watchers) => this.link.setUnwatched(watchers === 0),
     });
     this.servers = new ApiServers(this.hub, config, log);
+    this.upload = new UploadKeeper({
+      config,
+      log,
+      periodMs: this.heartbeat.periodMs,
+      capture: this.capture,
+      purgeMember: (m) => this.api.purgeMember(m),
+    });
     this.recent.onEntry((e) => this.hub.logEvent(e));
   }
 
@@ -134,8 +135,12 @@ export class Agent {
    * permission) is tried again with backoff while the newest records wait in
    * memory; one written by a newer agent leaves the agent on live figures only.
    * Each failure is said once in the log and shown in health().
+   *
+   * `deferUpload`: the uploader does not connect until startUploading()
+   * (agent/upload-keeper.ts says why).
    */
-  start(): void {
+  start(opts: { deferUpload?: boolean } = {}): void {
+    if (opts.deferUpload) this.upload.hold();
     this.storage.open();
     try {
       this.pseudonymiser = new MemberPseudonymiser(loadMemberKey(this.config.privacy.memberKeyFile, this.config.dataDir));
@@ -159,7 +164,7 @@ export class Agent {
     // Commit first, then the uploader's poll, so what was just committed goes out on the same wake-up.
     this.heartbeat.every('spool commit', this.config.spool.flushIntervalMs, () => this.storage.commit());
     if (this.config.mqtt.pollMs >= this.heartbeat.periodMs)
-      this.heartbeat.every('upload poll', this.config.mqtt.pollMs, () => this.uploader?.poll());
+      this.heartbeat.every('upload poll', this.config.mqtt.pollMs, () => this.upload.uploader?.poll());
     this.heartbeat.every('health', 1000, () => {
       this.hub.tickHealth();
       this.watchSpoolCondition();
@@ -201,7 +206,7 @@ export class Agent {
     // Committed once a beat by the heartbeat (start()).
     this.rides.setStore(spool.rides);
     this.closeDanglingRides();
-    this.startUpload();
+    this.upload.open(spool);
   }
 
   /** Rides a crash left open are closed at start; on a full disk that waits until it can be written. */
@@ -221,34 +226,9 @@ export class Agent {
     }
   }
 
-  /**
-   * The uploader and cloud commands, once the spool is open. Configuration
-   * that cannot be used (an unreadable TLS or password file) is named in the
-   * log and in health(), and tried again every minute; records stay spooled.
-   */
-  private startUpload(): void {
-    this.uploadRetryTimer = null;
-    const spool = this.storage.spool;
-    if (!spool || !this.config.mqtt.enabled || this.uploader || this.stopped) return;
-    try {
-      this.uploader = new Uploader(spool, uploaderOptions(this.config, this.log, this.heartbeat.periodMs));
-    } catch (err) {
-      if (this.uploadError === null) this.log.error({ err }, 'upload cannot start: records stay in the spool; tried again every minute');
-      this.uploadError = (err as Error).message;
-      this.uploadRetryTimer = setTimeout(() => this.startUpload(), UPLOAD_RETRY_MS);
-      this.uploadRetryTimer.unref();
-      return;
-    }
-    if (this.uploadError !== null) this.log.info('upload configuration readable again: uploading');
-    this.uploadError = null;
-    this.uploader.start();
-    new CloudControl({
-      config: this.config,
-      log: this.log,
-      uploader: this.uploader,
-      capture: this.capture,
-      purgeMember: (m) => this.api.purgeMember(m),
-    }).start();
+  /** What start(`{ deferUpload: true }`) held back: the uploader connects now, or as soon as the spool opens. */
+  startUploading(): void {
+    this.upload.release();
   }
 
   /** The status topic says when the disk fills and when it recovers (checked once a second, cheaply). */
@@ -256,7 +236,7 @@ export class Agent {
     const c = this.storage.spool?.condition ?? 'unavailable';
     if (c === this.lastSpoolCondition) return;
     this.lastSpoolCondition = c;
-    this.uploader?.refreshStatus();
+    this.upload.uploader?.refreshStatus();
   }
 
   /** The board-firmware side of the protocol driver (tests and tools that speak fwp); throws for another protocol. */
@@ -281,7 +261,7 @@ export class Agent {
     if (spool.state === 'unavailable') problems.push(`spool unavailable: ${spool.error}`);
     else if (spool.writeFailing)
       problems.push(`spool cannot write${spool.diskFull ? ' (disk full)' : ''}: ${spool.lastWriteError ?? 'unknown error'}`);
-    if (this.uploadError !== null) problems.push(`upload cannot start: ${this.uploadError}`);
+    if (this.upload.problem !== null) problems.push(`upload cannot start: ${this.upload.problem}`);
     return {
       deviceId: this.config.device.id,
       agentVersion: AGENT_VERSION,
@@ -291,11 +271,7 @@ export class Agent {
       board: this.protocol.board(),
       engine: this.engine.counters,
       spool,
-      upload: this.uploader
-        ? this.uploader.stats()
-        : this.uploadError !== null
-          ? { state: 'unavailable', error: this.uploadError }
-          : { state: 'disabled' },
+      upload: this.upload.health(),
       ride: this.rides.current(),
       boardUpdate: this.board?.status() ?? null,
       api: { ...this.hub.stats(), socket: this.servers.socketPath, httpPort: this.servers.httpPort },
@@ -321,7 +297,7 @@ export class Agent {
       update: u,
       at: new Date().toISOString(),
     };
-    this.uploader?.publish(topic, JSON.stringify(message), true);
+    this.upload.uploader?.publish(topic, JSON.stringify(message), true);
   }
 
   private rideEnded(s: RideSummary): void {
@@ -370,9 +346,8 @@ export class Agent {
    * close the spool.
    */
   async stop(): Promise<void> {
-    this.stopped = true;
     this.storage.halt();
-    if (this.uploadRetryTimer) clearTimeout(this.uploadRetryTimer);
+    this.upload.halt();
     this.heartbeat.stop();
     this.board?.stop();
     this.capture.stop();
@@ -381,8 +356,7 @@ export class Agent {
     this.rides.end('shutdown');
     this.protocol.linkLost('agent stopping');
     await this.link.stop();
-    await this.uploader?.stop(2000);
-    this.uploader = null;
+    await this.upload.stop(2000);
     this.storage.close();
   }
 }

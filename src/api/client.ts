@@ -7,8 +7,7 @@ import { createConnection, type Socket } from 'node:net';
 import type { z } from 'zod';
 import type { ApiErrorCode, Method, MethodResult, PARAMS } from '../contracts/api.js';
 import type { AgentHealth } from '../contracts/health.js';
-import { resolveSocketPath } from './socket-path.js';
-import type { AgentConfig } from '../config/schema.js';
+import { resolveSocketPath, type SocketSettings } from './socket-path.js';
 
 export type EventListener = (event: string, data: unknown) => void;
 
@@ -61,7 +60,7 @@ export class ApiClient {
     });
   }
 
-  static forConfig(config: AgentConfig, socketOption?: string, timeoutMs?: number): Promise<ApiClient> {
+  static forConfig(config: SocketSettings, socketOption?: string, timeoutMs?: number): Promise<ApiClient> {
     return ApiClient.connect(socketOption ?? resolveSocketPath(config), timeoutMs);
   }
 

@@ -13,7 +13,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { STREAMS, type Stream } from '../contracts/api.js';
+import { STREAMS, type Stream } from '../contracts/api-requests.js';
 import { ApiError, PUBLIC_STREAMS, type ApiConnection, type ApiHub } from './hub.js';
 import { DIAGNOSTICS_PAGE } from './page.js';
 

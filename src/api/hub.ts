@@ -29,16 +29,11 @@ import {
   RequestSchema,
   STREAMS,
   type ApiErrorCode,
-  type BoardInfoResult,
-  type EventData,
-  type EventName,
-  type History,
   type Method,
   type MethodParams,
-  type MethodResult,
-  type PurgeResult,
   type Stream,
-} from '../contracts/api.js';
+} from '../contracts/api-requests.js';
+import type { BoardInfoResult, EventData, EventName, History, MethodResult, PurgeResult } from '../contracts/api.js';
 import type { AgentHealth, BoardUpdateStatus, RecentEntry, RideSummary } from '../contracts/health.js';
 import type { LiveRecord } from '../metrics/record.js';
 

@@ -6,9 +6,14 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AgentConfig } from '../config/schema.js';
 
-export function resolveSocketPath(config: Pick<AgentConfig, 'api' | 'dataDir'>): string {
+/** The part of the configuration that says where the socket is (a validated AgentConfig, or config/client-settings.ts's). */
+export interface SocketSettings {
+  api: { socketPath?: string };
+  dataDir: string;
+}
+
+export function resolveSocketPath(config: SocketSettings): string {
   if (config.api.socketPath) return config.api.socketPath;
   if (process.env.RUNTIME_DIRECTORY) return join(process.env.RUNTIME_DIRECTORY.split(':')[0], 'api.sock');
   if (existsSync('/run/bike-telemetry')) return '/run/bike-telemetry/api.sock';

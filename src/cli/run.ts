@@ -94,10 +94,12 @@ export async function runCommand(opts: RunOptions): Promise<void> {
       if (++n % every === 0) log.info({ record: recordToJson(r) }, 'record');
     });
   }
-  agent.start();
+  agent.start({ deferUpload: true });
   await agent.startApi();
   log.info({ serial: config.serial.path, calibration: agent.calibration.model, dataDir: config.dataDir }, 'agent started');
   if (notifier) superviseBySystemd(notifier, agent, log);
+  // After READY and the line above have gone out: loading the MQTT client blocks the loop for a while.
+  setImmediate(() => agent.startUploading());
 }
 
 /**

@@ -4,12 +4,12 @@
  * is still summarised then).
  */
 import type { AgentHealth } from '../contracts/health.js';
-import { loadConfig } from '../config/load.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AgentConfig } from '../config/schema.js';
+import { readClientSettings } from '../config/client-settings.js';
 import { readOtaStateFile, type OtaState } from '../ota/state.js';
 import type { SpoolReader } from '../spool/reader.js';
+import { SPOOL_FILE } from '../spool/files.js';
 import { ApiClient } from '../api/client.js';
 import { AgentNotRunningError } from '../api/errors.js';
 import { ExitCode } from './exit-codes.js';
@@ -22,22 +22,29 @@ export interface StatusOptions {
 }
 
 export async function statusCommand(opts: StatusOptions): Promise<void> {
-  const config = loadConfig(opts.config);
+  // The running agent is asked first, finding it from the file read without
+  // validation (client-settings.ts); only when it does not answer is the
+  // configuration loaded properly, which reports any fault in it.
+  const settings = readClientSettings(opts.config) ?? (await loadValidated(opts.config));
   let client: ApiClient;
   try {
-    client = await ApiClient.forConfig(config, opts.socket);
+    client = await ApiClient.forConfig(settings, opts.socket);
   } catch (err) {
     if (!(err instanceof AgentNotRunningError)) throw err;
+    const config = await loadValidated(opts.config);
+    const file = join(config.dataDir, SPOOL_FILE);
     let spool: ReturnType<SpoolReader['summary']> | { error: string };
-    try {
-      // SQLite is loaded only when the agent is not there to answer.
-      const { SpoolReader: Reader } = await import('../spool/reader.js');
-      const r = Reader.open(config.dataDir);
-      spool = r.summary();
-      r.close();
-    } catch (e) {
-      spool = { error: (e as Error).message };
-    }
+    if (!existsSync(file)) spool = { error: `no spool at ${file}` };
+    else
+      try {
+        // SQLite is loaded only when the agent is not there to answer and there is a spool to read.
+        const { SpoolReader: Reader } = await import('../spool/reader.js');
+        const r = Reader.open(config.dataDir);
+        spool = r.summary();
+        r.close();
+      } catch (e) {
+        spool = { error: (e as Error).message };
+      }
     if (opts.json) json({ running: false, healthy: false, error: err.message, spool });
     else {
       out(`AGENT NOT RUNNING: ${err.message}`);
@@ -53,16 +60,22 @@ export async function statusCommand(opts: StatusOptions): Promise<void> {
   }
   try {
     const h = await client.request('health');
-    if (opts.json) json({ running: true, ...h, update: readOtaState(config.ota.root) });
-    else printStatus(h, config);
+    const update = readOtaState(settings.ota.root);
+    if (opts.json) json({ running: true, ...h, update });
+    else printStatus(h, update);
     process.exitCode = h.healthy ? ExitCode.OK : ExitCode.UNHEALTHY;
   } finally {
     client.close();
   }
 }
 
-function readOtaState(root: string | undefined): OtaState | null {
-  if (!root) return null;
+/** The configuration, validated (zod and the schema are loaded only here). */
+async function loadValidated(file: string | undefined) {
+  const { loadConfig } = await import('../config/load.js');
+  return loadConfig(file);
+}
+
+function readOtaState(root: string): OtaState | null {
   const file = join(root, 'ota', 'state.json');
   return existsSync(file) ? readOtaStateFile(file) : null;
 }
@@ -83,7 +96,7 @@ export function boardUpdateLine(u: NonNullable<AgentHealth['boardUpdate']>): str
   }
 }
 
-function printStatus(h: AgentHealth, config?: AgentConfig): void {
+function printStatus(h: AgentHealth, ota: OtaState | null): void {
   const l = h.link;
   const c = l.counters;
   const errors = Object.values(h.protocol.errors).reduce((a, b) => a + b, 0);
@@ -151,7 +164,6 @@ function printStatus(h: AgentHealth, config?: AgentConfig): void {
     'API',
     `${h.api.clients} clients · socket ${h.api.socket ?? '–'}${h.api.httpPort ? ` · http://127.0.0.1:${h.api.httpPort}/` : ''} · ${h.api.droppedSlow} slow clients dropped`,
   ]);
-  const ota = readOtaState(config?.ota.root);
   if (ota) {
     const last = ota.last
       ? `last: ${ota.last.result} ${ota.last.version}${ota.last.reason ? ` (${ota.last.reason})` : ''} at ${ota.last.at}`

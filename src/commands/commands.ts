@@ -27,9 +27,9 @@ import {
   REMOTE_SETTINGS,
   SignedCommandSchema,
   type Command,
-  type CommandResult,
   type RemoteSetting,
-} from '../contracts/mqtt.js';
+} from '../contracts/mqtt-inbound.js';
+import type { CommandResult } from '../contracts/mqtt.js';
 import type { Logger } from '../log/logger.js';
 import { canonicalJson, SignatureError, verifySignature, type TrustedKey } from '../signing/signature.js';
 import { errorCode, writeFileAtomicSync } from '../util/files.js';

@@ -1,26 +1,16 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { issuesText } from '../util/zod-issues.js';
-import { dirname, isAbsolute, resolve } from 'node:path';
 import { ConfigSchema, type AgentConfig } from './schema.js';
-
+import { dataDirBesideFile } from './defaults.js';
 import { ConfigError } from './errors.js';
+import { resolveConfigFile, SYSTEM_CONFIG_FILE } from './file.js';
 
-export { ConfigError };
+export { ConfigError, resolveConfigFile, SYSTEM_CONFIG_FILE };
 
 export function parseConfig(json: unknown, source = 'config'): AgentConfig {
   const r = ConfigSchema.safeParse(json);
   if (r.success) return r.data;
   throw new ConfigError(`${source}: ${issuesText(r.error)}`);
-}
-
-/** Where the configuration is read from when no -c is given. */
-export const SYSTEM_CONFIG_FILE = '/etc/bike-telemetry/config.json';
-
-/** -c FILE, else $BIKE_TELEMETRY_CONFIG, else the system file when it exists, else none (embedded defaults). */
-export function resolveConfigFile(file?: string): string | undefined {
-  if (file) return file;
-  if (process.env.BIKE_TELEMETRY_CONFIG) return process.env.BIKE_TELEMETRY_CONFIG;
-  return existsSync(SYSTEM_CONFIG_FILE) ? SYSTEM_CONFIG_FILE : undefined;
 }
 
 /** Command-line settings that override the file's, applied before validation (so defaults that depend on them follow). */
@@ -51,8 +41,7 @@ export function loadConfig(fileOption?: string, overrides: ConfigOverrides = {})
     throw new ConfigError(`${file}: not valid JSON: ${(err as Error).message}`);
   }
   const config = parseConfig(withOverrides(json, overrides), file);
-  // A relative dataDir in a file means "beside this file", never "wherever the command was started".
   const fromFile = json && typeof json === 'object' && typeof (json as { dataDir?: unknown }).dataDir === 'string';
-  if (fromFile && !isAbsolute(config.dataDir)) config.dataDir = resolve(dirname(resolve(file)), config.dataDir);
+  if (fromFile) config.dataDir = dataDirBesideFile(file, config.dataDir);
   return config;
 }

@@ -5,6 +5,7 @@
  */
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { DEFAULT_OTA_ROOT, defaultDataDir } from './defaults.js';
 
 /** Timer settings stop at an hour: Node fires a timer above 2^31-1 ms at once, which would turn a backoff into a flood. */
 const MAX_TIMER_MS = 3_600_000;
@@ -70,7 +71,7 @@ export const ConfigSchema = z
       .string()
       .min(1)
       .refine((d) => !d.split(/[\\/]/).includes('..'), 'no ".." in the path')
-      .default(() => process.env.STATE_DIRECTORY ?? './data'),
+      .default(defaultDataDir),
     spool: z
       .object({
         /** Cap on the spool's files; the oldest records are evicted (and reported as a gap) beyond it. */
@@ -265,7 +266,7 @@ export const ConfigSchema = z
         /** The updater (`bike-telemetry updater`, its own unit) listens for offers. */
         enabled: z.boolean().default(false),
         /** Where versions/, current, previous and the updater's state live. */
-        root: z.string().min(1).default('/opt/bike-telemetry'),
+        root: z.string().min(1).default(DEFAULT_OTA_ROOT),
         /** Offers name the class of console they are for. */
         deviceClass: z.string().min(1).default('bike-v1'),
         /** Public keys that may sign bundles and offers; several while keys rotate. */

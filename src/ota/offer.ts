@@ -5,7 +5,7 @@
  * (keys sorted), so the cloud can sign with any JSON library.
  */
 import { issuesText } from '../util/zod-issues.js';
-import { OfferSchema, SignedOfferSchema, type Offer } from '../contracts/mqtt.js';
+import { OfferSchema, SignedOfferSchema, type Offer } from '../contracts/mqtt-inbound.js';
 import { compareVersions } from './manifest.js';
 import { canonicalJson, SignatureError, verifySignature, type TrustedKey } from '../signing/signature.js';
 import { incompatibility, type Runtime } from './targets.js';

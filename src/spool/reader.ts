@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { VALUE_COLUMNS } from './columns.js';
 import { RideStore, type RideRow } from './rides.js';
 import { SCHEMA_VERSION } from './schema.js';
-import { ROW_COLUMNS, SPOOL_FILE, type Gap } from './spool.js';
+import { ROW_COLUMNS, type Gap } from './spool.js';
+import { SPOOL_FILE } from './files.js';
 
 const SqliteDatabase = requireCjs('better-sqlite3') as typeof Database;
 

@@ -36,6 +36,7 @@ import { MIGRATIONS, SCHEMA_VERSION } from './schema.js';
 import { errorCode, syncDir } from '../util/files.js';
 import { SequenceAllocator, type Reservation } from './sequence.js';
 import { WallClockMap } from './wall-clock.js';
+import { SPOOL_FILE } from './files.js';
 
 const SqliteDatabase = requireCjs('better-sqlite3') as typeof Database;
 
@@ -63,7 +64,7 @@ export interface SpoolOptions {
   now?: () => number;
 }
 
-export const SPOOL_FILE = 'spool.db';
+export { SPOOL_FILE };
 export const SEQUENCE_FILE = 'sequence.json';
 
 /** The file was written by a newer agent; it is left exactly as it is. */

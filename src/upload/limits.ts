@@ -8,7 +8,7 @@
  *   {"v": 1, "uploadBytesPerS": 20000, "drainBytesPerS": 8000, "backoffBaseMs": 5000}
  */
 import { issuesText } from '../util/zod-issues.js';
-import { LimitsMessageSchema, type LimitsMessage } from '../contracts/mqtt.js';
+import { LimitsMessageSchema, type LimitsMessage } from '../contracts/mqtt-inbound.js';
 import type { LimitsInForce } from '../contracts/health.js';
 
 const FIELDS = ['uploadBytesPerS', 'drainBytesPerS', 'backoffBaseMs'] as const;

@@ -186,6 +186,18 @@ describe('configuration errors are clear and exit 3', () => {
     expect(b.stderr()).toMatch(/missing\.json: cannot read/);
   });
 
+  it('status with no agent to ask reports the file the schema refuses', async () => {
+    const dir = tempDir('cli-bad-');
+    const file = writeJson(dir, 'c.json', {
+      dataDir: join(dir, 'data'),
+      api: { socketPath: join(dir, 'api.sock') },
+      serial: { baudrate: 9600 },
+    });
+    const c = start(['status', '--config', file]);
+    expect((await c.exited).code).toBe(3);
+    expect(c.stderr()).toMatch(/serial\.baudrate: unknown key/);
+  });
+
   it('wrong command-line usage exits 2', async () => {
     const a = start(['run', '--no-such-flag']);
     expect((await a.exited).code).toBe(2);

@@ -125,6 +125,11 @@ describe('status', () => {
     const human = await run(['status', '-c', sick]);
     expect(human.code).toBe(4);
     expect(human.out).toMatch(/UNHEALTHY\n {2}! serial link/);
+    // The file edited since the agent started, into one it would refuse: status still asks the agent that runs.
+    const edited = writeConfig('sick-edited.json', { api: { socketPath: join(dir, 'sick.sock') }, serial: { baudrate: 9600 } });
+    const asked = await runJson(['status', '-c', edited]);
+    expect(asked.code).toBe(4);
+    expect(asked.json.deviceId).toBe('sick-bike');
     sickAgent.proc.kill('SIGTERM');
     await sickAgent.exited;
 

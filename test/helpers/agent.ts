@@ -12,7 +12,7 @@ export function tempDir(prefix: string): string {
 }
 
 /** A real agent (link + driver + engine) on `path`, logging nothing, collecting records. */
-export function startAgent(path: string, overrides: Record<string, unknown> = {}) {
+export function startAgent(path: string, overrides: Record<string, unknown> = {}, start: { deferUpload?: boolean } = {}) {
   const config = parseConfig({
     device: { id: 'test-bike' },
     serial: { path, reopenBaseMs: 50, reopenCapMs: 200, silenceTimeoutMs: 1000, requestTimeoutMs: 300, requestRetries: 2 },
@@ -28,6 +28,6 @@ export function startAgent(path: string, overrides: Record<string, unknown> = {}
   const states: string[] = [];
   agent.addRecordSink((r) => records.push(recordToJson(r)));
   agent.link.on('state', (s) => states.push(s));
-  agent.start();
+  agent.start(start);
   return { agent, records, states };
 }
