@@ -4,6 +4,10 @@
  * a calibration table that will not load.
  */
 import type { PelotonBoardInfo } from '../../src/contracts/health.js';
+import { execFileSync } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Agent } from '../../src/agent/agent.js';
@@ -23,6 +27,17 @@ const POWER = 0xf544;
 const RAW = 0xf54a;
 const CADENCE = 0xf541;
 
+/** The agent's serial settings for the simulated bike: quick reopens, the polled bus's timeouts. */
+const PELOTON_SERIAL = {
+  protocol: 'peloton',
+  reopenBaseMs: 50,
+  reopenCapMs: 200,
+  silenceTimeoutMs: 5000,
+  requestTimeoutMs: 100,
+  requestRetries: 3,
+  calibrationRetryS: 1,
+};
+
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
@@ -35,13 +50,7 @@ async function bike(opts: PelotonSimOptions = {}, agentOverrides: Record<string,
   const { agent, records } = startAgent(path, {
     serial: {
       path,
-      protocol: 'peloton',
-      reopenBaseMs: 50,
-      reopenCapMs: 200,
-      silenceTimeoutMs: 5000,
-      requestTimeoutMs: 100,
-      requestRetries: 3,
-      calibrationRetryS: 1,
+      ...PELOTON_SERIAL,
       ...agentOverrides,
     },
   });
@@ -54,6 +63,28 @@ async function bike(opts: PelotonSimOptions = {}, agentOverrides: Record<string,
 
 const board = (a: Agent) => (a.health().board as PelotonBoardInfo).calibration;
 const flags = (r: RecordRow) => r.flags as number;
+
+/** The bike in its own process, as a real bike is (it answers while the agent's event loop is held), and an agent that has read its table. */
+async function bikeInItsOwnProcess(prefix: string, serial: Record<string, unknown> = {}): Promise<{ agent: Agent; dir: string }> {
+  const dir = tempDir(prefix);
+  const sim = cli(['simulate', '--protocol', 'peloton', '--dir', dir]);
+  cleanups.push(async () => {
+    sim.proc.kill('SIGTERM');
+    await sim.exited;
+  });
+  await waitFor(() => sim.stdout.length > 0, 'simulator pty', 10_000);
+  const path = sim.stdout[0].trim();
+  const { agent } = startAgent(path, {
+    serial: {
+      path,
+      ...PELOTON_SERIAL,
+      ...serial,
+    },
+  });
+  cleanups.push(() => agent.stop());
+  await waitFor(() => board(agent).source === 'bike', 'calibration table loaded', 10_000);
+  return { agent, dir };
+}
 
 describe('peloton driver on a pty', () => {
   it('reads the calibration table, then polls power, raw resistance, cadence every 100 ms; the figures match the bike', async () => {
@@ -88,29 +119,7 @@ describe('peloton driver on a pty', () => {
   });
 
   it('an agent held up (a slow commit, a busy CPU) does not count a poll unanswered when its reply is waiting on the line', async () => {
-    // The bike in its own process, as a real bike is: it answers while the agent's event loop is held.
-    const dir = tempDir('pelo-stall-');
-    const sim = cli(['simulate', '--protocol', 'peloton', '--dir', dir]);
-    cleanups.push(async () => {
-      sim.proc.kill('SIGTERM');
-      await sim.exited;
-    });
-    await waitFor(() => sim.stdout.length > 0, 'simulator pty', 10_000);
-    const path = sim.stdout[0].trim();
-    const { agent } = startAgent(path, {
-      serial: {
-        path,
-        protocol: 'peloton',
-        reopenBaseMs: 50,
-        reopenCapMs: 200,
-        silenceTimeoutMs: 5000,
-        requestTimeoutMs: 100,
-        requestRetries: 3,
-        calibrationRetryS: 1,
-      },
-    });
-    cleanups.push(() => agent.stop());
-    await waitFor(() => board(agent).source === 'bike', 'calibration table loaded', 10_000);
+    const { agent } = await bikeInItsOwnProcess('pelo-stall-');
     await sleep(500);
     const timeouts0 = agent.health().protocol.requestTimeouts;
     // Right after a poll goes out (a record is made just before each poll is sent), hold the
@@ -132,6 +141,25 @@ describe('peloton driver on a pty', () => {
     const p = agent.health().protocol;
     expect(p.requestTimeouts - timeouts0).toBe(0);
     expect(p.errors).toMatchObject({ checksum: 0, unmatched: 0 });
+  });
+
+  it("polls reach the bike while libuv's threadpool is held (slow file I/O): they are written on the event loop", async () => {
+    // Polls 250 ms apart: the bike, a process on a loaded machine, has time to answer each; a poll held in the pool does not.
+    const { agent, dir } = await bikeInItsOwnProcess('pelo-pool-', { pollIntervalMs: 250 });
+    const before = agent.health().protocol;
+    // Every threadpool thread (4, libuv's default) waits in open() on a FIFO nobody writes, without using the CPU.
+    const fifos = [0, 1, 2, 3].map((i) => join(dir, `fifo-${i}`));
+    for (const f of fifos) execFileSync('mkfifo', [f]);
+    const held = fifos.map((f) => open(f, 'r'));
+    try {
+      await sleep(1500);
+    } finally {
+      for (const f of fifos) closeSync(openSync(f, 'w'));
+      for (const h of held) await (await h).close();
+    }
+    const after = agent.health().protocol;
+    expect(after.requestTimeouts - before.requestTimeouts).toBe(0);
+    expect(after.frames - before.frames).toBeGreaterThanOrEqual(4); // replies: 6 polls in 1.5 s
   });
 
   it('a bike that stops answering mid-ride: records go on at 10 Hz, values held and flagged stale, then withdrawn; all recover when it answers again', async () => {
