@@ -216,10 +216,13 @@ describe('the console as a VM (qemu): the board on the UART, power cuts', () => 
       console.log(JSON.stringify({ measure: 'power cuts', cuts: table }));
       for (const row of table) expect(row.delivered).toBe(row.committedBeforeCut);
       // Numbers never repeat: each boot numbers above everything before it, and a record seen twice is the same record in a whole re-sent packet.
-      for (let i = 1; i < cuts.length; i++)
+      // (A cut before a boot's first commit line reached the host leaves that boot nothing to compare.)
+      for (let i = 1; i < cuts.length; i++) {
+        if (cuts[i].committedSeen.length === 0) continue;
         expect(cuts[i].committedSeen[0][0]).toBeGreaterThan(
           Math.max(...cuts.slice(0, i).flatMap((c) => c.committedSeen.map(([, b]) => b))),
         );
+      }
       expect(consumer.reused).toEqual([]);
       expect(consumer.duplicatesAreWholePackets()).toBe(true);
       expect(consumer.invalid).toEqual([]);
