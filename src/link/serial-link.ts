@@ -5,13 +5,13 @@
  */
 import type { LinkHealth } from '../contracts/health.js';
 import { EventEmitter } from 'node:events';
-import { writeSync } from 'node:fs';
 import type * as SerialStream from '@serialport/stream';
 import type * as SerialBindings from '@serialport/bindings-cpp';
 import { requireCjs } from '../util/require-cjs.js';
 import { Backoff } from './backoff.js';
 import { FrameSplitter, type Framing } from './frame-splitter.js';
 import { PolledReader } from './polled-reader.js';
+import { writeDirect } from './direct-write.js';
 import type { Heartbeat } from '../util/heartbeat.js';
 
 // The stream and the platform's binding, which is all `new SerialPort()` is, without the `serialport` package's
@@ -214,7 +214,7 @@ export class SerialLink extends EventEmitter<LinkEvents> {
     if (!port || this.currentState !== 'open') return false;
     this.counters.bytesOut += bytes.length;
     if (this.tap) this.tap(bytes, 1);
-    writeNow(port, bytes);
+    writeDirect(port, bytes);
     if (this.unwatched) {
       // A request's reply is read as it comes, not a beat later.
       this.repliesUntilMs = Date.now() + REPLY_WINDOW_MS;
@@ -359,29 +359,4 @@ export class SerialLink extends EventEmitter<LinkEvents> {
 export function openFailure(path: string, err: Error): string {
   const why = err.message.replace(/^Error: /, '').replace(`, cannot open ${path}`, '');
   return `cannot open ${path}: ${why}`;
-}
-
-/**
- * Bytes to the board now: one non-blocking write on the port's fd, as the
- * reader reads (polled-reader.ts), when nothing is queued before them. Through
- * serialport's stream a write goes to libuv's threadpool and its completion
- * comes back on the event loop, and only then does the next write start: an
- * agent held up (a slow commit, a busy CPU) can hold a request there while
- * its deadline runs, so the bike never sees it in time and it is counted
- * unanswered. The stream still takes what the fd will not (would block, a
- * partial write) and everything after it, in order; a copy, since callers
- * reuse their buffers.
- */
-function writeNow(port: SerialPort, bytes: Buffer): void {
-  const fd = (port.port as { fd?: number | null } | undefined)?.fd;
-  let written = 0;
-  if (typeof fd === 'number' && port.writableLength === 0) {
-    try {
-      written = writeSync(fd, bytes);
-    } catch {
-      // EAGAIN (the tty's buffer is full) or the device going away: the stream writes it, or reports the loss.
-    }
-    if (written === bytes.length) return;
-  }
-  port.write(Buffer.from(bytes.subarray(written)));
 }

@@ -2,7 +2,7 @@
  * Puts a SimBoard on a transport in real time: a pty (through socat) or a
  * writable stream. Also plays unplug/replug by tearing the pty down.
  */
-import { mkdirSync, mkdtempSync, writeSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as Serial from 'serialport';
@@ -11,6 +11,7 @@ import type { Writable } from 'node:stream';
 import type { SimBoard } from './board.js';
 import { PtyPair } from './pty.js';
 import { PolledReader } from '../link/polled-reader.js';
+import { writeDirect } from '../link/direct-write.js';
 
 const { SerialPort } = requireCjs('serialport') as typeof Serial;
 type SerialPort = Serial.SerialPort;
@@ -73,7 +74,7 @@ export class SimRunner<B extends SimulatedBoard = SimBoard> {
     await this.openBoardPort(baudRate);
     this.baudRate = baudRate;
     if (this.opts.unplug) this.nextUnplugS = this.opts.unplug.everyS;
-    this.begin((b) => this.port && this.writeNow(this.port, b));
+    this.begin((b) => this.port && writeDirect(this.port, b));
     return this.pty.consolePath;
   }
 
@@ -110,7 +111,7 @@ export class SimRunner<B extends SimulatedBoard = SimBoard> {
         this.rxQueue.push({ atS: this.lineFreeAtS, bytes: chunk });
         return;
       }
-      for (const reply of this.opts.board.receive(chunk)) this.writeNow(port, reply);
+      for (const reply of this.opts.board.receive(chunk)) writeDirect(port, reply);
     };
     // A board answers at once: bytes read on the event loop as they come and
     // replies written straight to the fd, not through serialport's threadpool
@@ -132,21 +133,6 @@ export class SimRunner<B extends SimulatedBoard = SimBoard> {
   private write: (b: Buffer) => void = () => {};
   private reader: PolledReader | null = null;
 
-  /** Write to the board's end now (a non-blocking write on its fd); serialport's queue when the fd would block. */
-  private writeNow(port: SerialPort, b: Buffer): void {
-    const fd = (port.port as { fd?: number | null } | undefined)?.fd;
-    if (typeof fd === 'number') {
-      try {
-        const n = writeSync(fd, b);
-        if (n === b.length) return;
-        port.write(b.subarray(n));
-        return;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') return; // the pty is going away
-      }
-    }
-    port.write(b);
-  }
   private lineFreeAtS = 0;
   private readonly rxQueue: Array<{ atS: number; bytes: Buffer }> = [];
   /** Bytes the board received from the console. */
@@ -206,7 +192,7 @@ export class SimRunner<B extends SimulatedBoard = SimBoard> {
     if (!this.unplugged || !this.pty) return;
     await this.pty.open();
     await this.openBoardPort(this.baudRate);
-    this.write = (b) => this.port && this.writeNow(this.port, b);
+    this.write = (b) => this.port && writeDirect(this.port, b);
     this.unplugged = false;
     this.opts.onEvent?.('replugged', { atS: this.elapsedS() });
   }
