@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { readClientSettings } from '../config/client-settings.js';
 import { readOtaStateFile, type OtaState } from '../ota/state.js';
 import type { SpoolReader } from '../spool/reader.js';
-import { SPOOL_FILE } from '../spool/files.js';
+import type { AgentConfig } from '../config/schema.js';
 import { ApiClient } from '../api/client.js';
 import { AgentNotRunningError } from '../api/errors.js';
 import { ExitCode } from './exit-codes.js';
@@ -25,26 +25,24 @@ export async function statusCommand(opts: StatusOptions): Promise<void> {
   // The running agent is asked first, finding it from the file read without
   // validation (client-settings.ts); only when it does not answer is the
   // configuration loaded properly, which reports any fault in it.
-  const settings = readClientSettings(opts.config) ?? (await loadValidated(opts.config));
+  let validated: AgentConfig | undefined;
+  const settings = readClientSettings(opts.config) ?? (validated = await loadValidated(opts.config));
   let client: ApiClient;
   try {
     client = await ApiClient.forConfig(settings, opts.socket);
   } catch (err) {
     if (!(err instanceof AgentNotRunningError)) throw err;
-    const config = await loadValidated(opts.config);
-    const file = join(config.dataDir, SPOOL_FILE);
+    const config = validated ?? (await loadValidated(opts.config));
     let spool: ReturnType<SpoolReader['summary']> | { error: string };
-    if (!existsSync(file)) spool = { error: `no spool at ${file}` };
-    else
-      try {
-        // SQLite is loaded only when the agent is not there to answer and there is a spool to read.
-        const { SpoolReader: Reader } = await import('../spool/reader.js');
-        const r = Reader.open(config.dataDir);
-        spool = r.summary();
-        r.close();
-      } catch (e) {
-        spool = { error: (e as Error).message };
-      }
+    try {
+      // Loaded only when the agent is not there to answer; the reader loads SQLite only when there is a spool file.
+      const { SpoolReader: Reader } = await import('../spool/reader.js');
+      const r = Reader.open(config.dataDir);
+      spool = r.summary();
+      r.close();
+    } catch (e) {
+      spool = { error: (e as Error).message };
+    }
     if (opts.json) json({ running: false, healthy: false, error: err.message, spool });
     else {
       out(`AGENT NOT RUNNING: ${err.message}`);
@@ -70,7 +68,7 @@ export async function statusCommand(opts: StatusOptions): Promise<void> {
 }
 
 /** The configuration, validated (zod and the schema are loaded only here). */
-async function loadValidated(file: string | undefined) {
+async function loadValidated(file: string | undefined): Promise<AgentConfig> {
   const { loadConfig } = await import('../config/load.js');
   return loadConfig(file);
 }

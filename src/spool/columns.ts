@@ -25,6 +25,9 @@ export const VALUE_COLUMNS: readonly ValueColumn[] = [
   { name: 'energy_j', scale: 1000, field: 'energyKj' },
 ];
 
+/** A committed record's columns in the order the spool stores them and the uploader reads them (SpoolRow). */
+export const ROW_COLUMNS = ['seq', 'ride', 't_us', 'wall_ms', ...VALUE_COLUMNS.map((c) => c.name), 'flags'] as const;
+
 /** Marks an unknown value in the integer columns of a batch. */
 export const NULL_INT = -2147483648;
 

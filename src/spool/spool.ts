@@ -30,7 +30,7 @@ import { join } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import type { LiveRecord } from '../metrics/record.js';
 import { RecordBatch } from './batch.js';
-import { NULL_INT, VALUE_COLUMNS } from './columns.js';
+import { NULL_INT, ROW_COLUMNS, VALUE_COLUMNS } from './columns.js';
 import { Outbox, RideStore, type PurgeResult } from './rides.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './schema.js';
 import { errorCode, syncDir } from '../util/files.js';
@@ -121,7 +121,7 @@ export interface Gap {
 /** A committed record as the uploader reads it: [seq, ride, t_us, wall_ms, ...values, flags]. */
 export type SpoolRow = number[];
 
-export const ROW_COLUMNS = ['seq', 'ride', 't_us', 'wall_ms', ...VALUE_COLUMNS.map((c) => c.name), 'flags'] as const;
+export { ROW_COLUMNS };
 
 /** The spool's figures as the health contract shows them (contracts/health.ts). */
 export type SpoolStats = Omit<SpoolHealth, 'state'>;
@@ -241,7 +241,10 @@ export class Spool {
     this.deleteAcked = db.transaction(deleteAcked);
     this.selectGaps = db.prepare('SELECT id, first_seq, last_seq, count, reason, at_ms FROM gaps WHERE reported = 0 ORDER BY first_seq');
     this.markGap = db.prepare('UPDATE gaps SET reported = 1 WHERE id = ?');
-    this.selectRange = db.prepare('SELECT min(seq) AS oldest, max(seq) AS newest FROM records');
+    // Two subqueries, not min() and max() in one: SQLite looks up a lone min() or max() at an end of the
+    // index, but computes both together by reading every record (400 ms on four days of records, and
+    // health asks for this on every status, stats line and watchdog ping).
+    this.selectRange = db.prepare('SELECT (SELECT min(seq) FROM records) AS oldest, (SELECT max(seq) FROM records) AS newest');
     this.countGaps = db.prepare('SELECT count(*) AS n FROM gaps WHERE reported = 0');
     const row: (number | null)[] = new Array<number | null>(ROW_COLUMNS.length).fill(0);
     const p = this.pending;
@@ -333,6 +336,13 @@ export class Spool {
     try {
       const version = db.pragma('user_version', { simple: true }) as number;
       if (version > SCHEMA_VERSION) throw new SpoolTooNewError(file, version);
+      // A page cache of 512 KiB instead of better-sqlite3's 16 MB default, set before anything reads the
+      // file: quick_check below reads every page, and on a large spool filled the default cache (200 MB of
+      // records, four days offline: peak RSS at start 76 MB; docs/performance.md). The commit and the
+      // uploader's reads touch the few pages at the ends of the table, and a cache that fills over hours
+      // offline was the agent's largest growth (three hours of records spooled: RSS +9.3 MB with the
+      // default, +5.2 MB with this).
+      db.pragma('cache_size = -512');
       const check = db.pragma('quick_check', { simple: true }) as string;
       if (check !== 'ok') throw new SpoolCorruptError(`quick_check: ${check}`);
       if (version === 0) {
@@ -343,11 +353,6 @@ export class Spool {
       db.pragma(`synchronous = ${opts.synchronous}`);
       // Deleted rows and freed pages are zeroed: a purged member's pseudonym is not left in free pages.
       db.pragma('secure_delete = ON');
-      // A page cache of 512 KiB instead of SQLite's 2 MB: the commit and the uploader's reads touch
-      // the few pages at the ends of the table, and a cache that fills over hours offline was the
-      // agent's largest growth (three hours of records spooled: RSS +9.3 MB with the default, +5.2 MB
-      // with this; docs/performance.md).
-      db.pragma('cache_size = -512');
       // Keep the WAL small relative to the cap: checkpoint every 1/32 of it.
       const pageSize = db.pragma('page_size', { simple: true }) as number;
       const walPages = Math.max(16, Math.min(1000, Math.floor(opts.maxBytes / pageSize / 32)));

@@ -11,8 +11,7 @@
 import { Encoder, decode } from './cbor.js';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { Gap, SpoolRow } from '../spool/spool.js';
-import { ROW_COLUMNS } from '../spool/spool.js';
-import { VALUE_COLUMNS } from '../spool/columns.js';
+import { ROW_COLUMNS, VALUE_COLUMNS } from '../spool/columns.js';
 
 export const PACKET_SCHEMA_VERSION = 1;
 

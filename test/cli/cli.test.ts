@@ -3,10 +3,11 @@ import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
+import { ExitCode } from '../../src/cli/exit-codes.js';
 import { loadCalibration } from '../../src/metrics/calibration.js';
 import { FwpFrame, FwpResult, MsgType, decodeFrame } from '../../src/protocol/fwp/codec.js';
 import { startAgent, tempDir } from '../helpers/agent.js';
-import type { Child } from '../helpers/cli.js';
+import { cli, type Child } from '../helpers/cli.js';
 import { useCliChildren, writeJson } from '../helpers/cli-children.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -268,5 +269,28 @@ describe('bike-telemetry simulate', () => {
     expect(sim.stderr()).toMatch(/"msg":"replugged"/);
     sim.proc.kill('SIGTERM');
     await sim.exited;
+  });
+});
+
+describe('bike-telemetry status and spool without an agent', () => {
+  it('status and spool with no spool file say so without loading SQLite', async () => {
+    const dir = tempDir('cli-nospool-');
+    const config = writeJson(dir, 'c.json', { dataDir: join(dir, 'data'), api: { socketPath: join(dir, 'api.sock') } });
+    // Says at exit how many of better-sqlite3's modules the process loaded (CommonJS: require.cache holds them).
+    const preload = join(dir, 'loaded.cjs');
+    writeFileSync(
+      preload,
+      "process.on('exit', () => process.stderr.write('loaded: ' + JSON.stringify(Object.keys(require.cache).filter((k) => k.includes('better-sqlite3')).length) + '\\n'));",
+    );
+    const c = cli(['status', '--json', '--config', config], { env: { NODE_OPTIONS: `--require ${preload}` } });
+    expect((await c.exited).code).toBe(ExitCode.NOT_RUNNING);
+    const out = JSON.parse(c.stdout.join('\n')) as { running: boolean; spool: { error: string } };
+    expect(out.running).toBe(false);
+    expect(out.spool.error).toBe(`no spool at ${join(dir, 'data', 'spool.db')}`);
+    expect(c.stderr()).toMatch(/^loaded: 0$/m);
+    const s = cli(['spool', '--config', config], { env: { NODE_OPTIONS: `--require ${preload}` } });
+    expect((await s.exited).code).toBe(ExitCode.NOT_FOUND);
+    expect(s.stderr()).toContain(`bike-telemetry spool: no spool at ${join(dir, 'data', 'spool.db')}`);
+    expect(s.stderr()).toMatch(/^loaded: 0$/m);
   });
 });
