@@ -114,6 +114,8 @@ export class Uploader {
   private timer: NodeJS.Timeout | null = null;
   private pollTimer: NodeJS.Timeout | null = null;
   private lastError: string | null = null;
+  /** The last pump failed to read the spool (said once in the log until a pump succeeds). */
+  private readFailing = false;
   private readonly topic: string;
   private readonly statusTopic: string;
   /** Read once: a missing file fails the constructor, naming its key. */
@@ -356,7 +358,14 @@ export class Uploader {
       this.pump();
     } catch (err) {
       this.lastError = (err as Error).message;
-      this.opts.log.error({ err: this.lastError }, 'uploader cannot read the spool; trying again');
+      // A state change, said once (every poll would fail the same way); it clears with "reads the spool again".
+      if (!this.readFailing) this.opts.log.error({ err }, 'uploader cannot read the spool; trying again at every poll');
+      this.readFailing = true;
+      return;
+    }
+    if (this.readFailing) {
+      this.readFailing = false;
+      this.opts.log.info('uploader reads the spool again');
     }
   }
 

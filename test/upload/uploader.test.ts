@@ -106,6 +106,43 @@ describe('uploader', () => {
     await waitFor(() => c.status.some((st) => st.state === 'offline'), 'offline status');
   });
 
+  it('a spool it cannot read: said once with its stack, not at every poll; said again when reading works; nothing lost', async () => {
+    const b = await broker();
+    const c = await consumer(b.url);
+    const s = spool();
+    const dir = tempDir('up-log-');
+    const logFile = join(dir, 'log.jsonl');
+    const lines = (): Array<Record<string, unknown>> =>
+      readFileSync(logFile, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    // The read fails as a worn flash's would (an I/O error), while records keep being committed.
+    const read = s.read.bind(s);
+    let failing = true;
+    s.read = (afterSeq, limit) => {
+      if (failing) throw Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR_READ' });
+      return read(afterSeq, limit);
+    };
+    const u = uploader(s, b.url, { log: createLogger('info', {}, { destination: logFile }) });
+    u.start();
+    await waitFor(() => u.stats().state === 'connected', 'connected');
+    for (let i = 0; i < 5; i++) {
+      fill(s, 20);
+      await sleep(150); // a poll (100 ms) at least each time
+    }
+    const failed = lines().filter((l) => l.msg === 'uploader cannot read the spool; trying again at every poll');
+    expect(failed).toHaveLength(1);
+    expect(failed[0].err).toMatchObject({ message: 'disk I/O error', code: 'SQLITE_IOERR_READ' });
+    expect((failed[0].err as { stack: string }).stack).toMatch(/uploader\.test\.ts/);
+    expect(u.stats().lastError).toBe('disk I/O error');
+    expect(c.seen.size).toBe(0);
+    failing = false;
+    await waitFor(() => c.seen.size === 100, 'every record once reading works');
+    expect(lines().filter((l) => l.msg === 'uploader reads the spool again')).toHaveLength(1);
+    expect(lines().filter((l) => l.msg === 'uploader cannot read the spool; trying again at every poll')).toHaveLength(1);
+  });
+
   it("never has more packets in flight than the broker's Receive Maximum, nor a packet over its Maximum Packet Size", async () => {
     const b = await broker(['max_inflight_messages 2', 'max_packet_size 4096']);
     const c = await consumer(b.url);
