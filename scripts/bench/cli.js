@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { numberArg } from './args.js';
 import { unitNodeFlags } from './unit-flags.js';
+import { writeNoBoardConfig } from './no-board-config.js';
 
 const runs = numberArg('--runs', 10);
 const bin = fileURLToPath(new URL('../../bin/bike-telemetry.js', import.meta.url));
@@ -54,19 +55,12 @@ const statusDown = measure([bin, 'status', '--config', config]);
 /** Wall ms from spawning `run` to its "agent started" line, `runs` times. */
 async function runToReady() {
   const flags = unitNodeFlags();
-  const cfg = join(dir, 'ready.json');
-  writeFileSync(
-    cfg,
-    JSON.stringify({
-      device: { id: 'bench-ready' },
-      serial: { path: join(dir, 'no-board') },
-      dataDir: join(dir, 'ready-data'),
-      api: { socketPath: join(dir, 'ready.sock') },
-      // Uploading, as installed, to a broker that is not there (nothing listens on port 1).
-      mqtt: { url: 'mqtt://127.0.0.1:1' },
-      log: { records: 'none' },
-    }),
-  );
+  const cfg = writeNoBoardConfig(join(dir, 'ready.json'), {
+    deviceId: 'bench-ready',
+    dir,
+    dataDir: join(dir, 'ready-data'),
+    socketName: 'ready.sock',
+  });
   const wall = [];
   for (let i = 0; i < runs; i++) {
     const t0 = process.hrtime.bigint();

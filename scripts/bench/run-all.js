@@ -12,6 +12,7 @@ const benches = [
   ['drain.js'],
   ['spool-rss.js'],
   ['cli.js'],
+  ['backlog.js'],
   ['board-update.js'],
 ];
 let failed = 0;

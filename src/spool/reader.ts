@@ -77,8 +77,8 @@ export class SpoolReader {
     // Loaded only now: a command that finds no spool (`status` with the agent down, say) never loads SQLite.
     const SqliteDatabase = requireCjs('better-sqlite3') as typeof Database;
     const db = new SqliteDatabase(file, { readonly: true, fileMustExist: true });
-    // The summary counts every record (a read of the whole table): with better-sqlite3's 16 MB default
-    // page cache that is 16 MB of RSS beside the agent on a large spool, for no speed a one-pass scan needs.
+    // The summary's count walks a whole index and integrity() reads every page: with better-sqlite3's
+    // 16 MB default page cache that is 16 MB of RSS beside the agent on a large spool, for one pass.
     db.pragma('cache_size = -512');
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version < 2) {
@@ -97,8 +97,8 @@ export class SpoolReader {
 
   summary(): SpoolSummary {
     const db = this.db;
-    // Each aggregate on its own: together SQLite reads every record for them (300 ms on four days of
-    // records); apart, min() and max() are index lookups and count(*) SQLite's own page count.
+    // Each aggregate on its own: together SQLite computes them by reading every record (300 ms on four
+    // days of records); apart, min() and max() are index lookups and count(*) walks the smallest index.
     const range = db
       .prepare(
         'SELECT (SELECT min(seq) FROM records) AS oldest, (SELECT max(seq) FROM records) AS newest, (SELECT count(*) FROM records) AS n',
