@@ -10,7 +10,7 @@
 // - with the agent stopped: `status` (it summarises the file), wall and peak RSS.
 // Prints one JSON line. Usage: node scripts/bench/backlog.js [--records 3200000] [--runs 5]
 // (needs `npm run build`; the file is built with SQLite directly in a few seconds)
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -21,8 +21,8 @@ import { fileURLToPath } from 'node:url';
 import { Spool } from '../../dist/spool/spool.js';
 import { createLogger } from '../../dist/log/logger.js';
 import { numberArg } from './args.js';
-import { unitNodeFlags } from './unit-flags.js';
 import { writeNoBoardConfig } from './no-board-config.js';
+import { startToReady, stopAgent } from './agent-ready.js';
 
 const records = numberArg('--records', 3_200_000);
 const runs = numberArg('--runs', 5);
@@ -51,32 +51,6 @@ const fileMB = Math.round(statSync(join(dir, 'spool.db')).size / 1048576);
 
 // The backlog stays: the broker is not there.
 const config = writeNoBoardConfig(join(dir, 'config.json'), { deviceId: 'bench-backlog', dir, dataDir: dir, socketName: 'api.sock' });
-
-/** Start `run`; resolves at "agent started" with the wall time and the process's peak RSS then. */
-function startAgent() {
-  const t0 = process.hrtime.bigint();
-  const p = spawn(process.execPath, [...unitNodeFlags(), bin, 'run', '--config', config], { stdio: ['ignore', 'pipe', 'ignore'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const onData = (d) => {
-      out += d;
-      if (!out.includes('"msg":"agent started"')) return;
-      p.stdout.off('data', onData);
-      p.stdout.resume();
-      const wallMs = Number(process.hrtime.bigint() - t0) / 1e6;
-      const peakRssMB = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${p.pid}/status`, 'utf8'))[1]) / 1024;
-      resolve({ p, wallMs, peakRssMB });
-    };
-    p.stdout.on('data', onData);
-    p.once('exit', (code) => reject(new Error(`agent exited (${code}) before READY`)));
-  });
-}
-
-async function stopAgent(p) {
-  p.removeAllListeners('exit');
-  p.kill('SIGTERM');
-  await new Promise((r) => (p.exitCode !== null ? r() : p.once('exit', r)));
-}
 
 /** Milliseconds from sending a `health` request on the API socket to its answer. */
 function healthMs() {
@@ -113,7 +87,7 @@ const health = [];
 const up = [];
 const down = [];
 for (let i = 0; i < runs; i++) {
-  const a = await startAgent();
+  const a = await startToReady(bin, config);
   ready.push(a);
   // After the uploader's first connect (it loads the MQTT client on the turn after READY), three requests.
   await sleep(1000);

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { numberArg } from './args.js';
-import { unitNodeFlags } from './unit-flags.js';
+import { startToReady, stopAgent } from './agent-ready.js';
 import { writeNoBoardConfig } from './no-board-config.js';
 
 const runs = numberArg('--runs', 10);
@@ -54,7 +54,6 @@ const help = measure([bin, '--help']);
 const statusDown = measure([bin, 'status', '--config', config]);
 /** Wall ms from spawning `run` to its "agent started" line, `runs` times. */
 async function runToReady() {
-  const flags = unitNodeFlags();
   const cfg = writeNoBoardConfig(join(dir, 'ready.json'), {
     deviceId: 'bench-ready',
     dir,
@@ -63,19 +62,9 @@ async function runToReady() {
   });
   const wall = [];
   for (let i = 0; i < runs; i++) {
-    const t0 = process.hrtime.bigint();
-    const p = spawn(process.execPath, [...flags, bin, 'run', '--config', cfg], { stdio: ['ignore', 'pipe', 'ignore'] });
-    await new Promise((resolve) => {
-      let out = '';
-      p.stdout.on('data', (d) => {
-        out += d;
-        if (out.includes('"msg":"agent started"')) resolve();
-      });
-      p.once('exit', resolve);
-    });
-    wall.push(Number(process.hrtime.bigint() - t0) / 1e6);
-    p.kill('SIGTERM');
-    await new Promise((r) => (p.exitCode !== null ? r() : p.once('exit', r)));
+    const { p, wallMs } = await startToReady(bin, cfg);
+    wall.push(wallMs);
+    await stopAgent(p);
   }
   return { wallMs: Math.round(median(wall) * 10) / 10, wallMsMax: Math.round(Math.max(...wall) * 10) / 10 };
 }

@@ -10,6 +10,7 @@ import { ConfigError } from '../config/errors.js';
 import { AGENT_VERSION } from '../version.js';
 import { ExitCode } from './exit-codes.js';
 import { AgentNotRunningError, ApiRequestError } from '../api/errors.js';
+import { withoutOptimisingCompiler } from './quick-command.js';
 import { parseCommandLine, UsageError, type CommandSpec, type OptionSpec, type ProgramSpec } from './command-line.js';
 
 /** A developer tool's command run from a device bundle, which leaves such tools out (exit 6, not found). */
@@ -19,20 +20,26 @@ class DevToolMissingError extends AgentError<'dev_tool_missing'> {
   }
 }
 
-/** A command's action, imported when it runs. */
-function lazy<M, K extends keyof M>(load: () => Promise<M>, name: K): (...args: unknown[]) => Promise<void> {
+/** A command's action, imported when it runs; `quick`: one that answers and exits within moments (quick-command.ts). */
+function lazy<M, K extends keyof M>(
+  load: () => Promise<M>,
+  name: K,
+  opts: { quick?: boolean } = {},
+): (...args: unknown[]) => Promise<void> {
   return async (...args) => {
+    if (opts.quick) await withoutOptimisingCompiler();
     const action = (await load())[name] as (...a: unknown[]) => void | Promise<void>;
     await action(...args);
   };
 }
+const quick = { quick: true };
 const runCommand = lazy(() => import('./run.js'), 'runCommand');
-const statusCommand = lazy(() => import('./status.js'), 'statusCommand');
+const statusCommand = lazy(() => import('./status.js'), 'statusCommand', quick);
 const liveCommand = lazy(() => import('./live.js'), 'liveCommand');
-const portsCommand = lazy(() => import('./ports.js'), 'portsCommand');
-const spoolCommand = lazy(() => import('./spool-cmd.js'), 'spoolCommand');
+const portsCommand = lazy(() => import('./ports.js'), 'portsCommand', quick);
+const spoolCommand = lazy(() => import('./spool-cmd.js'), 'spoolCommand', quick);
 const exportCommand = lazy(() => import('./spool-cmd.js'), 'exportCommand');
-const rideListCommand = lazy(() => import('./ride-cmd.js'), 'rideListCommand');
+const rideListCommand = lazy(() => import('./ride-cmd.js'), 'rideListCommand', quick);
 const rideChartCommand = lazy(() => import('./ride-cmd.js'), 'rideChartCommand');
 const captureCommand = lazy(() => import('./capture-cmd.js'), 'captureCommand');
 const replayCommand = lazy(() => import('./capture-cmd.js'), 'replayCommand');
@@ -48,7 +55,7 @@ const fleetSimCommand = lazy(async () => {
 const updaterCommand = lazy(() => import('./updater-cmd.js'), 'updaterCommand');
 const selftestCommand = lazy(() => import('./selftest.js'), 'selftestCommand');
 const simulateCommand = lazy(() => import('./simulate.js'), 'simulateCommand');
-const boardInfoCommand = lazy(() => import('./board-cmd.js'), 'boardInfoCommand');
+const boardInfoCommand = lazy(() => import('./board-cmd.js'), 'boardInfoCommand', quick);
 const boardUpdateCommand = lazy(() => import('./board-cmd.js'), 'boardUpdateCommand');
 const boardImageCommand = lazy(() => import('./board-cmd.js'), 'boardImageCommand');
 

@@ -5,7 +5,7 @@
  */
 import { AgentError } from '../util/errors.js';
 import type Database from 'better-sqlite3';
-import { requireCjs } from '../util/require-cjs.js';
+import { openSpoolFile } from './sqlite-file.js';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROW_COLUMNS, VALUE_COLUMNS } from './columns.js';
@@ -74,12 +74,9 @@ export class SpoolReader {
   static open(dataDir: string): SpoolReader {
     const file = join(dataDir, SPOOL_FILE);
     if (!existsSync(file)) throw new SpoolMissingError('spool_missing', `no spool at ${file}`);
-    // Loaded only now: a command that finds no spool (`status` with the agent down, say) never loads SQLite.
-    const SqliteDatabase = requireCjs('better-sqlite3') as typeof Database;
-    const db = new SqliteDatabase(file, { readonly: true, fileMustExist: true });
-    // The summary's count walks a whole index and integrity() reads every page: with better-sqlite3's
-    // 16 MB default page cache that is 16 MB of RSS beside the agent on a large spool, for one pass.
-    db.pragma('cache_size = -512');
+    // SQLite loads only now, with a small page cache (sqlite-file.ts): the summary's count walks a whole
+    // index and integrity() reads every page.
+    const db = openSpoolFile(file, { readonly: true, fileMustExist: true });
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version < 2) {
       db.close();

@@ -24,21 +24,19 @@
 import { AgentError } from '../util/errors.js';
 import type { SpoolHealth } from '../contracts/health.js';
 import type Database from 'better-sqlite3';
-import { requireCjs } from '../util/require-cjs.js';
 import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log/logger.js';
 import type { LiveRecord } from '../metrics/record.js';
 import { RecordBatch } from './batch.js';
 import { NULL_INT, ROW_COLUMNS, VALUE_COLUMNS } from './columns.js';
+import { openSpoolFile } from './sqlite-file.js';
 import { Outbox, RideStore, type PurgeResult } from './rides.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './schema.js';
 import { errorCode, syncDir } from '../util/files.js';
 import { SequenceAllocator, type Reservation } from './sequence.js';
 import { WallClockMap } from './wall-clock.js';
 import { SPOOL_FILE } from './files.js';
-
-const SqliteDatabase = requireCjs('better-sqlite3') as typeof Database;
 
 export type SyncMode = 'OFF' | 'NORMAL' | 'FULL';
 
@@ -120,8 +118,6 @@ export interface Gap {
 
 /** A committed record as the uploader reads it: [seq, ride, t_us, wall_ms, ...values, flags]. */
 export type SpoolRow = number[];
-
-export { ROW_COLUMNS };
 
 /** The spool's figures as the health contract shows them (contracts/health.ts). */
 export type SpoolStats = Omit<SpoolHealth, 'state'>;
@@ -332,17 +328,11 @@ export class Spool {
 
   private static openChecked(file: string, opts: SpoolOptions): Database.Database {
     // A spool held by another process waits up to 5 s, then is unavailable (never "corrupt").
-    const db = new SqliteDatabase(file, { timeout: 5000 });
+    // The page cache is capped as it opens (sqlite-file.ts): quick_check below reads every page.
+    const db = openSpoolFile(file, { timeout: 5000 });
     try {
       const version = db.pragma('user_version', { simple: true }) as number;
       if (version > SCHEMA_VERSION) throw new SpoolTooNewError(file, version);
-      // A page cache of 512 KiB instead of better-sqlite3's 16 MB default, set before anything reads the
-      // file: quick_check below reads every page, and on a large spool filled the default cache (200 MB of
-      // records, four days offline: peak RSS at start 76 MB; docs/performance.md). The commit and the
-      // uploader's reads touch the few pages at the ends of the table, and a cache that fills over hours
-      // offline was the agent's largest growth (three hours of records spooled: RSS +9.3 MB with the
-      // default, +5.2 MB with this).
-      db.pragma('cache_size = -512');
       const check = db.pragma('quick_check', { simple: true }) as string;
       if (check !== 'ok') throw new SpoolCorruptError(`quick_check: ${check}`);
       if (version === 0) {

@@ -1,4 +1,5 @@
 /** The `bike-telemetry` executable as a user runs it: child processes, real ptys. */
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -7,7 +8,7 @@ import { ExitCode } from '../../src/cli/exit-codes.js';
 import { loadCalibration } from '../../src/metrics/calibration.js';
 import { FwpFrame, FwpResult, MsgType, decodeFrame } from '../../src/protocol/fwp/codec.js';
 import { startAgent, tempDir } from '../helpers/agent.js';
-import { cli, type Child } from '../helpers/cli.js';
+import { BIN, cli, type Child } from '../helpers/cli.js';
 import { useCliChildren, writeJson } from '../helpers/cli-children.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -292,5 +293,27 @@ describe('bike-telemetry status and spool without an agent', () => {
     expect((await s.exited).code).toBe(ExitCode.NOT_FOUND);
     expect(s.stderr()).toContain(`bike-telemetry spool: no spool at ${join(dir, 'data', 'spool.db')}`);
     expect(s.stderr()).toMatch(/^loaded: 0$/m);
+  });
+
+  it("status and spool run without V8's optimising compiler, which would only page in its code", async () => {
+    // --trace-opt prints a line for each function V8 marks for, or finishes, optimising; this Node does:
+    const hot = spawnSync(process.execPath, [
+      '--trace-opt',
+      '-e',
+      'let s = 0; const f = (x) => x * 2 + 1; for (let i = 0; i < 1e7; i++) s += f(i);',
+    ]);
+    const optimising = /marking .* for optimization|completed (compiling|optimizing)/;
+    expect(hot.stdout.toString()).toMatch(optimising);
+
+    const dir = tempDir('cli-quick-');
+    const config = writeJson(dir, 'c.json', { dataDir: join(dir, 'data'), api: { socketPath: join(dir, 'api.sock') } });
+    const traced = { launcher: { command: process.execPath, args: ['--trace-opt', BIN] } };
+    const c = cli(['status', '--config', config], traced);
+    expect((await c.exited).code).toBe(ExitCode.NOT_RUNNING);
+    expect(c.stdout).toContain(`AGENT NOT RUNNING: the agent is not running: no API socket at ${join(dir, 'api.sock')}`);
+    expect(c.stdout.filter((l) => optimising.test(l))).toEqual([]);
+    const s = cli(['spool', '--config', config], traced);
+    expect((await s.exited).code).toBe(ExitCode.NOT_FOUND);
+    expect(s.stdout.filter((l) => optimising.test(l))).toEqual([]);
   });
 });

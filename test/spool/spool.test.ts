@@ -8,7 +8,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log/logger.js';
 import { LiveRecord } from '../../src/metrics/record.js';
 import { MIGRATIONS, SCHEMA_VERSION } from '../../src/spool/schema.js';
-import { ROW_COLUMNS, SEQUENCE_FILE, SPOOL_FILE, Spool, SpoolTooNewError, type SpoolOptions } from '../../src/spool/spool.js';
+import { ROW_COLUMNS } from '../../src/spool/columns.js';
+import { SEQUENCE_FILE, SPOOL_FILE, Spool, SpoolTooNewError, type SpoolOptions } from '../../src/spool/spool.js';
 import { tempDir } from '../helpers/agent.js';
 
 const log = createLogger('silent');
