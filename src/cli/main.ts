@@ -10,7 +10,7 @@ import { ConfigError } from '../config/errors.js';
 import { AGENT_VERSION } from '../version.js';
 import { ExitCode } from './exit-codes.js';
 import { AgentNotRunningError, ApiRequestError } from '../api/errors.js';
-import { withoutOptimisingCompiler } from './quick-command.js';
+import { lazy, type ActionKind } from './command-action.js';
 import { parseCommandLine, UsageError, type CommandSpec, type OptionSpec, type ProgramSpec } from './command-line.js';
 
 /** A developer tool's command run from a device bundle, which leaves such tools out (exit 6, not found). */
@@ -20,21 +20,10 @@ class DevToolMissingError extends AgentError<'dev_tool_missing'> {
   }
 }
 
-/** A command's action, imported when it runs; `quick`: one that answers and exits within moments (quick-command.ts). */
-function lazy<M, K extends keyof M>(
-  load: () => Promise<M>,
-  name: K,
-  opts: { quick?: boolean } = {},
-): (...args: unknown[]) => Promise<void> {
-  return async (...args) => {
-    if (opts.quick) await withoutOptimisingCompiler();
-    const action = (await load())[name] as (...a: unknown[]) => void | Promise<void>;
-    await action(...args);
-  };
-}
-const quick = { quick: true };
-const runCommand = lazy(() => import('./run.js'), 'runCommand');
-const statusCommand = lazy(() => import('./status.js'), 'statusCommand', quick);
+const quick: ActionKind = { quick: true };
+const service: ActionKind = { service: true };
+const runCommand = lazy(() => import('./run.js'), 'runCommand', service);
+const statusCommand = lazy(() => import('./status.js'), 'statusCommand');
 const liveCommand = lazy(() => import('./live.js'), 'liveCommand');
 const portsCommand = lazy(() => import('./ports.js'), 'portsCommand', quick);
 const spoolCommand = lazy(() => import('./spool-cmd.js'), 'spoolCommand', quick);
@@ -52,7 +41,7 @@ const fleetSimCommand = lazy(async () => {
     throw new DevToolMissingError('fleet-sim is a developer tool and is not in a device bundle: run it from a checkout');
   }
 }, 'fleetSimCommand');
-const updaterCommand = lazy(() => import('./updater-cmd.js'), 'updaterCommand');
+const updaterCommand = lazy(() => import('./updater-cmd.js'), 'updaterCommand', service);
 const selftestCommand = lazy(() => import('./selftest.js'), 'selftestCommand');
 const simulateCommand = lazy(() => import('./simulate.js'), 'simulateCommand');
 const boardInfoCommand = lazy(() => import('./board-cmd.js'), 'boardInfoCommand', quick);

@@ -13,6 +13,7 @@ import type { AgentConfig } from '../config/schema.js';
 import { ApiClient } from '../api/client.js';
 import { AgentNotRunningError } from '../api/errors.js';
 import { ExitCode } from './exit-codes.js';
+import { withoutOptimisingCompiler } from './command-action.js';
 import { ago, bytes, duration, json, num, out, table } from './format.js';
 
 export interface StatusOptions {
@@ -67,8 +68,13 @@ export async function statusCommand(opts: StatusOptions): Promise<void> {
   }
 }
 
-/** The configuration, validated (zod and the schema are loaded only here). */
+/**
+ * The configuration, validated (zod and the schema are loaded only here).
+ * Asking the running agent optimises nothing; the checks' modules would
+ * (command-action.ts).
+ */
 async function loadValidated(file: string | undefined): Promise<AgentConfig> {
+  await withoutOptimisingCompiler();
   const { loadConfig } = await import('../config/load.js');
   return loadConfig(file);
 }

@@ -1,10 +1,14 @@
 /** The `bike-telemetry` executable as a user runs it: child processes, real ptys. */
+import Database from 'better-sqlite3';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/cli/exit-codes.js';
+import { createLogger } from '../../src/log/logger.js';
+import { ROW_COLUMNS } from '../../src/spool/columns.js';
+import { SPOOL_FILE, Spool } from '../../src/spool/spool.js';
 import { loadCalibration } from '../../src/metrics/calibration.js';
 import { FwpFrame, FwpResult, MsgType, decodeFrame } from '../../src/protocol/fwp/codec.js';
 import { startAgent, tempDir } from '../helpers/agent.js';
@@ -295,7 +299,7 @@ describe('bike-telemetry status and spool without an agent', () => {
     expect(s.stderr()).toMatch(/^loaded: 0$/m);
   });
 
-  it("status and spool run without V8's optimising compiler, which would only page in its code", async () => {
+  it("status, spool and ports run without V8's optimising compiler, which would only page in its code", async () => {
     // --trace-opt prints a line for each function V8 marks for, or finishes, optimising; this Node does:
     const hot = spawnSync(process.execPath, [
       '--trace-opt',
@@ -315,5 +319,50 @@ describe('bike-telemetry status and spool without an agent', () => {
     const s = cli(['spool', '--config', config], traced);
     expect((await s.exited).code).toBe(ExitCode.NOT_FOUND);
     expect(s.stdout.filter((l) => optimising.test(l))).toEqual([]);
+    // The port lister's modules (serialport, child_process): 16 functions optimised before.
+    const p = cli(['ports', '--config', config], traced);
+    expect((await p.exited).code).toBe(ExitCode.NOT_FOUND); // the configured port is not there
+    expect(p.stdout).toContain('PATH        USB ID  MANUFACTURER  SERIAL');
+    expect(p.stdout.filter((l) => optimising.test(l))).toEqual([]);
+  });
+});
+
+describe('a reader that closes the pipe early (`spool export | head`)', () => {
+  it('ends the command at once and quietly: no EPIPE stack trace, the exit code it had', async () => {
+    const dir = tempDir('cli-pipe-');
+    const dataDir = join(dir, 'data');
+    // 20,000 records (about 2 MB of CSV, far beyond a pipe's buffer), written as the agent's schema holds them.
+    Spool.open({
+      dir: dataDir,
+      deviceId: 'pipe-bike',
+      maxBytes: 64 << 20,
+      synchronous: 'NORMAL',
+      memoryRecords: 100,
+      log: createLogger('silent'),
+    }).close();
+    const db = new Database(join(dataDir, SPOOL_FILE));
+    const insert = db.prepare(`INSERT INTO records (${ROW_COLUMNS.join(', ')}) VALUES (${ROW_COLUMNS.map(() => '?').join(', ')})`);
+    db.transaction(() => {
+      for (let i = 1; i <= 20_000; i++)
+        insert.run(i, 0, i * 100_000, 1_765_000_000_000 + i * 100, 800, 1500, 450, 2400, 3000, 120, i, i * 10, 0);
+    })();
+    db.close();
+    const config = writeJson(dir, 'c.json', { dataDir, api: { socketPath: join(dir, 'api.sock') } });
+
+    // The reader's end is closed before the command writes (it starts in tens of milliseconds): every write fails.
+    const exp = cli(['spool', 'export', '--config', config]);
+    exp.proc.stdout!.destroy();
+    expect(await exp.exited).toEqual({ code: ExitCode.OK, signal: null });
+    expect(exp.stderr()).toBe('');
+
+    // `status` keeps its own code (the agent is not running).
+    const status = cli(['status', '--config', config]);
+    status.proc.stdout!.destroy();
+    expect((await status.exited).code).toBe(ExitCode.NOT_RUNNING);
+    expect(status.stderr()).toBe('');
+    const rides = cli(['ride', 'list', '--config', config]);
+    rides.proc.stdout!.destroy();
+    expect((await rides.exited).code).toBe(ExitCode.OK);
+    expect(rides.stderr()).toBe('');
   });
 });
