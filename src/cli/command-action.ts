@@ -47,9 +47,9 @@ export async function withoutOptimisingCompiler(): Promise<void> {
  * A reader that stops early closes the pipe (`spool export | head`, `ride
  * list | head -3`, `less` quit before the end): the command then ends at
  * once and quietly, as Unix tools do (they die of SIGPIPE, which Node
- * ignores), instead of dying on EPIPE with a stack trace, or reading the rest
- * of the spool for nobody. The exit code is the one the command had set by
- * then, else 0: the reader had what it wanted.
+ * ignores), instead of dying on EPIPE with a stack trace and exit code 1.
+ * The exit code is the one the command had set by then, else 0: the reader
+ * had what it wanted.
  */
 function endQuietlyWhenStdoutCloses(): void {
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
