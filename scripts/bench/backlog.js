@@ -10,9 +10,8 @@
 // - with the agent stopped: `status` (it summarises the file), wall and peak RSS.
 // Prints one JSON line. Usage: node scripts/bench/backlog.js [--records 3200000] [--runs 5]
 // (needs `npm run build`; the file is built with SQLite directly in a few seconds)
-import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,11 +22,11 @@ import { createLogger } from '../../dist/log/logger.js';
 import { numberArg } from './args.js';
 import { writeNoBoardConfig } from './no-board-config.js';
 import { startToReady, stopAgent } from './agent-ready.js';
+import { timedNode } from './timed-node.js';
 
 const records = numberArg('--records', 3_200_000);
 const runs = numberArg('--runs', 5);
 const bin = fileURLToPath(new URL('../../bin/bike-telemetry.js', import.meta.url));
-const preload = fileURLToPath(new URL('./report-rss.cjs', import.meta.url));
 const Database = createRequire(import.meta.url)('better-sqlite3');
 const dir = mkdtempSync(join(tmpdir(), 'bench-backlog-'));
 const median = (xs) => Math.round([...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] * 10) / 10;
@@ -72,15 +71,7 @@ function healthMs() {
 }
 
 /** Wall ms and peak RSS MB of `bike-telemetry status`. */
-function status() {
-  const rssFile = join(dir, 'rss');
-  const t0 = process.hrtime.bigint();
-  spawnSync(process.execPath, ['--require', preload, bin, 'status', '--config', config], {
-    stdio: 'ignore',
-    env: { ...process.env, BENCH_RSS_FILE: rssFile },
-  });
-  return { wallMs: Number(process.hrtime.bigint() - t0) / 1e6, rssMB: Number(readFileSync(rssFile, 'utf8')) / 1024 };
-}
+const status = () => timedNode([bin, 'status', '--config', config], join(dir, 'rss'));
 
 const ready = [];
 const health = [];

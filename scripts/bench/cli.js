@@ -7,18 +7,18 @@
 // with the unit's Node flags, uploading as installed, no board and no broker. Prints one JSON line.
 // Usage: node scripts/bench/cli.js [--runs 10]   (needs `npm run build`)
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { numberArg } from './args.js';
 import { startToReady, stopAgent } from './agent-ready.js';
+import { timedNode } from './timed-node.js';
 import { writeNoBoardConfig } from './no-board-config.js';
 
 const runs = numberArg('--runs', 10);
 const bin = fileURLToPath(new URL('../../bin/bike-telemetry.js', import.meta.url));
-const preload = fileURLToPath(new URL('./report-rss.cjs', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'bench-cli-'));
 const config = join(dir, 'config.json');
 writeFileSync(
@@ -40,10 +40,9 @@ function measure(args) {
   const rss = [];
   const rssFile = join(dir, 'rss');
   for (let i = 0; i < runs; i++) {
-    const t0 = process.hrtime.bigint();
-    spawnSync(process.execPath, ['--require', preload, ...args], { stdio: 'ignore', env: { ...process.env, BENCH_RSS_FILE: rssFile } });
-    wall.push(Number(process.hrtime.bigint() - t0) / 1e6);
-    rss.push(Number(readFileSync(rssFile, 'utf8')) / 1024);
+    const t = timedNode(args, rssFile);
+    wall.push(t.wallMs);
+    rss.push(t.rssMB);
   }
   const r = (x) => Math.round(x * 10) / 10;
   return { wallMs: r(median(wall)), wallMsMax: r(Math.max(...wall)), rssMB: r(median(rss)), rssMBMax: r(Math.max(...rss)) };
